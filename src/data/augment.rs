@@ -1,0 +1,58 @@
+//! Light data augmentation: each training image moved by a small random
+//! shift (zero-filled), drawn from the counter-based generator so a batch's
+//! shifts depend only on (seed, step, position in the batch).
+
+use crate::nn::dropout::uniform;
+
+/// Copies `src` (an `h x w` image) into `dst` moved by `(dx, dy)` pixels.
+pub fn shift_image(src: &[f32], dst: &mut [f32], (h, w): (usize, usize), dx: isize, dy: isize) {
+    dst.fill(0.0);
+    let (h, w) = (h as isize, w as isize);
+    for y in 0.max(dy)..h.min(h + dy) {
+        let sy = y - dy;
+        let (x0, x1) = (0.max(dx), w.min(w + dx));
+        if x0 >= x1 {
+            continue;
+        }
+        let d = (y * w + x0) as usize..(y * w + x1) as usize;
+        let s = (sy * w + x0 - dx) as usize..(sy * w + x1 - dx) as usize;
+        dst[d].copy_from_slice(&src[s]);
+    }
+}
+
+/// A shift in `-max..=max` on each axis for sample `i` of stream `key`.
+pub fn random_shift(key: u64, i: u64, max: usize) -> (isize, isize) {
+    let span = (2 * max + 1) as f32;
+    let pick = |u: f32| ((u * span) as isize).min(2 * max as isize) - max as isize;
+    (pick(uniform(key, 2 * i)), pick(uniform(key, 2 * i + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_move_pixels_and_fill_with_zero() {
+        let src: Vec<f32> = (0..12).map(|v| v as f32 + 1.0).collect(); // 3 x 4
+        let mut dst = vec![9.0; 12];
+        shift_image(&src, &mut dst, (3, 4), 1, 0);
+        assert_eq!(dst, [0., 1., 2., 3., 0., 5., 6., 7., 0., 9., 10., 11.]);
+        shift_image(&src, &mut dst, (3, 4), -1, 1);
+        assert_eq!(dst, [0., 0., 0., 0., 2., 3., 4., 0., 6., 7., 8., 0.]);
+        shift_image(&src, &mut dst, (3, 4), 0, 0);
+        assert_eq!(dst, src);
+        shift_image(&src, &mut dst, (3, 4), 5, 0);
+        assert!(dst.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn random_shifts_cover_the_range() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let (dx, dy) = random_shift(3, i, 2);
+            assert!((-2..=2).contains(&dx) && (-2..=2).contains(&dy));
+            seen.insert((dx, dy));
+        }
+        assert_eq!(seen.len(), 25);
+    }
+}

@@ -1,0 +1,135 @@
+//! Batches for training: the whole split (full batch), or shuffled
+//! minibatches with a fresh permutation each epoch, optionally shifted.
+
+use super::augment::{random_shift, shift_image};
+use super::Split;
+use crate::nn::dropout::stream_key;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// Stream ids, so shuffling and augmentation never share random numbers.
+const SHUFFLE: u64 = 1;
+const AUGMENT: u64 = 2;
+
+/// Produces the batch of any training step; a step's batch is a pure function
+/// of (seed, step), which makes runs resumable and reproducible.
+#[derive(Debug)]
+pub struct Batcher {
+    /// Samples per batch; `None` is full batch.
+    batch: Option<usize>,
+    seed: u64,
+    /// Largest shift in pixels (0: no augmentation).
+    shift: usize,
+    shape: (usize, usize),
+    perm: Vec<u32>,
+    perm_epoch: Option<usize>,
+    images: Vec<f32>,
+    labels: Vec<u8>,
+}
+
+impl Batcher {
+    pub fn new(n: usize, batch: Option<usize>, seed: u64, shift: usize, shape: (usize, usize)) -> Batcher {
+        let rows = batch.unwrap_or(n).min(n);
+        let copies = batch.is_some() || shift > 0;
+        let features = shape.0 * shape.1;
+        Batcher {
+            batch,
+            seed,
+            shift,
+            shape,
+            perm: (0..n as u32).collect(),
+            perm_epoch: None,
+            images: if copies { vec![0.0; rows * features] } else { Vec::new() },
+            labels: Vec::with_capacity(if copies { rows } else { 0 }),
+        }
+    }
+
+    /// Largest batch this batcher returns.
+    pub fn max_rows(&self) -> usize {
+        self.batch.unwrap_or(self.perm.len()).min(self.perm.len())
+    }
+
+    /// Steps in one pass over the data.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.perm.len().div_ceil(self.max_rows().max(1))
+    }
+
+    /// The images and labels of step `step` (0-based).
+    pub fn get<'a>(&'a mut self, split: &'a Split, step: usize) -> (&'a [f32], &'a [u8]) {
+        let spe = self.steps_per_epoch();
+        let (epoch, k) = (step / spe, step % spe);
+        if self.batch.is_none() && self.shift == 0 {
+            return (&split.images, &split.labels);
+        }
+        if self.batch.is_some() && self.perm_epoch != Some(epoch) {
+            self.perm.iter_mut().enumerate().for_each(|(i, p)| *p = i as u32);
+            self.perm.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(stream_key(self.seed, epoch as u64, SHUFFLE)));
+            self.perm_epoch = Some(epoch);
+        }
+        let rows = self.max_rows();
+        let ids = &self.perm[k * rows..((k + 1) * rows).min(self.perm.len())];
+        let f = split.features;
+        let key = stream_key(self.seed, step as u64, AUGMENT);
+        self.labels.clear();
+        for (j, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            let dst = &mut self.images[j * f..(j + 1) * f];
+            if self.shift > 0 {
+                let (dx, dy) = random_shift(key, j as u64, self.shift);
+                shift_image(split.image(id), dst, self.shape, dx, dy);
+            } else {
+                dst.copy_from_slice(split.image(id));
+            }
+            self.labels.push(split.labels[id]);
+        }
+        (&self.images[..ids.len() * f], &self.labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(n: usize) -> Split {
+        Split { images: (0..n * 4).map(|v| v as f32).collect(), labels: (0..n).map(|i| (i % 10) as u8).collect(), features: 4 }
+    }
+
+    #[test]
+    fn each_epoch_visits_every_sample_once_in_a_new_order() {
+        let s = split(10);
+        let mut b = Batcher::new(10, Some(4), 7, 0, (2, 2));
+        assert_eq!(b.steps_per_epoch(), 3);
+        let mut epochs = Vec::new();
+        for e in 0..2 {
+            let mut seen = Vec::new();
+            for k in 0..3 {
+                let (x, y) = b.get(&s, e * 3 + k);
+                assert_eq!(x.len(), y.len() * 4);
+                for (row, &l) in x.chunks(4).zip(y) {
+                    let id = row[0] as usize / 4;
+                    assert_eq!(l as usize, id % 10, "image and label stay paired");
+                    seen.push(id);
+                }
+            }
+            let mut sorted = seen.clone();
+            sorted.sort();
+            assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+            epochs.push(seen);
+        }
+        assert_ne!(epochs[0], epochs[1]);
+        // A fresh batcher gives the same batch for the same step (resumable).
+        let mut again = Batcher::new(10, Some(4), 7, 0, (2, 2));
+        let first_of_epoch_1 = again.get(&s, 3).1.to_vec();
+        assert_eq!(first_of_epoch_1, epochs[1][..4].iter().map(|&i| (i % 10) as u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn full_batch_without_augmentation_is_the_split_itself() {
+        let s = split(5);
+        let mut b = Batcher::new(5, None, 1, 0, (2, 2));
+        let (x, y) = b.get(&s, 3);
+        assert_eq!(x.as_ptr(), s.images.as_ptr());
+        assert_eq!(y, &s.labels[..]);
+    }
+}

@@ -1,0 +1,12 @@
+//! scratchnet: the MNIST notebook's neural network written from scratch in
+//! Rust — data loading, the network's forward and backward passes, optimisers,
+//! training and model files.
+//!
+//! Data flows one way: [`data`] (dataset → batch) → [`nn`] (forward → loss →
+//! backward) → [`optim`] (step) → [`train`] (the loop, metrics, presets) →
+//! [`model_io`] (safetensors files).
+
+pub mod data;
+pub mod nn;
+pub mod optim;
+pub mod tensor;

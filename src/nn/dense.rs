@@ -1,0 +1,58 @@
+//! A dense layer's matrix work, batch-major: inputs are `[batch, in]`, the
+//! weight is `[out, in]` (the notebook's shape), outputs are `[batch, out]`.
+//! Transposes are views, so no product copies its operands.
+
+use crate::tensor::par::map_row_blocks;
+use crate::tensor::{matmul, Mat, MatMut};
+
+/// Shapes of one dense layer at one batch size.
+#[derive(Clone, Copy, Debug)]
+pub struct Dims {
+    pub batch: usize,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+/// `z[batch, out] = inp[batch, in] · wᵀ` (bias and activation follow, fused).
+pub fn forward(z: &mut [f32], inp: &[f32], w: &[f32], d: Dims, threads: usize) {
+    let Dims { batch, inputs, outputs } = d;
+    matmul(
+        MatMut::new(&mut z[..batch * outputs], batch, outputs),
+        Mat::new(&inp[..batch * inputs], batch, inputs),
+        Mat::new(w, outputs, inputs).t(),
+        false,
+        threads,
+    );
+}
+
+/// `dw = dzᵀ · inp`, `db = column sums of dz`, and, when asked,
+/// `dinp = dz · w`. `dz` already carries the 1/batch factor.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(dinp: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32], dz: &[f32], inp: &[f32], w: &[f32], d: Dims, threads: usize) {
+    let Dims { batch, inputs, outputs } = d;
+    let dz = &dz[..batch * outputs];
+    let dzm = Mat::new(dz, batch, outputs);
+    matmul(MatMut::new(dw, outputs, inputs), dzm.t(), Mat::new(&inp[..batch * inputs], batch, inputs), false, threads);
+    column_sums(db, dz);
+    if let Some(dinp) = dinp {
+        matmul(MatMut::new(&mut dinp[..batch * inputs], batch, inputs), dzm, Mat::new(w, outputs, inputs), false, threads);
+    }
+}
+
+/// `out[c] = Σ_r m[r, c]` over row-major rows of `out.len()` columns, summed
+/// in fixed row blocks so the result does not depend on the thread count.
+pub fn column_sums(out: &mut [f32], m: &[f32]) {
+    let width = out.len();
+    let partials = map_row_blocks(m, width, |_, block| {
+        let mut acc = vec![0.0f64; width];
+        for row in block.chunks_exact(width) {
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+        }
+        acc
+    });
+    let mut sums = vec![0.0f64; width];
+    for p in partials {
+        sums.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+    }
+    out.iter_mut().zip(&sums).for_each(|(o, &s)| *o = s as f32);
+}

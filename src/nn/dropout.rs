@@ -1,0 +1,89 @@
+//! Inverted dropout masks, drawn from a counter-based generator.
+//!
+//! A mask value is a pure function of (seed, step, layer, index): masks do not
+//! depend on the thread count or on the order rows are processed, and a
+//! resumed run draws exactly the masks an uninterrupted one would.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a mask value is shared by the whole batch or drawn per sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropoutMode {
+    /// The notebook's form: one value per unit per iteration (`rand(units, 1) < keep`).
+    Unit,
+    /// The usual form: one value per unit and per sample.
+    Sample,
+}
+
+/// SplitMix64's finaliser: a strong 64-bit mixer, the core of the generator.
+pub fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A key for one stream of draws (e.g. one layer's mask at one step).
+pub fn stream_key(seed: u64, step: u64, stream: u64) -> u64 {
+    mix64(mix64(mix64(seed) ^ step) ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03))
+}
+
+/// Uniform in [0, 1) for draw `i` of stream `key`.
+pub fn uniform(key: u64, i: u64) -> f32 {
+    (mix64(key ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+}
+
+/// Fills `scale` (row-major rows of `width`, the first being row `first_row`
+/// of the whole mask) with `1/keep` where a unit is kept and 0 where it is
+/// dropped, in columns `cols`. For [`DropoutMode::Unit`] there is one row.
+pub fn fill_mask(scale: &mut [f32], first_row: usize, width: usize, cols: std::ops::Range<usize>, keep: f32, key: u64) {
+    for (r, row) in scale.chunks_exact_mut(width).enumerate() {
+        for c in cols.clone() {
+            let i = ((first_row + r) * width + c) as u64;
+            row[c] = if keep >= 1.0 {
+                1.0
+            } else if uniform(key, i) < keep {
+                1.0 / keep
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_about_keep_and_scales_by_its_inverse() {
+        let mut s = vec![0.0; 100_000];
+        fill_mask(&mut s, 0, 100, 0..100, 0.8, stream_key(1, 2, 3));
+        let kept = s.iter().filter(|&&v| v > 0.0).count() as f64 / s.len() as f64;
+        assert!((kept - 0.8).abs() < 0.01, "kept {kept}");
+        assert!(s.iter().all(|&v| v == 0.0 || v == 1.25));
+        let mut t = vec![0.0; 100_000];
+        fill_mask(&mut t, 0, 100, 0..100, 0.8, stream_key(1, 2, 3));
+        assert_eq!(s, t);
+        fill_mask(&mut t, 0, 100, 0..100, 0.8, stream_key(1, 3, 3));
+        assert_ne!(s, t);
+        // Filling in two row blocks gives the same mask as one pass.
+        let (top, bottom) = t.split_at_mut(30 * 100);
+        fill_mask(top, 0, 100, 0..100, 0.8, stream_key(1, 2, 3));
+        fill_mask(bottom, 30, 100, 0..100, 0.8, stream_key(1, 2, 3));
+        assert_eq!(s, t);
+    }
+
+    #[test]
+    fn uniform_is_in_range_and_roughly_flat() {
+        let key = stream_key(7, 0, 0);
+        let mut hist = [0usize; 10];
+        for i in 0..100_000 {
+            let u = uniform(key, i);
+            assert!((0.0..1.0).contains(&u));
+            hist[(u * 10.0) as usize] += 1;
+        }
+        assert!(hist.iter().all(|&h| (9_500..10_500).contains(&h)), "{hist:?}");
+    }
+}

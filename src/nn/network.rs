@@ -1,0 +1,195 @@
+//! The whole network: forward through every layer, the loss, and backward,
+//! over preallocated buffers (nothing is allocated per step).
+
+use super::activation::{self, MaskRows};
+use super::dense::{self, Dims};
+use super::dropout::{fill_mask, mix64, DropoutMode};
+use super::params::Layout;
+use super::softmax_ce;
+use crate::tensor::par::for_row_blocks;
+
+/// Dropout for one training step.
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout<'a> {
+    pub mode: DropoutMode,
+    /// Keep probability of each hidden branch, in order.
+    pub keeps: &'a [f32],
+    /// Stream key of this step's masks (see [`super::dropout::stream_key`]).
+    pub key: u64,
+}
+
+/// Activations, their gradients and dropout masks for up to `capacity` rows.
+#[derive(Debug)]
+pub struct Workspace {
+    capacity: usize,
+    /// Layer outputs `[rows, outputs]`; the last holds logits, then dZ.
+    acts: Vec<Vec<f32>>,
+    /// dA, then dZ in place, for the hidden layers.
+    grads: Vec<Vec<f32>>,
+    /// Dropout scales per hidden layer (one row in unit mode, `rows` otherwise).
+    masks: Vec<Vec<f32>>,
+    /// Which layers' masks the last forward pass used.
+    mask_mode: Option<DropoutMode>,
+    masked: Vec<bool>,
+}
+
+impl Workspace {
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// A network of a given layout, run on `threads` threads.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub layout: Layout,
+    pub threads: usize,
+}
+
+impl Network {
+    pub fn new(layout: Layout, threads: usize) -> Network {
+        Network { layout, threads: threads.max(1) }
+    }
+
+    /// Buffers for batches of up to `capacity` rows.
+    pub fn workspace(&self, capacity: usize) -> Workspace {
+        let layers = &self.layout.layers;
+        let hidden = layers.len() - 1;
+        Workspace {
+            capacity,
+            acts: layers.iter().map(|l| vec![0.0; capacity * l.outputs]).collect(),
+            grads: layers[..hidden].iter().map(|l| vec![0.0; capacity * l.outputs]).collect(),
+            masks: layers[..hidden].iter().map(|l| vec![0.0; capacity * l.outputs]).collect(),
+            mask_mode: None,
+            masked: vec![false; hidden],
+        }
+    }
+
+    /// Forward pass over `rows` samples of `x` (`[rows, inputs]`); returns the
+    /// logits `[rows, classes]`. With `dropout`, hidden outputs are masked.
+    pub fn forward<'w>(&self, params: &[f32], x: &[f32], rows: usize, ws: &'w mut Workspace, dropout: Option<&Dropout<'_>>) -> &'w mut [f32] {
+        assert!(rows <= ws.capacity, "batch of {rows} exceeds the workspace's {}", ws.capacity);
+        assert_eq!(x.len(), rows * self.layout.arch.inputs, "input is not rows x inputs");
+        let layers = &self.layout.layers;
+        ws.mask_mode = dropout.map(|d| d.mode);
+        for (l, layer) in layers.iter().enumerate() {
+            let (before, rest) = ws.acts.split_at_mut(l);
+            let inp: &[f32] = if l == 0 { x } else { &before[l - 1] };
+            let out = &mut rest[0][..rows * layer.outputs];
+            let d = Dims { batch: rows, inputs: layer.inputs, outputs: layer.outputs };
+            dense::forward(out, inp, &params[layer.w.clone()], d, self.threads);
+
+            let hidden = l + 1 < layers.len();
+            let masked = hidden && dropout.is_some_and(|d| layer.branches.iter().any(|b| d.keeps[b.index] < 1.0));
+            if hidden {
+                ws.masked[l] = masked;
+            }
+            if masked {
+                let d = dropout.unwrap();
+                let mask_rows = if d.mode == DropoutMode::Unit { 1 } else { rows };
+                let key = mix64(d.key ^ l as u64);
+                for_row_blocks(&mut ws.masks[l][..mask_rows * layer.outputs], layer.outputs, |first, block| {
+                    for b in &layer.branches {
+                        fill_mask(block, first, layer.outputs, b.cols.clone(), d.keeps[b.index], key);
+                    }
+                });
+            }
+            let mask = if masked { Some((ws.masks[l].as_slice(), dropout.unwrap().mode)) } else { None };
+            let bias = &params[layer.b.clone()];
+            for_row_blocks(out, layer.outputs, |first, block| {
+                let m = mask_rows(mask, first, block.len() / layer.outputs, layer.outputs);
+                activation::forward_rows(block, layer.outputs, bias, &layer.branches, m);
+            });
+        }
+        &mut ws.acts[layers.len() - 1][..rows * self.layout.arch.classes]
+    }
+
+    /// Forward with `dropout`, the mean cross-entropy of `labels`, and the
+    /// backward pass writing every parameter's gradient into `grads` (the flat
+    /// layout of `params`). Returns the mean cross-entropy (no L2 term).
+    pub fn loss_and_grads(&self, params: &[f32], grads: &mut [f32], x: &[f32], labels: &[u8], ws: &mut Workspace, dropout: Option<&Dropout<'_>>) -> f64 {
+        let rows = labels.len();
+        let classes = self.layout.arch.classes;
+        let logits = self.forward(params, x, rows, ws, dropout);
+        let loss = softmax_ce::loss_and_grad(logits, labels, classes, 1.0 / rows as f32);
+        self.backward(params, grads, x, rows, ws, dropout.map(|d| d.keeps).unwrap_or(&[]));
+        loss / rows as f64
+    }
+
+    fn backward(&self, params: &[f32], grads: &mut [f32], x: &[f32], rows: usize, ws: &mut Workspace, keeps: &[f32]) {
+        let layers = &self.layout.layers;
+        let last = layers.len() - 1;
+        for l in (0..=last).rev() {
+            let layer = &layers[l];
+            let d = Dims { batch: rows, inputs: layer.inputs, outputs: layer.outputs };
+            let (dw, db) = grads[layer.w.start..layer.b.end].split_at_mut(layer.w.len());
+            let w = &params[layer.w.clone()];
+            let (lower, upper) = ws.grads.split_at_mut(l.min(last));
+            let dz: &[f32] = if l == last { &ws.acts[last] } else { &upper[0] };
+            let inp: &[f32] = if l == 0 { x } else { &ws.acts[l - 1] };
+            let dinp = if l == 0 { None } else { Some(&mut lower[l - 1][..]) };
+            dense::backward(dinp, dw, db, dz, inp, w, d, self.threads);
+            if l > 0 {
+                let below = &layers[l - 1];
+                let a = &ws.acts[l - 1];
+                let mask = if ws.masked[l - 1] { Some((ws.masks[l - 1].as_slice(), ws.mask_mode.unwrap())) } else { None };
+                let width = below.outputs;
+                for_row_blocks(&mut ws.grads[l - 1][..rows * width], width, |first, block| {
+                    let n = block.len() / width;
+                    let m = mask_rows(mask, first, n, width);
+                    activation::backward_rows(block, &a[first * width..(first + n) * width], width, &below.branches, keeps, m);
+                });
+            }
+        }
+    }
+
+    /// Calls `f(first_row, logits)` for consecutive chunks of `images`
+    /// (`[n, inputs]`), evaluated without dropout.
+    pub fn logits_chunks(&self, params: &[f32], images: &[f32], ws: &mut Workspace, mut f: impl FnMut(usize, &mut [f32])) {
+        let inputs = self.layout.arch.inputs;
+        let n = images.len() / inputs;
+        let mut first = 0;
+        while first < n {
+            let rows = ws.capacity.min(n - first);
+            let logits = self.forward(params, &images[first * inputs..(first + rows) * inputs], rows, ws, None);
+            f(first, logits);
+            first += rows;
+        }
+    }
+
+    /// Predicted class of each image (argmax of the logits).
+    pub fn predict(&self, params: &[f32], images: &[f32], ws: &mut Workspace) -> Vec<u8> {
+        let classes = self.layout.arch.classes;
+        let mut out = Vec::with_capacity(images.len() / self.layout.arch.inputs);
+        self.logits_chunks(params, images, ws, |_, logits| out.extend(logits.chunks_exact(classes).map(argmax)));
+        out
+    }
+
+    /// Fraction of `labels` predicted correctly.
+    pub fn accuracy(&self, params: &[f32], images: &[f32], labels: &[u8], ws: &mut Workspace) -> f64 {
+        if labels.is_empty() {
+            return f64::NAN;
+        }
+        let pred = self.predict(params, images, ws);
+        pred.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64
+    }
+}
+
+fn mask_rows(mask: Option<(&[f32], DropoutMode)>, first: usize, rows: usize, width: usize) -> MaskRows<'_> {
+    match mask {
+        None => MaskRows::Off,
+        Some((m, DropoutMode::Unit)) => MaskRows::Unit(&m[..width]),
+        Some((m, DropoutMode::Sample)) => MaskRows::Sample(&m[first * width..(first + rows) * width]),
+    }
+}
+
+/// Index of the largest value (the first, on ties).
+pub fn argmax(v: &[f32]) -> u8 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u8
+}

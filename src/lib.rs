@@ -7,6 +7,9 @@
 //! [`model_io`] (safetensors files).
 
 pub mod data;
+pub mod fsutil;
+pub mod model_io;
 pub mod nn;
 pub mod optim;
 pub mod tensor;
+pub mod train;

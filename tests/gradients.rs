@@ -10,7 +10,9 @@ use scratchnet::nn::{softmax_ce, Activation, Arch, InitScheme, Layout, Network};
 
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    (0..n).map(|i| scratchnet::nn::dropout::uniform(seed, i as u64) * 2.0 - 1.0).collect()
+    (0..n)
+        .map(|i| scratchnet::nn::dropout::uniform(seed, i as u64) * 2.0 - 1.0)
+        .collect()
 }
 
 /// Central difference of `f` at every coordinate of `x`, in f64 steps of `h`.
@@ -38,13 +40,25 @@ fn assert_close(what: &str, analytic: &[f32], numeric: &[f64], tol: f64) {
         }
     }
     let i = worst.1;
-    println!("{what}: worst relative difference {:.2e} at {i} (analytic {}, numeric {})", worst.0, analytic[i], numeric[i]);
-    assert!(worst.0 < tol, "{what}: analytic {} vs numeric {} at {i}", analytic[i], numeric[i]);
+    println!(
+        "{what}: worst relative difference {:.2e} at {i} (analytic {}, numeric {})",
+        worst.0, analytic[i], numeric[i]
+    );
+    assert!(
+        worst.0 < tol,
+        "{what}: analytic {} vs numeric {} at {i}",
+        analytic[i],
+        numeric[i]
+    );
 }
 
 #[test]
 fn dense_backward_matches_finite_differences() {
-    let d = Dims { batch: 5, inputs: 7, outputs: 3 };
+    let d = Dims {
+        batch: 5,
+        inputs: 7,
+        outputs: 3,
+    };
     let mut x = values(35, 1);
     let mut w = values(21, 2);
     let g = values(15, 3); // dL/dz for L = Σ g ⊙ z
@@ -56,11 +70,23 @@ fn dense_backward_matches_finite_differences() {
     let (mut dw, mut db, mut dx) = (vec![0.0; 21], vec![0.0; 3], vec![0.0; 35]);
     dense::backward(Some(&mut dx), &mut dw, &mut db, &g, &x, &w, d, 1);
     let xs = x.clone();
-    assert_close("dense dW", &dw, &numeric_grad(&mut w, 1e-2, |w| loss(&xs, w)), 1e-3);
+    assert_close(
+        "dense dW",
+        &dw,
+        &numeric_grad(&mut w, 1e-2, |w| loss(&xs, w)),
+        1e-3,
+    );
     let ws = w.clone();
-    assert_close("dense dX", &dx, &numeric_grad(&mut x, 1e-2, |x| loss(x, &ws)), 1e-3);
+    assert_close(
+        "dense dX",
+        &dx,
+        &numeric_grad(&mut x, 1e-2, |x| loss(x, &ws)),
+        1e-3,
+    );
     // db: z = xWᵀ + b, so dL/db_c = Σ_r g[r, c].
-    let want: Vec<f64> = (0..3).map(|c| (0..5).map(|r| g[r * 3 + c] as f64).sum()).collect();
+    let want: Vec<f64> = (0..3)
+        .map(|c| (0..5).map(|r| g[r * 3 + c] as f64).sum())
+        .collect();
     assert_close("dense db", &db, &want, 1e-5);
 }
 
@@ -68,18 +94,37 @@ fn dense_backward_matches_finite_differences() {
 fn activation_backward_matches_finite_differences_with_and_without_dropout() {
     let width = 9;
     let branches = vec![
-        BranchSlot { cols: 0..5, act: Some(Activation::Relu), index: 0 },
-        BranchSlot { cols: 5..9, act: Some(Activation::Tanh), index: 1 },
+        BranchSlot {
+            cols: 0..5,
+            act: Some(Activation::Relu),
+            index: 0,
+        },
+        BranchSlot {
+            cols: 5..9,
+            act: Some(Activation::Tanh),
+            index: 1,
+        },
     ];
     let keeps = [0.7f32, 0.6];
     let rows = 6;
     let bias = values(width, 4);
     let g = values(rows * width, 5);
     for mode in [None, Some(DropoutMode::Unit), Some(DropoutMode::Sample)] {
-        let mask_rows = if mode == Some(DropoutMode::Sample) { rows } else { 1 };
+        let mask_rows = if mode == Some(DropoutMode::Sample) {
+            rows
+        } else {
+            1
+        };
         let mut mask = vec![0.0; mask_rows * width];
         for b in &branches {
-            fill_mask(&mut mask, 0, width, b.cols.clone(), keeps[b.index], stream_key(9, 0, 0));
+            fill_mask(
+                &mut mask,
+                0,
+                width,
+                b.cols.clone(),
+                keeps[b.index],
+                stream_key(9, 0, 0),
+            );
         }
         let m = match mode {
             None => MaskRows::Off,
@@ -87,7 +132,10 @@ fn activation_backward_matches_finite_differences_with_and_without_dropout() {
             Some(DropoutMode::Sample) => MaskRows::Sample(&mask),
         };
         // Keep z away from relu's kink so the finite difference is meaningful.
-        let mut z: Vec<f32> = values(rows * width, 6).iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v }).collect();
+        let mut z: Vec<f32> = values(rows * width, 6)
+            .iter()
+            .map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v })
+            .collect();
         let loss = |z: &[f32]| {
             let mut a = z.to_vec();
             forward_rows(&mut a, width, &bias, &branches, m);
@@ -97,7 +145,12 @@ fn activation_backward_matches_finite_differences_with_and_without_dropout() {
         forward_rows(&mut a, width, &bias, &branches, m);
         let mut dz = g.clone();
         backward_rows(&mut dz, &a, width, &branches, &keeps, m);
-        assert_close(&format!("activation dZ ({mode:?})"), &dz, &numeric_grad(&mut z, 1e-3, loss), 2e-3);
+        assert_close(
+            &format!("activation dZ ({mode:?})"),
+            &dz,
+            &numeric_grad(&mut z, 1e-3, loss),
+            2e-3,
+        );
     }
 }
 
@@ -106,10 +159,16 @@ fn softmax_cross_entropy_gradient_matches_finite_differences() {
     let (rows, classes) = (4, 10);
     let labels = [3u8, 0, 9, 3];
     let mut logits: Vec<f32> = values(rows * classes, 7).iter().map(|v| v * 3.0).collect();
-    let loss = |z: &[f32]| softmax_ce::loss_and_grad(&mut z.to_vec(), &labels, classes, 1.0) / rows as f64;
+    let loss =
+        |z: &[f32]| softmax_ce::loss_and_grad(&mut z.to_vec(), &labels, classes, 1.0) / rows as f64;
     let mut dz = logits.clone();
     softmax_ce::loss_and_grad(&mut dz, &labels, classes, 1.0 / rows as f32);
-    assert_close("softmax-CE dZ", &dz, &numeric_grad(&mut logits, 1e-2, loss), 2e-3);
+    assert_close(
+        "softmax-CE dZ",
+        &dz,
+        &numeric_grad(&mut logits, 1e-2, loss),
+        2e-3,
+    );
 }
 
 #[test]
@@ -132,29 +191,50 @@ fn whole_network_gradient_matches_finite_differences() {
     let labels: Vec<u8> = (0..rows).map(|i| (i % 3) as u8).collect();
     let keeps = [0.8f32, 0.7, 0.9];
     for mode in [None, Some(DropoutMode::Unit), Some(DropoutMode::Sample)] {
-        let dropout = mode.map(|mode| Dropout { mode, keeps: &keeps, key: stream_key(3, 1, 0) });
+        let dropout = mode.map(|mode| Dropout {
+            mode,
+            keeps: &keeps,
+            key: stream_key(3, 1, 0),
+        });
         let mut params = layout.init(InitScheme::He, 5);
         // Non-zero biases so the check covers them properly.
         for b in &layout.biases {
-            params[b.range.clone()].iter_mut().enumerate().for_each(|(i, v)| *v = 0.1 * (i as f32 - 1.0));
+            params[b.range.clone()]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = 0.1 * (i as f32 - 1.0));
         }
         let mut ws = net.workspace(rows);
         let mut grads = vec![0.0; layout.len];
         net.loss_and_grads(&params, &mut grads, &x, &labels, &mut ws, dropout.as_ref());
         let mut scratch = vec![0.0; layout.len];
-        let mut loss = |p: &[f32]| net.loss_and_grads(p, &mut scratch, &x, &labels, &mut ws, dropout.as_ref());
+        let mut loss =
+            |p: &[f32]| net.loss_and_grads(p, &mut scratch, &x, &labels, &mut ws, dropout.as_ref());
         let coarse = numeric_grad(&mut params, 1e-3, &mut loss);
         let fine = numeric_grad(&mut params, 3e-4, &mut loss);
         // A ReLU kink within the step spoils a central difference: where the two
         // step sizes disagree, the coordinate is left out (and few may be).
-        let smooth: Vec<bool> = coarse.iter().zip(&fine).map(|(&c, &f)| (c - f).abs() < 0.02 * c.abs().max(f.abs()) + 1e-4).collect();
+        let smooth: Vec<bool> = coarse
+            .iter()
+            .zip(&fine)
+            .map(|(&c, &f)| (c - f).abs() < 0.02 * c.abs().max(f.abs()) + 1e-4)
+            .collect();
         let left_out = smooth.iter().filter(|s| !**s).count();
-        assert!(left_out * 10 < layout.len, "{left_out} of {} coordinates near a kink", layout.len);
+        assert!(
+            left_out * 10 < layout.len,
+            "{left_out} of {} coordinates near a kink",
+            layout.len
+        );
         for t in layout.tensors() {
             let keep: Vec<usize> = t.range.clone().filter(|&i| smooth[i]).collect();
             let analytic: Vec<f32> = keep.iter().map(|&i| grads[i]).collect();
             let numeric: Vec<f64> = keep.iter().map(|&i| coarse[i]).collect();
-            assert_close(&format!("network {} ({mode:?})", t.name), &analytic, &numeric, 2e-2);
+            assert_close(
+                &format!("network {} ({mode:?})", t.name),
+                &analytic,
+                &numeric,
+                2e-2,
+            );
         }
     }
 }

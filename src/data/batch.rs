@@ -29,7 +29,13 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn new(n: usize, batch: Option<usize>, seed: u64, shift: usize, shape: (usize, usize)) -> Batcher {
+    pub fn new(
+        n: usize,
+        batch: Option<usize>,
+        seed: u64,
+        shift: usize,
+        shape: (usize, usize),
+    ) -> Batcher {
         let rows = batch.unwrap_or(n).min(n);
         let copies = batch.is_some() || shift > 0;
         let features = shape.0 * shape.1;
@@ -40,7 +46,11 @@ impl Batcher {
             shape,
             perm: (0..n as u32).collect(),
             perm_epoch: None,
-            images: if copies { vec![0.0; rows * features] } else { Vec::new() },
+            images: if copies {
+                vec![0.0; rows * features]
+            } else {
+                Vec::new()
+            },
             labels: Vec::with_capacity(if copies { rows } else { 0 }),
         }
     }
@@ -63,8 +73,16 @@ impl Batcher {
             return (&split.images, &split.labels);
         }
         if self.batch.is_some() && self.perm_epoch != Some(epoch) {
-            self.perm.iter_mut().enumerate().for_each(|(i, p)| *p = i as u32);
-            self.perm.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(stream_key(self.seed, epoch as u64, SHUFFLE)));
+            self.perm
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, p)| *p = i as u32);
+            self.perm
+                .shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(stream_key(
+                    self.seed,
+                    epoch as u64,
+                    SHUFFLE,
+                )));
             self.perm_epoch = Some(epoch);
         }
         let rows = self.max_rows();
@@ -92,7 +110,11 @@ mod tests {
     use super::*;
 
     fn split(n: usize) -> Split {
-        Split { images: (0..n * 4).map(|v| v as f32).collect(), labels: (0..n).map(|i| (i % 10) as u8).collect(), features: 4 }
+        Split {
+            images: (0..n * 4).map(|v| v as f32).collect(),
+            labels: (0..n).map(|i| (i % 10) as u8).collect(),
+            features: 4,
+        }
     }
 
     #[test]
@@ -121,7 +143,13 @@ mod tests {
         // A fresh batcher gives the same batch for the same step (resumable).
         let mut again = Batcher::new(10, Some(4), 7, 0, (2, 2));
         let first_of_epoch_1 = again.get(&s, 3).1.to_vec();
-        assert_eq!(first_of_epoch_1, epochs[1][..4].iter().map(|&i| (i % 10) as u8).collect::<Vec<_>>());
+        assert_eq!(
+            first_of_epoch_1,
+            epochs[1][..4]
+                .iter()
+                .map(|&i| (i % 10) as u8)
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

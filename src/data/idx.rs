@@ -22,7 +22,11 @@ pub struct Idx {
 /// Reads an IDX file (raw or gzip) that must carry `magic`.
 pub fn read_idx(path: &Path, magic: u32) -> Result<Idx> {
     let (mut r, gz) = open_maybe_gz(path)?;
-    let file_len = if gz { None } else { Some(std::fs::metadata(path)?.len()) };
+    let file_len = if gz {
+        None
+    } else {
+        Some(std::fs::metadata(path)?.len())
+    };
     parse_idx(&mut r, magic, file_len).with_context(|| format!("{}", path.display()))
 }
 
@@ -34,7 +38,10 @@ pub fn parse_idx(r: &mut dyn Read, magic: u32, file_len: Option<u64>) -> Result<
     }
     let found = u32::from_be_bytes(head);
     if found != magic {
-        bail!("wrong magic number 0x{found:08x}, expected 0x{magic:08x} ({})", describe_magic(magic));
+        bail!(
+            "wrong magic number 0x{found:08x}, expected 0x{magic:08x} ({})",
+            describe_magic(magic)
+        );
     }
     let ndims = (magic & 0xff) as usize;
     let mut dims = Vec::with_capacity(ndims);
@@ -51,13 +58,22 @@ pub fn parse_idx(r: &mut dyn Read, magic: u32, file_len: Option<u64>) -> Result<
     let header = 4 + 4 * ndims as u64;
     if let Some(file_len) = file_len {
         if file_len != header + len as u64 {
-            bail!("header dimensions {dims:?} need {} bytes of data but the file holds {}", len, file_len.saturating_sub(header));
+            bail!(
+                "header dimensions {dims:?} need {} bytes of data but the file holds {}",
+                len,
+                file_len.saturating_sub(header)
+            );
         }
     }
     let data = read_exact_len(r, len)
         .context("cannot read the IDX data (corrupt gzip?)")?
-        .with_context(|| format!("truncated: header dimensions {dims:?} need {len} bytes of data"))?;
-    if r.read(&mut head).context("cannot read past the IDX data (corrupt gzip?)")? != 0 {
+        .with_context(|| {
+            format!("truncated: header dimensions {dims:?} need {len} bytes of data")
+        })?;
+    if r.read(&mut head)
+        .context("cannot read past the IDX data (corrupt gzip?)")?
+        != 0
+    {
         bail!("unexpected bytes after the {len} bytes of data that header dimensions {dims:?} describe");
     }
     Ok(Idx { dims, data })
@@ -77,17 +93,42 @@ pub fn read_split(images: &Path, labels: &Path) -> Result<(Split, (usize, usize)
     let lab = read_idx(labels, LABELS_MAGIC)?;
     let (n, rows, cols) = (img.dims[0], img.dims[1], img.dims[2]);
     if lab.dims[0] != n {
-        bail!("{} holds {} labels but {} holds {n} images", labels.display(), lab.dims[0], images.display());
+        bail!(
+            "{} holds {} labels but {} holds {n} images",
+            labels.display(),
+            lab.dims[0],
+            images.display()
+        );
     }
-    if let Some((i, &l)) = lab.data.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
-        bail!("{}: label {l} at index {i} is not a digit 0-9", labels.display());
+    if let Some((i, &l)) = lab
+        .data
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= CLASSES)
+    {
+        bail!(
+            "{}: label {l} at index {i} is not a digit 0-9",
+            labels.display()
+        );
     }
     let images = img.data.iter().map(|&b| b as f32 * PIXEL_SCALE).collect();
-    Ok((Split { images, labels: lab.data, features: rows * cols }, (rows, cols)))
+    Ok((
+        Split {
+            images,
+            labels: lab.data,
+            features: rows * cols,
+        },
+        (rows, cols),
+    ))
 }
 
 /// Writes an IDX file (raw); used by tests and tools that export data.
-pub fn write_idx(w: &mut impl Write, magic: u32, dims: &[usize], data: &[u8]) -> std::io::Result<()> {
+pub fn write_idx(
+    w: &mut impl Write,
+    magic: u32,
+    dims: &[usize],
+    data: &[u8],
+) -> std::io::Result<()> {
     w.write_all(&magic.to_be_bytes())?;
     for &d in dims {
         w.write_all(&(d as u32).to_be_bytes())?;

@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod batch;
+pub mod download;
 
 pub mod idx;
 pub mod pickle;
@@ -95,17 +96,34 @@ impl Dataset {
         let (train, shape) = idx::read_split(&train_images, &train_labels)?;
         let (test, test_shape) = idx::read_split(&test_images, &test_labels)?;
         if shape != test_shape {
-            bail!("{}: test images are {}x{} but training images are {}x{}", test_images.display(), test_shape.0, test_shape.1, shape.0, shape.1);
+            bail!(
+                "{}: test images are {}x{} but training images are {}x{}",
+                test_images.display(),
+                test_shape.0,
+                test_shape.1,
+                shape.0,
+                shape.1
+            );
         }
         if val_size >= train.len() {
-            bail!("--val-size {val_size} leaves no training images ({} in {})", train.len(), train_images.display());
+            bail!(
+                "--val-size {val_size} leaves no training images ({} in {})",
+                train.len(),
+                train_images.display()
+            );
         }
         let cut = train.len() - val_size;
         let checksums = [&train_images, &train_labels, &test_images, &test_labels]
             .iter()
             .map(|p| Ok((file_name(p), sha256_file(p)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Dataset { val: train.slice(cut..train.len()), train: train.slice(0..cut), test, shape, checksums })
+        Ok(Dataset {
+            val: train.slice(cut..train.len()),
+            train: train.slice(0..cut),
+            test,
+            shape,
+            checksums,
+        })
     }
 
     /// Pixels per image.
@@ -115,14 +133,21 @@ impl Dataset {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Finds `stem`, `stem.gz`, or the same with the last '-' written as '.'
 /// (both spellings circulate), in `dir`.
 fn find_idx_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     let dotted = stem.replacen("-idx", ".idx", 1);
-    for name in [stem.to_string(), format!("{stem}.gz"), dotted.clone(), format!("{dotted}.gz")] {
+    for name in [
+        stem.to_string(),
+        format!("{stem}.gz"),
+        dotted.clone(),
+        format!("{dotted}.gz"),
+    ] {
         let p = dir.join(&name);
         if p.is_file() {
             return Ok(p);
@@ -136,11 +161,18 @@ fn find_idx_file(dir: &Path, stem: &str) -> Result<PathBuf> {
 pub fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read>, bool)> {
     let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut magic = [0u8; 2];
-    let n = read_up_to(&mut f, &mut magic).with_context(|| format!("{}: cannot read", path.display()))?;
+    let n = read_up_to(&mut f, &mut magic)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let head = std::io::Cursor::new(magic[..n].to_vec());
     let whole = BufReader::with_capacity(1 << 20, head.chain(f));
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok((Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(whole))), true))
+        Ok((
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::read::MultiGzDecoder::new(whole),
+            )),
+            true,
+        ))
     } else {
         Ok((Box::new(whole), false))
     }

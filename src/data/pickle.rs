@@ -68,7 +68,10 @@ enum Value {
     Mark,
     Global(Global),
     /// A dtype awaiting its state (byte order).
-    Dtype { kind: Dtype, big_endian: bool },
+    Dtype {
+        kind: Dtype,
+        big_endian: bool,
+    },
     /// An ndarray made by `_reconstruct`, awaiting its state.
     EmptyArray,
     Array(Array),
@@ -84,22 +87,30 @@ fn run(r: &mut dyn Read) -> Result<Value> {
     let mut pos: u64 = 0;
     let byte = |r: &mut dyn Read, pos: &mut u64| -> Result<u8> {
         let mut b = [0u8; 1];
-        r.read_exact(&mut b).map_err(|e| anyhow!("truncated pickle at byte {pos}: {e}"))?;
+        r.read_exact(&mut b)
+            .map_err(|e| anyhow!("truncated pickle at byte {pos}: {e}"))?;
         *pos += 1;
         Ok(b[0])
     };
     let read_n = |r: &mut dyn Read, pos: &mut u64, n: usize| -> Result<Vec<u8>> {
         let v = read_exact_len(r, n)
             .map_err(|e| anyhow!("cannot read pickle at byte {pos}: {e}"))?
-            .ok_or_else(|| anyhow!("truncated pickle: a {n}-byte string at byte {pos} runs past the end"))?;
+            .ok_or_else(|| {
+                anyhow!("truncated pickle: a {n}-byte string at byte {pos} runs past the end")
+            })?;
         *pos += n as u64;
         Ok(v)
     };
     fn pop(stack: &mut Vec<Value>, at: u64) -> Result<Value> {
-        stack.pop().ok_or_else(|| anyhow!("malformed pickle: stack empty at byte {at}"))
+        stack
+            .pop()
+            .ok_or_else(|| anyhow!("malformed pickle: stack empty at byte {at}"))
     }
     fn pop_mark(stack: &mut Vec<Value>, at: u64) -> Result<Vec<Value>> {
-        let m = stack.iter().rposition(|v| *v == Value::Mark).ok_or_else(|| anyhow!("malformed pickle: no MARK before byte {at}"))?;
+        let m = stack
+            .iter()
+            .rposition(|v| *v == Value::Mark)
+            .ok_or_else(|| anyhow!("malformed pickle: no MARK before byte {at}"))?;
         let items = stack.split_off(m + 1);
         stack.pop();
         Ok(items)
@@ -211,19 +222,37 @@ fn holds_array(v: &Value) -> bool {
 }
 
 fn reduce(f: Value, args: Value) -> Result<Value> {
-    let Value::Tuple(args) = args else { bail!("REDUCE arguments are not a tuple") };
+    let Value::Tuple(args) = args else {
+        bail!("REDUCE arguments are not a tuple")
+    };
     match (f, args.as_slice()) {
-        (Value::Global(Global::Reconstruct), [Value::Global(Global::Ndarray), Value::Tuple(_), Value::Bytes(_)]) => Ok(Value::EmptyArray),
-        (Value::Global(Global::DtypeCtor), [Value::Bytes(kind), Value::Int(_) | Value::Bool(_), Value::Int(_) | Value::Bool(_)]) => {
-            let kind = Dtype::parse(kind).ok_or_else(|| anyhow!("unsupported numpy dtype `{}`", String::from_utf8_lossy(kind)))?;
-            Ok(Value::Dtype { kind, big_endian: false })
+        (
+            Value::Global(Global::Reconstruct),
+            [Value::Global(Global::Ndarray), Value::Tuple(_), Value::Bytes(_)],
+        ) => Ok(Value::EmptyArray),
+        (
+            Value::Global(Global::DtypeCtor),
+            [Value::Bytes(kind), Value::Int(_) | Value::Bool(_), Value::Int(_) | Value::Bool(_)],
+        ) => {
+            let kind = Dtype::parse(kind).ok_or_else(|| {
+                anyhow!(
+                    "unsupported numpy dtype `{}`",
+                    String::from_utf8_lossy(kind)
+                )
+            })?;
+            Ok(Value::Dtype {
+                kind,
+                big_endian: false,
+            })
         }
         (f, _) => bail!("refusing to call {f:?} with these arguments"),
     }
 }
 
 fn build(obj: Value, state: Value) -> Result<Value> {
-    let Value::Tuple(mut state) = state else { bail!("BUILD state is not a tuple") };
+    let Value::Tuple(mut state) = state else {
+        bail!("BUILD state is not a tuple")
+    };
     match (obj, state.as_mut_slice()) {
         (Value::Dtype { kind, .. }, [Value::Int(_), Value::Bytes(order), ..]) => {
             let big_endian = match order.as_slice() {
@@ -233,7 +262,10 @@ fn build(obj: Value, state: Value) -> Result<Value> {
             };
             Ok(Value::Dtype { kind, big_endian })
         }
-        (Value::EmptyArray, [Value::Int(_), Value::Tuple(shape), Value::Dtype { kind, big_endian }, Value::Bool(fortran), Value::Bytes(data)]) => {
+        (
+            Value::EmptyArray,
+            [Value::Int(_), Value::Tuple(shape), Value::Dtype { kind, big_endian }, Value::Bool(fortran), Value::Bytes(data)],
+        ) => {
             let (kind, big_endian, fortran) = (*kind, *big_endian, *fortran);
             let shape = shape
                 .iter()
@@ -245,15 +277,27 @@ fn build(obj: Value, state: Value) -> Result<Value> {
             if fortran && shape.len() > 1 {
                 bail!("Fortran-ordered arrays are not supported");
             }
-            let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| anyhow!("array shape {shape:?} overflows"))?;
+            let count = shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| anyhow!("array shape {shape:?} overflows"))?;
             if count.checked_mul(kind.size()) != Some(data.len()) {
-                bail!("array of shape {shape:?} and {}-byte elements needs {} bytes but holds {}", kind.size(), count.saturating_mul(kind.size()), data.len());
+                bail!(
+                    "array of shape {shape:?} and {}-byte elements needs {} bytes but holds {}",
+                    kind.size(),
+                    count.saturating_mul(kind.size()),
+                    data.len()
+                );
             }
             let mut data = std::mem::take(data);
             if big_endian {
                 data.chunks_exact_mut(kind.size()).for_each(|c| c.reverse());
             }
-            Ok(Value::Array(Array { shape, dtype: kind, data }))
+            Ok(Value::Array(Array {
+                shape,
+                dtype: kind,
+                data,
+            }))
         }
         (obj, _) => bail!("unexpected BUILD of {}", short(&obj)),
     }
@@ -272,9 +316,17 @@ impl Array {
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         let c = self.data.chunks_exact(self.dtype.size());
         Ok(match self.dtype {
-            Dtype::F4 => c.map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            Dtype::F8 => c.map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-            Dtype::U1 => self.data.iter().map(|&b| b as f32 * super::PIXEL_SCALE).collect(),
+            Dtype::F4 => c
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            Dtype::F8 => c
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
+            Dtype::U1 => self
+                .data
+                .iter()
+                .map(|&b| b as f32 * super::PIXEL_SCALE)
+                .collect(),
             d => bail!("images have integer dtype {d:?}; expected float or u8"),
         })
     }
@@ -283,28 +335,46 @@ impl Array {
     pub fn to_labels(&self) -> Result<Vec<u8>> {
         let c = self.data.chunks_exact(self.dtype.size());
         let wide: Vec<i64> = match self.dtype {
-            Dtype::I8 => c.map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
-            Dtype::I4 => c.map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
+            Dtype::I8 => c
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            Dtype::I4 => c
+                .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
+                .collect(),
             Dtype::U1 => self.data.iter().map(|&b| b as i64).collect(),
             d => bail!("labels have dtype {d:?}; expected integers"),
         };
         wide.iter()
             .enumerate()
-            .map(|(i, &l)| u8::try_from(l).ok().filter(|&l| (l as usize) < CLASSES).ok_or_else(|| anyhow!("label {l} at index {i} is not a digit 0-9")))
+            .map(|(i, &l)| {
+                u8::try_from(l)
+                    .ok()
+                    .filter(|&l| (l as usize) < CLASSES)
+                    .ok_or_else(|| anyhow!("label {l} at index {i} is not a digit 0-9"))
+            })
             .collect()
     }
 }
 
 /// Parses a pickle from a reader into its arrays, checking the notebook's layout.
 pub fn parse_mnist_pickle(r: &mut dyn Read) -> Result<(Split, Split, Split)> {
-    let Value::Tuple(parts) = run(r)? else { bail!("the pickle does not hold a tuple of (train, validation, test)") };
+    let Value::Tuple(parts) = run(r)? else {
+        bail!("the pickle does not hold a tuple of (train, validation, test)")
+    };
     if parts.len() != 3 {
-        bail!("the pickle holds a tuple of {} items; expected (train, validation, test)", parts.len());
+        bail!(
+            "the pickle holds a tuple of {} items; expected (train, validation, test)",
+            parts.len()
+        );
     }
     let mut splits = Vec::with_capacity(3);
     for (name, part) in ["train", "validation", "test"].iter().zip(parts) {
-        let Value::Tuple(pair) = part else { bail!("the {name} part is not an (images, labels) tuple") };
-        let [Value::Array(x), Value::Array(y)] = pair.as_slice() else { bail!("the {name} part is not a pair of numpy arrays") };
+        let Value::Tuple(pair) = part else {
+            bail!("the {name} part is not an (images, labels) tuple")
+        };
+        let [Value::Array(x), Value::Array(y)] = pair.as_slice() else {
+            bail!("the {name} part is not a pair of numpy arrays")
+        };
         if x.shape.len() != 2 || y.shape.len() != 1 || x.shape[0] != y.shape[0] {
             bail!("the {name} part has images of shape {:?} and labels of shape {:?}; expected (n, pixels) and (n,)", x.shape, y.shape);
         }
@@ -313,13 +383,22 @@ pub fn parse_mnist_pickle(r: &mut dyn Read) -> Result<(Split, Split, Split)> {
             bail!("{name} image pixel {i} is not finite");
         }
         let labels = y.to_labels().with_context(|| format!("{name} labels"))?;
-        splits.push(Split { images, labels, features: x.shape[1] });
+        splits.push(Split {
+            images,
+            labels,
+            features: x.shape[1],
+        });
     }
     let test = splits.pop().unwrap();
     let val = splits.pop().unwrap();
     let train = splits.pop().unwrap();
     if val.features != train.features || test.features != train.features {
-        bail!("the parts have different image sizes ({}, {}, {})", train.features, val.features, test.features);
+        bail!(
+            "the parts have different image sizes ({}, {}, {})",
+            train.features,
+            val.features,
+            test.features
+        );
     }
     Ok((train, val, test))
 }
@@ -327,9 +406,25 @@ pub fn parse_mnist_pickle(r: &mut dyn Read) -> Result<(Split, Split, Split)> {
 /// Loads the notebook's `mnist.pkl.gz` (or an uncompressed `.pkl`).
 pub fn load_mnist_pickle(path: &Path) -> Result<Dataset> {
     let (mut r, _) = open_maybe_gz(path)?;
-    let (train, val, test) = parse_mnist_pickle(&mut r).with_context(|| format!("{}", path.display()))?;
+    let (train, val, test) =
+        parse_mnist_pickle(&mut r).with_context(|| format!("{}", path.display()))?;
     let side = (train.features as f64).sqrt() as usize;
-    let shape = if side * side == train.features { (side, side) } else { (1, train.features) };
-    let checksums = vec![(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), super::sha256_file(path)?)];
-    Ok(Dataset { train, val, test, shape, checksums })
+    let shape = if side * side == train.features {
+        (side, side)
+    } else {
+        (1, train.features)
+    };
+    let checksums = vec![(
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        super::sha256_file(path)?,
+    )];
+    Ok(Dataset {
+        train,
+        val,
+        test,
+        shape,
+        checksums,
+    })
 }

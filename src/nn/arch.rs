@@ -58,14 +58,23 @@ impl Arch {
                 .collect::<Result<Vec<_>>>()?;
             hidden.push(branches);
         }
-        Ok(Arch { inputs, hidden, classes })
+        Ok(Arch {
+            inputs,
+            hidden,
+            classes,
+        })
     }
 
     /// The spec string that [`Arch::parse`] reads back.
     pub fn spec(&self) -> String {
         self.hidden
             .iter()
-            .map(|s| s.iter().map(|b| format!("{}:{}", b.act.name(), b.width)).collect::<Vec<_>>().join("|"))
+            .map(|s| {
+                s.iter()
+                    .map(|b| format!("{}:{}", b.act.name(), b.width))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -87,13 +96,18 @@ impl Arch {
 }
 
 fn parse_branch(s: &str) -> Result<Branch> {
-    let (act, width) = s.split_once(':').with_context(|| format!("branch `{s}` should be activation:width, e.g. relu:128"))?;
+    let (act, width) = s
+        .split_once(':')
+        .with_context(|| format!("branch `{s}` should be activation:width, e.g. relu:128"))?;
     let act = match act.trim() {
         "relu" => Activation::Relu,
         "tanh" => Activation::Tanh,
         other => bail!("unknown activation `{other}` (expected relu or tanh)"),
     };
-    let width: usize = width.trim().parse().with_context(|| format!("branch `{s}`: width must be a positive integer"))?;
+    let width: usize = width
+        .trim()
+        .parse()
+        .with_context(|| format!("branch `{s}`: width must be a positive integer"))?;
     if width == 0 || width > 1 << 16 {
         bail!("branch `{s}`: width must be between 1 and 65536");
     }
@@ -104,7 +118,10 @@ impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} -> ", self.inputs)?;
         for stage in &self.hidden {
-            let parts: Vec<String> = stage.iter().map(|b| format!("{} {}", b.act.name(), b.width)).collect();
+            let parts: Vec<String> = stage
+                .iter()
+                .map(|b| format!("{} {}", b.act.name(), b.width))
+                .collect();
             if parts.len() > 1 {
                 write!(f, "[{}] -> ", parts.join(" | "))?;
             } else {
@@ -123,16 +140,36 @@ mod tests {
     fn parses_the_notebook_spec_and_prints_it_back() {
         let a = Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap();
         assert_eq!(a.hidden.len(), 2);
-        assert_eq!(a.hidden[0], vec![Branch { act: Activation::Relu, width: 128 }, Branch { act: Activation::Tanh, width: 64 }]);
+        assert_eq!(
+            a.hidden[0],
+            vec![
+                Branch {
+                    act: Activation::Relu,
+                    width: 128
+                },
+                Branch {
+                    act: Activation::Tanh,
+                    width: 64
+                }
+            ]
+        );
         assert_eq!(a.stage_width(0), 192);
         assert_eq!(a.spec(), NOTEBOOK_ARCH);
-        assert_eq!(a.to_string(), "784 -> [relu 128 | tanh 64] -> relu 48 -> softmax 10");
+        assert_eq!(
+            a.to_string(),
+            "784 -> [relu 128 | tanh 64] -> relu 48 -> softmax 10"
+        );
         assert_eq!(a.weight_matrices(), 4);
     }
 
     #[test]
     fn rejects_bad_specs_with_the_reason() {
-        for (spec, why) in [("relu:0", "width"), ("sigmoid:3", "unknown activation"), ("relu128", "activation:width"), ("relu:4,,tanh:3", "empty stage")] {
+        for (spec, why) in [
+            ("relu:0", "width"),
+            ("sigmoid:3", "unknown activation"),
+            ("relu128", "activation:width"),
+            ("relu:4,,tanh:3", "empty stage"),
+        ] {
             let e = format!("{:#}", Arch::parse(spec, 784, 10).unwrap_err());
             assert!(e.contains(why), "{spec}: {e}");
         }

@@ -15,7 +15,11 @@ pub struct Dims {
 
 /// `z[batch, out] = inp[batch, in] · wᵀ` (bias and activation follow, fused).
 pub fn forward(z: &mut [f32], inp: &[f32], w: &[f32], d: Dims, threads: usize) {
-    let Dims { batch, inputs, outputs } = d;
+    let Dims {
+        batch,
+        inputs,
+        outputs,
+    } = d;
     matmul(
         MatMut::new(&mut z[..batch * outputs], batch, outputs),
         Mat::new(&inp[..batch * inputs], batch, inputs),
@@ -28,14 +32,39 @@ pub fn forward(z: &mut [f32], inp: &[f32], w: &[f32], d: Dims, threads: usize) {
 /// `dw = dzᵀ · inp`, `db = column sums of dz`, and, when asked,
 /// `dinp = dz · w`. `dz` already carries the 1/batch factor.
 #[allow(clippy::too_many_arguments)]
-pub fn backward(dinp: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32], dz: &[f32], inp: &[f32], w: &[f32], d: Dims, threads: usize) {
-    let Dims { batch, inputs, outputs } = d;
+pub fn backward(
+    dinp: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: &mut [f32],
+    dz: &[f32],
+    inp: &[f32],
+    w: &[f32],
+    d: Dims,
+    threads: usize,
+) {
+    let Dims {
+        batch,
+        inputs,
+        outputs,
+    } = d;
     let dz = &dz[..batch * outputs];
     let dzm = Mat::new(dz, batch, outputs);
-    matmul(MatMut::new(dw, outputs, inputs), dzm.t(), Mat::new(&inp[..batch * inputs], batch, inputs), false, threads);
+    matmul(
+        MatMut::new(dw, outputs, inputs),
+        dzm.t(),
+        Mat::new(&inp[..batch * inputs], batch, inputs),
+        false,
+        threads,
+    );
     column_sums(db, dz);
     if let Some(dinp) = dinp {
-        matmul(MatMut::new(&mut dinp[..batch * inputs], batch, inputs), dzm, Mat::new(w, outputs, inputs), false, threads);
+        matmul(
+            MatMut::new(&mut dinp[..batch * inputs], batch, inputs),
+            dzm,
+            Mat::new(w, outputs, inputs),
+            false,
+            threads,
+        );
     }
 }
 

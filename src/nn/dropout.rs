@@ -37,7 +37,14 @@ pub fn uniform(key: u64, i: u64) -> f32 {
 /// Fills `scale` (row-major rows of `width`, the first being row `first_row`
 /// of the whole mask) with `1/keep` where a unit is kept and 0 where it is
 /// dropped, in columns `cols`. For [`DropoutMode::Unit`] there is one row.
-pub fn fill_mask(scale: &mut [f32], first_row: usize, width: usize, cols: std::ops::Range<usize>, keep: f32, key: u64) {
+pub fn fill_mask(
+    scale: &mut [f32],
+    first_row: usize,
+    width: usize,
+    cols: std::ops::Range<usize>,
+    keep: f32,
+    key: u64,
+) {
     for (r, row) in scale.chunks_exact_mut(width).enumerate() {
         for c in cols.clone() {
             let i = ((first_row + r) * width + c) as u64;
@@ -84,6 +91,9 @@ mod tests {
             assert!((0.0..1.0).contains(&u));
             hist[(u * 10.0) as usize] += 1;
         }
-        assert!(hist.iter().all(|&h| (9_500..10_500).contains(&h)), "{hist:?}");
+        assert!(
+            hist.iter().all(|&h| (9_500..10_500).contains(&h)),
+            "{hist:?}"
+        );
     }
 }

@@ -23,6 +23,9 @@ pub fn penalty(params: &[f32], layout: &Layout, factors: &[f32]) -> f64 {
 pub fn add_grad(grads: &mut [f32], params: &[f32], layout: &Layout, factors: &[f32], n: usize) {
     for (w, &l) in layout.weights.iter().zip(factors) {
         let k = l / n as f32;
-        grads[w.range.clone()].iter_mut().zip(&params[w.range.clone()]).for_each(|(g, &p)| *g += k * p);
+        grads[w.range.clone()]
+            .iter_mut()
+            .zip(&params[w.range.clone()])
+            .for_each(|(g, &p)| *g += k * p);
     }
 }

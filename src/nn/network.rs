@@ -48,7 +48,10 @@ pub struct Network {
 
 impl Network {
     pub fn new(layout: Layout, threads: usize) -> Network {
-        Network { layout, threads: threads.max(1) }
+        Network {
+            layout,
+            threads: threads.max(1),
+        }
     }
 
     /// Buffers for batches of up to `capacity` rows.
@@ -57,9 +60,18 @@ impl Network {
         let hidden = layers.len() - 1;
         Workspace {
             capacity,
-            acts: layers.iter().map(|l| vec![0.0; capacity * l.outputs]).collect(),
-            grads: layers[..hidden].iter().map(|l| vec![0.0; capacity * l.outputs]).collect(),
-            masks: layers[..hidden].iter().map(|l| vec![0.0; capacity * l.outputs]).collect(),
+            acts: layers
+                .iter()
+                .map(|l| vec![0.0; capacity * l.outputs])
+                .collect(),
+            grads: layers[..hidden]
+                .iter()
+                .map(|l| vec![0.0; capacity * l.outputs])
+                .collect(),
+            masks: layers[..hidden]
+                .iter()
+                .map(|l| vec![0.0; capacity * l.outputs])
+                .collect(),
             mask_mode: None,
             masked: vec![false; hidden],
         }
@@ -67,20 +79,40 @@ impl Network {
 
     /// Forward pass over `rows` samples of `x` (`[rows, inputs]`); returns the
     /// logits `[rows, classes]`. With `dropout`, hidden outputs are masked.
-    pub fn forward<'w>(&self, params: &[f32], x: &[f32], rows: usize, ws: &'w mut Workspace, dropout: Option<&Dropout<'_>>) -> &'w mut [f32] {
-        assert!(rows <= ws.capacity, "batch of {rows} exceeds the workspace's {}", ws.capacity);
-        assert_eq!(x.len(), rows * self.layout.arch.inputs, "input is not rows x inputs");
+    pub fn forward<'w>(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        rows: usize,
+        ws: &'w mut Workspace,
+        dropout: Option<&Dropout<'_>>,
+    ) -> &'w mut [f32] {
+        assert!(
+            rows <= ws.capacity,
+            "batch of {rows} exceeds the workspace's {}",
+            ws.capacity
+        );
+        assert_eq!(
+            x.len(),
+            rows * self.layout.arch.inputs,
+            "input is not rows x inputs"
+        );
         let layers = &self.layout.layers;
         ws.mask_mode = dropout.map(|d| d.mode);
         for (l, layer) in layers.iter().enumerate() {
             let (before, rest) = ws.acts.split_at_mut(l);
             let inp: &[f32] = if l == 0 { x } else { &before[l - 1] };
             let out = &mut rest[0][..rows * layer.outputs];
-            let d = Dims { batch: rows, inputs: layer.inputs, outputs: layer.outputs };
+            let d = Dims {
+                batch: rows,
+                inputs: layer.inputs,
+                outputs: layer.outputs,
+            };
             dense::forward(out, inp, &params[layer.w.clone()], d, self.threads);
 
             let hidden = l + 1 < layers.len();
-            let masked = hidden && dropout.is_some_and(|d| layer.branches.iter().any(|b| d.keeps[b.index] < 1.0));
+            let masked = hidden
+                && dropout.is_some_and(|d| layer.branches.iter().any(|b| d.keeps[b.index] < 1.0));
             if hidden {
                 ws.masked[l] = masked;
             }
@@ -88,13 +120,28 @@ impl Network {
                 let d = dropout.unwrap();
                 let mask_rows = if d.mode == DropoutMode::Unit { 1 } else { rows };
                 let key = mix64(d.key ^ l as u64);
-                for_row_blocks(&mut ws.masks[l][..mask_rows * layer.outputs], layer.outputs, |first, block| {
-                    for b in &layer.branches {
-                        fill_mask(block, first, layer.outputs, b.cols.clone(), d.keeps[b.index], key);
-                    }
-                });
+                for_row_blocks(
+                    &mut ws.masks[l][..mask_rows * layer.outputs],
+                    layer.outputs,
+                    |first, block| {
+                        for b in &layer.branches {
+                            fill_mask(
+                                block,
+                                first,
+                                layer.outputs,
+                                b.cols.clone(),
+                                d.keeps[b.index],
+                                key,
+                            );
+                        }
+                    },
+                );
             }
-            let mask = if masked { Some((ws.masks[l].as_slice(), dropout.unwrap().mode)) } else { None };
+            let mask = if masked {
+                Some((ws.masks[l].as_slice(), dropout.unwrap().mode))
+            } else {
+                None
+            };
             let bias = &params[layer.b.clone()];
             for_row_blocks(out, layer.outputs, |first, block| {
                 let m = mask_rows(mask, first, block.len() / layer.outputs, layer.outputs);
@@ -107,51 +154,109 @@ impl Network {
     /// Forward with `dropout`, the mean cross-entropy of `labels`, and the
     /// backward pass writing every parameter's gradient into `grads` (the flat
     /// layout of `params`). Returns the mean cross-entropy (no L2 term).
-    pub fn loss_and_grads(&self, params: &[f32], grads: &mut [f32], x: &[f32], labels: &[u8], ws: &mut Workspace, dropout: Option<&Dropout<'_>>) -> f64 {
+    pub fn loss_and_grads(
+        &self,
+        params: &[f32],
+        grads: &mut [f32],
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        dropout: Option<&Dropout<'_>>,
+    ) -> f64 {
         let rows = labels.len();
         let classes = self.layout.arch.classes;
         let logits = self.forward(params, x, rows, ws, dropout);
         let loss = softmax_ce::loss_and_grad(logits, labels, classes, 1.0 / rows as f32);
-        self.backward(params, grads, x, rows, ws, dropout.map(|d| d.keeps).unwrap_or(&[]));
+        self.backward(
+            params,
+            grads,
+            x,
+            rows,
+            ws,
+            dropout.map(|d| d.keeps).unwrap_or(&[]),
+        );
         loss / rows as f64
     }
 
-    fn backward(&self, params: &[f32], grads: &mut [f32], x: &[f32], rows: usize, ws: &mut Workspace, keeps: &[f32]) {
+    fn backward(
+        &self,
+        params: &[f32],
+        grads: &mut [f32],
+        x: &[f32],
+        rows: usize,
+        ws: &mut Workspace,
+        keeps: &[f32],
+    ) {
         let layers = &self.layout.layers;
         let last = layers.len() - 1;
         for l in (0..=last).rev() {
             let layer = &layers[l];
-            let d = Dims { batch: rows, inputs: layer.inputs, outputs: layer.outputs };
+            let d = Dims {
+                batch: rows,
+                inputs: layer.inputs,
+                outputs: layer.outputs,
+            };
             let (dw, db) = grads[layer.w.start..layer.b.end].split_at_mut(layer.w.len());
             let w = &params[layer.w.clone()];
             let (lower, upper) = ws.grads.split_at_mut(l.min(last));
             let dz: &[f32] = if l == last { &ws.acts[last] } else { &upper[0] };
             let inp: &[f32] = if l == 0 { x } else { &ws.acts[l - 1] };
-            let dinp = if l == 0 { None } else { Some(&mut lower[l - 1][..]) };
+            let dinp = if l == 0 {
+                None
+            } else {
+                Some(&mut lower[l - 1][..])
+            };
             dense::backward(dinp, dw, db, dz, inp, w, d, self.threads);
             if l > 0 {
                 let below = &layers[l - 1];
                 let a = &ws.acts[l - 1];
-                let mask = if ws.masked[l - 1] { Some((ws.masks[l - 1].as_slice(), ws.mask_mode.unwrap())) } else { None };
+                let mask = if ws.masked[l - 1] {
+                    Some((ws.masks[l - 1].as_slice(), ws.mask_mode.unwrap()))
+                } else {
+                    None
+                };
                 let width = below.outputs;
-                for_row_blocks(&mut ws.grads[l - 1][..rows * width], width, |first, block| {
-                    let n = block.len() / width;
-                    let m = mask_rows(mask, first, n, width);
-                    activation::backward_rows(block, &a[first * width..(first + n) * width], width, &below.branches, keeps, m);
-                });
+                for_row_blocks(
+                    &mut ws.grads[l - 1][..rows * width],
+                    width,
+                    |first, block| {
+                        let n = block.len() / width;
+                        let m = mask_rows(mask, first, n, width);
+                        activation::backward_rows(
+                            block,
+                            &a[first * width..(first + n) * width],
+                            width,
+                            &below.branches,
+                            keeps,
+                            m,
+                        );
+                    },
+                );
             }
         }
     }
 
     /// Calls `f(first_row, logits)` for consecutive chunks of `images`
     /// (`[n, inputs]`), evaluated without dropout.
-    pub fn logits_chunks(&self, params: &[f32], images: &[f32], ws: &mut Workspace, mut f: impl FnMut(usize, &mut [f32])) {
+    pub fn logits_chunks(
+        &self,
+        params: &[f32],
+        images: &[f32],
+        ws: &mut Workspace,
+        mut f: impl FnMut(usize, &mut [f32]),
+    ) {
         let inputs = self.layout.arch.inputs;
         let n = images.len() / inputs;
         let mut first = 0;
         while first < n {
             let rows = ws.capacity.min(n - first);
-            let logits = self.forward(params, &images[first * inputs..(first + rows) * inputs], rows, ws, None);
+            let logits = self.forward(
+                params,
+                &images[first * inputs..(first + rows) * inputs],
+                rows,
+                ws,
+                None,
+            );
             f(first, logits);
             first += rows;
         }
@@ -161,12 +266,20 @@ impl Network {
     pub fn predict(&self, params: &[f32], images: &[f32], ws: &mut Workspace) -> Vec<u8> {
         let classes = self.layout.arch.classes;
         let mut out = Vec::with_capacity(images.len() / self.layout.arch.inputs);
-        self.logits_chunks(params, images, ws, |_, logits| out.extend(logits.chunks_exact(classes).map(argmax)));
+        self.logits_chunks(params, images, ws, |_, logits| {
+            out.extend(logits.chunks_exact(classes).map(argmax))
+        });
         out
     }
 
     /// Fraction of `labels` predicted correctly.
-    pub fn accuracy(&self, params: &[f32], images: &[f32], labels: &[u8], ws: &mut Workspace) -> f64 {
+    pub fn accuracy(
+        &self,
+        params: &[f32],
+        images: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+    ) -> f64 {
         if labels.is_empty() {
             return f64::NAN;
         }
@@ -175,11 +288,18 @@ impl Network {
     }
 }
 
-fn mask_rows(mask: Option<(&[f32], DropoutMode)>, first: usize, rows: usize, width: usize) -> MaskRows<'_> {
+fn mask_rows(
+    mask: Option<(&[f32], DropoutMode)>,
+    first: usize,
+    rows: usize,
+    width: usize,
+) -> MaskRows<'_> {
     match mask {
         None => MaskRows::Off,
         Some((m, DropoutMode::Unit)) => MaskRows::Unit(&m[..width]),
-        Some((m, DropoutMode::Sample)) => MaskRows::Sample(&m[first * width..(first + rows) * width]),
+        Some((m, DropoutMode::Sample)) => {
+            MaskRows::Sample(&m[first * width..(first + rows) * width])
+        }
     }
 }
 

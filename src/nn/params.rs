@@ -76,7 +76,10 @@ impl Layout {
         let mut hidden_index = 0;
         for s in 0..=stages {
             let branches: Vec<(Option<Activation>, usize)> = if s < stages {
-                arch.hidden[s].iter().map(|b| (Some(b.act), b.width)).collect()
+                arch.hidden[s]
+                    .iter()
+                    .map(|b| (Some(b.act), b.width))
+                    .collect()
             } else {
                 vec![(None, arch.classes)]
             };
@@ -87,23 +90,54 @@ impl Layout {
             let mut slots = Vec::new();
             let mut col = 0;
             for (j, &(act, width)) in branches.iter().enumerate() {
-                let name = if branches.len() > 1 { format!("{}{}", s + 1, j + 1) } else { format!("{}", s + 1) };
-                weights.push(ParamTensor { name: format!("W{name}"), shape: [width, inputs], range: w.start + col * inputs..w.start + (col + width) * inputs });
-                biases.push(ParamTensor { name: format!("b{name}"), shape: [width, 1], range: b.start + col..b.start + col + width });
-                slots.push(BranchSlot { cols: col..col + width, act, index: hidden_index });
+                let name = if branches.len() > 1 {
+                    format!("{}{}", s + 1, j + 1)
+                } else {
+                    format!("{}", s + 1)
+                };
+                weights.push(ParamTensor {
+                    name: format!("W{name}"),
+                    shape: [width, inputs],
+                    range: w.start + col * inputs..w.start + (col + width) * inputs,
+                });
+                biases.push(ParamTensor {
+                    name: format!("b{name}"),
+                    shape: [width, 1],
+                    range: b.start + col..b.start + col + width,
+                });
+                slots.push(BranchSlot {
+                    cols: col..col + width,
+                    act,
+                    index: hidden_index,
+                });
                 hidden_index += 1;
                 col += width;
             }
-            layers.push(LayerLayout { inputs, outputs, w, b, branches: slots });
+            layers.push(LayerLayout {
+                inputs,
+                outputs,
+                w,
+                b,
+                branches: slots,
+            });
             inputs = outputs;
         }
-        Layout { arch: arch.clone(), layers, weights, biases, len: at }
+        Layout {
+            arch: arch.clone(),
+            layers,
+            weights,
+            biases,
+            len: at,
+        }
     }
 
     /// Every tensor, weights and biases interleaved as the notebook lists them
     /// (W11, b11, W12, b12, ...).
     pub fn tensors(&self) -> impl Iterator<Item = &ParamTensor> {
-        self.weights.iter().zip(&self.biases).flat_map(|(w, b)| [w, b])
+        self.weights
+            .iter()
+            .zip(&self.biases)
+            .flat_map(|(w, b)| [w, b])
     }
 
     /// Fresh parameters from a seeded generator; draws weights in the
@@ -137,15 +171,30 @@ mod tests {
     #[test]
     fn notebook_layout_names_and_shapes() {
         let layout = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap());
-        let names: Vec<_> = layout.tensors().map(|t| (t.name.as_str(), t.shape)).collect();
+        let names: Vec<_> = layout
+            .tensors()
+            .map(|t| (t.name.as_str(), t.shape))
+            .collect();
         assert_eq!(
             names,
-            [("W11", [128, 784]), ("b11", [128, 1]), ("W12", [64, 784]), ("b12", [64, 1]), ("W2", [48, 192]), ("b2", [48, 1]), ("W3", [10, 48]), ("b3", [10, 1])]
+            [
+                ("W11", [128, 784]),
+                ("b11", [128, 1]),
+                ("W12", [64, 784]),
+                ("b12", [64, 1]),
+                ("W2", [48, 192]),
+                ("b2", [48, 1]),
+                ("W3", [10, 48]),
+                ("b3", [10, 1])
+            ]
         );
         assert_eq!(layout.len, 192 * 785 + 48 * 193 + 10 * 49);
         // W12 follows W11 directly, so stage 1's weights are one stacked 192 x 784 matrix.
         assert_eq!(layout.weights[1].range.start, layout.weights[0].range.end);
-        assert_eq!(layout.layers[0].w, layout.weights[0].range.start..layout.weights[1].range.end);
+        assert_eq!(
+            layout.layers[0].w,
+            layout.weights[0].range.start..layout.weights[1].range.end
+        );
     }
 
     #[test]
@@ -158,8 +207,15 @@ mod tests {
             let v = &a[w.range.clone()];
             let var = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64;
             let want = gain / w.shape[1] as f64;
-            assert!((var / want - 1.0).abs() < 0.2, "{}: variance {var}, want {want}", w.name);
+            assert!(
+                (var / want - 1.0).abs() < 0.2,
+                "{}: variance {var}, want {want}",
+                w.name
+            );
         }
-        assert!(layout.biases.iter().all(|b| a[b.range.clone()].iter().all(|&x| x == 0.0)));
+        assert!(layout
+            .biases
+            .iter()
+            .all(|b| a[b.range.clone()].iter().all(|&x| x == 0.0)));
     }
 }

@@ -21,7 +21,9 @@ pub fn softmax_row(row: &mut [f32]) {
 
 /// Softmax of every row of `logits` (rows of `classes`), in place.
 pub fn softmax(logits: &mut [f32], classes: usize) {
-    for_row_blocks(logits, classes, |_, block| block.chunks_exact_mut(classes).for_each(softmax_row));
+    for_row_blocks(logits, classes, |_, block| {
+        block.chunks_exact_mut(classes).for_each(softmax_row)
+    });
 }
 
 /// One fused pass: returns the summed cross-entropy `Σ -log(p_y + 1e-7)` of

@@ -20,7 +20,15 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(len: usize, beta1: f32, beta2: f32, eps: f32, bias_correction: bool) -> Adam {
-        Adam { v: vec![0.0; len], s: vec![0.0; len], beta1, beta2, eps, bias_correction, t: 0 }
+        Adam {
+            v: vec![0.0; len],
+            s: vec![0.0; len],
+            beta1,
+            beta2,
+            eps,
+            bias_correction,
+            t: 0,
+        }
     }
 
     /// `v = b1 v + (1-b1) g; s = b2 s + (1-b2) g²; p -= lr v̂ / (sqrt(ŝ) + eps)`,
@@ -29,7 +37,10 @@ impl Adam {
         self.t += 1;
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         let (c1, c2) = if self.bias_correction {
-            (1.0 - (b1 as f64).powi(self.t as i32), 1.0 - (b2 as f64).powi(self.t as i32))
+            (
+                1.0 - (b1 as f64).powi(self.t as i32),
+                1.0 - (b2 as f64).powi(self.t as i32),
+            )
         } else {
             (1.0, 1.0)
         };
@@ -39,7 +50,11 @@ impl Adam {
         params
             .par_chunks_mut(CHUNK)
             .zip(grads.par_chunks(CHUNK))
-            .zip(self.v.par_chunks_mut(CHUNK).zip(self.s.par_chunks_mut(CHUNK)))
+            .zip(
+                self.v
+                    .par_chunks_mut(CHUNK)
+                    .zip(self.s.par_chunks_mut(CHUNK)),
+            )
             .for_each(|((p, g), (v, s))| {
                 for i in 0..p.len() {
                     let g = g[i];
@@ -78,9 +93,15 @@ mod tests {
         let mut a = Adam::new(3, 0.9, 0.999, 1e-8, true);
         let mut p = vec![0.0f32; 3];
         a.step(&mut p, &[3.0, -0.02, 0.0], 0.01);
-        assert!((p[0] + 0.01).abs() < 1e-6 && (p[1] - 0.01).abs() < 1e-6 && p[2] == 0.0, "{p:?}");
+        assert!(
+            (p[0] + 0.01).abs() < 1e-6 && (p[1] - 0.01).abs() < 1e-6 && p[2] == 0.0,
+            "{p:?}"
+        );
         // Second step, same gradient: v̂ = g, ŝ = g², so again lr * sign(g).
         a.step(&mut p, &[3.0, -0.02, 0.0], 0.01);
-        assert!((p[0] + 0.02).abs() < 1e-6 && (p[1] - 0.02).abs() < 1e-6, "{p:?}");
+        assert!(
+            (p[0] + 0.02).abs() < 1e-6 && (p[1] - 0.02).abs() < 1e-6,
+            "{p:?}"
+        );
     }
 }

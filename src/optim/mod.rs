@@ -31,7 +31,14 @@ pub enum Optimizer {
 
 impl Optimizer {
     /// A fresh optimiser for `len` parameters.
-    pub fn new(kind: OptimizerKind, len: usize, beta1: f32, beta2: f32, eps: f32, momentum: f32) -> Optimizer {
+    pub fn new(
+        kind: OptimizerKind,
+        len: usize,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        momentum: f32,
+    ) -> Optimizer {
         match kind {
             OptimizerKind::AdamNb => Optimizer::Adam(Adam::new(len, beta1, beta2, eps, false)),
             OptimizerKind::Adam => Optimizer::Adam(Adam::new(len, beta1, beta2, eps, true)),

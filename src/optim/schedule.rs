@@ -20,7 +20,11 @@ impl LrSchedule {
         match *self {
             LrSchedule::Constant => base,
             LrSchedule::Cosine { floor } => {
-                let progress = if total > 1 { t as f64 / (total - 1) as f64 } else { 0.0 };
+                let progress = if total > 1 {
+                    t as f64 / (total - 1) as f64
+                } else {
+                    0.0
+                };
                 let c = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
                 (base as f64 * (floor as f64 + (1.0 - floor as f64) * c)) as f32
             }
@@ -60,7 +64,10 @@ mod tests {
         assert!((f[0] as f64 - 1.19 * 0.5f64.sqrt()).abs() < 1e-6);
         s.after_step(1, &mut f);
         s.after_step(999, &mut f);
-        assert!((f[0] as f64 - 1.19 * 0.5f64.sqrt()).abs() < 1e-6, "no change between multiples");
+        assert!(
+            (f[0] as f64 - 1.19 * 0.5f64.sqrt()).abs() < 1e-6,
+            "no change between multiples"
+        );
         s.after_step(1000, &mut f);
         s.after_step(2000, &mut f);
         let want = 2.22 * (2f64.sqrt() / 2.0) * (3f64.sqrt() / 2.0) * (4f64.sqrt() / 2.0);
@@ -77,7 +84,10 @@ mod tests {
         assert!((c.lr(0.1, 0, 101) - 0.1).abs() < 1e-7);
         assert!((c.lr(0.1, 50, 101) - 0.05).abs() < 1e-7);
         assert!(c.lr(0.1, 100, 101).abs() < 1e-7);
-        let s = LrSchedule::Step { every: 10, factor: 0.5 };
+        let s = LrSchedule::Step {
+            every: 10,
+            factor: 0.5,
+        };
         assert_eq!(s.lr(1.0, 9, 100), 1.0);
         assert_eq!(s.lr(1.0, 25, 100), 0.25);
     }

@@ -9,7 +9,10 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(len: usize, momentum: f32) -> Sgd {
-        Sgd { velocity: vec![0.0; len], momentum }
+        Sgd {
+            velocity: vec![0.0; len],
+            momentum,
+        }
     }
 
     /// `u = μ u + g; p -= lr u` (PyTorch's form).

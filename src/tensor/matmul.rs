@@ -27,14 +27,30 @@ impl<'a> Mat<'a> {
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         if rows > 0 && cols > 0 {
             let last = (rows - 1) * rs + (cols - 1) * cs;
-            assert!(last < data.len(), "matrix view {rows}x{cols} (strides {rs},{cs}) overruns a buffer of {}", data.len());
+            assert!(
+                last < data.len(),
+                "matrix view {rows}x{cols} (strides {rs},{cs}) overruns a buffer of {}",
+                data.len()
+            );
         }
-        Mat { data, rows, cols, rs, cs }
+        Mat {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
     }
 
     /// The transposed view (no copy).
     pub fn t(self) -> Self {
-        Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -69,20 +85,40 @@ impl<'a> MatMut<'a> {
 
     /// Rows `rs` elements apart; `cols <= rs`.
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        assert!(cols <= rs || rows <= 1, "row stride {rs} shorter than a row of {cols}");
+        assert!(
+            cols <= rs || rows <= 1,
+            "row stride {rs} shorter than a row of {cols}"
+        );
         if rows > 0 && cols > 0 {
             let last = (rows - 1) * rs + cols - 1;
-            assert!(last < data.len(), "output view {rows}x{cols} (row stride {rs}) overruns a buffer of {}", data.len());
+            assert!(
+                last < data.len(),
+                "output view {rows}x{cols} (row stride {rs}) overruns a buffer of {}",
+                data.len()
+            );
         }
-        MatMut { data, rows, cols, rs }
+        MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+        }
     }
 }
 
 /// `c = a · b`, or `c += a · b` when `accumulate`, using `threads` threads of
 /// the current rayon pool.
 pub fn matmul(c: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, accumulate: bool, threads: usize) {
-    assert_eq!(a.cols, b.rows, "inner dimensions differ: {}x{} · {}x{}", a.rows, a.cols, b.rows, b.cols);
-    assert_eq!((c.rows, c.cols), (a.rows, b.cols), "output shape differs from the product's");
+    assert_eq!(
+        a.cols, b.rows,
+        "inner dimensions differ: {}x{} · {}x{}",
+        a.rows, a.cols, b.rows, b.cols
+    );
+    assert_eq!(
+        (c.rows, c.cols),
+        (a.rows, b.cols),
+        "output shape differs from the product's"
+    );
     if c.rows == 0 || c.cols == 0 {
         return;
     }
@@ -94,7 +130,11 @@ pub fn matmul(c: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, accumulate: bool, threads: 
         }
         return;
     }
-    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let par = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: the constructors checked that every view lies inside its slice,
     // and `c` is borrowed mutably, so it cannot alias `a` or `b`.
     unsafe {
@@ -133,7 +173,11 @@ pub fn matmul_reference(c: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, accumulate: bool)
                 s += a.at(i, k) as f64 * b.at(k, j) as f64;
             }
             let out = &mut c.data[i * c.rs + j];
-            *out = if accumulate { *out + s as f32 } else { s as f32 };
+            *out = if accumulate {
+                *out + s as f32
+            } else {
+                s as f32
+            };
         }
     }
 }
@@ -143,27 +187,61 @@ mod tests {
     use super::*;
 
     fn filled(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0).collect()
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect()
     }
 
     fn check(m: usize, n: usize, k: usize, ta: bool, tb: bool, accumulate: bool, threads: usize) {
         let a_store = filled(m * k, 1);
         let b_store = filled(k * n, 2);
-        let a = if ta { Mat::new(&a_store, k, m).t() } else { Mat::new(&a_store, m, k) };
-        let b = if tb { Mat::new(&b_store, n, k).t() } else { Mat::new(&b_store, k, n) };
+        let a = if ta {
+            Mat::new(&a_store, k, m).t()
+        } else {
+            Mat::new(&a_store, m, k)
+        };
+        let b = if tb {
+            Mat::new(&b_store, n, k).t()
+        } else {
+            Mat::new(&b_store, k, n)
+        };
         // Write into a column block of a wider buffer, as the parallel block does.
         let (pad, width) = (3, n + 5);
         let mut fast = filled(m * width, 3);
         let mut slow = fast.clone();
-        matmul(MatMut::strided(&mut fast[pad..], m, n, width), a, b, accumulate, threads);
-        matmul_reference(MatMut::strided(&mut slow[pad..], m, n, width), a, b, accumulate);
-        let worst = fast.iter().zip(&slow).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0f32, f32::max);
+        matmul(
+            MatMut::strided(&mut fast[pad..], m, n, width),
+            a,
+            b,
+            accumulate,
+            threads,
+        );
+        matmul_reference(
+            MatMut::strided(&mut slow[pad..], m, n, width),
+            a,
+            b,
+            accumulate,
+        );
+        let worst = fast
+            .iter()
+            .zip(&slow)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "{m}x{n}x{k} ta={ta} tb={tb} acc={accumulate} threads={threads}: worst rel diff {worst}");
     }
 
     #[test]
     fn matches_reference_on_odd_shapes_and_transposes() {
-        for &(m, n, k) in &[(1, 1, 1), (1, 10, 48), (7, 13, 29), (33, 192, 784), (128, 784, 65), (257, 10, 48)] {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (1, 10, 48),
+            (7, 13, 29),
+            (33, 192, 784),
+            (128, 784, 65),
+            (257, 10, 48),
+        ] {
             for ta in [false, true] {
                 for tb in [false, true] {
                     for accumulate in [false, true] {
@@ -178,7 +256,13 @@ mod tests {
     #[test]
     fn empty_inner_dimension_gives_zero() {
         let mut c = vec![5.0; 6];
-        matmul(MatMut::new(&mut c, 2, 3), Mat::new(&[], 2, 0), Mat::new(&[], 0, 3), false, 1);
+        matmul(
+            MatMut::new(&mut c, 2, 3),
+            Mat::new(&[], 2, 0),
+            Mat::new(&[], 0, 3),
+            false,
+            1,
+        );
         assert_eq!(c, vec![0.0; 6]);
     }
 }

@@ -26,7 +26,10 @@ where
     if width == 0 {
         return Vec::new();
     }
-    data.par_chunks_mut(BLOCK_ROWS * width).enumerate().map(|(i, block)| f(i * BLOCK_ROWS, block)).collect()
+    data.par_chunks_mut(BLOCK_ROWS * width)
+        .enumerate()
+        .map(|(i, block)| f(i * BLOCK_ROWS, block))
+        .collect()
 }
 
 /// Read-only [`map_row_blocks_mut`].
@@ -38,5 +41,8 @@ where
     if width == 0 {
         return Vec::new();
     }
-    data.par_chunks(BLOCK_ROWS * width).enumerate().map(|(i, block)| f(i * BLOCK_ROWS, block)).collect()
+    data.par_chunks(BLOCK_ROWS * width)
+        .enumerate()
+        .map(|(i, block)| f(i * BLOCK_ROWS, block))
+        .collect()
 }

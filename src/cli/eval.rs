@@ -1,0 +1,68 @@
+//! `scratchnet eval`.
+
+use super::Common;
+use anyhow::Result;
+use scratchnet::data::{Dataset, CLASSES};
+use scratchnet::model_io::Model;
+use scratchnet::nn::Network;
+use scratchnet::train::metrics::{confusion, per_class_accuracy};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A model saved by `train --save`
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Which split to evaluate
+    #[arg(long, default_value = "test", value_parser = ["train", "val", "test"])]
+    split: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let threads = args.common.threads()?;
+    let model = Model::load(&args.model)?;
+    let path = args.common.data_path();
+    let data = Dataset::load(&path, None)?;
+    let arch = &model.layout.arch;
+    if arch.inputs != data.features() || arch.classes != CLASSES {
+        anyhow::bail!("{}: the model takes {} inputs and {} classes, but {} has {}-pixel images and {CLASSES} classes", args.model.display(), arch.inputs, arch.classes, path.display(), data.features());
+    }
+    let split = match args.split.as_str() {
+        "train" => &data.train,
+        "val" => &data.val,
+        _ => &data.test,
+    };
+    let net = Network::new(model.layout.clone(), threads);
+    let mut ws = net.workspace(2048);
+    let pred = net.predict(&model.params, &split.images, &mut ws);
+    let m = confusion(&split.labels, &pred);
+    let correct: usize = (0..CLASSES).map(|c| m[c][c]).sum();
+    println!("model {} ({arch})", args.model.display());
+    println!(
+        "{} split of {}: {} images",
+        args.split,
+        path.display(),
+        split.len()
+    );
+    println!(
+        "accuracy {:.4} ({correct} / {})",
+        correct as f64 / split.len().max(1) as f64,
+        split.len()
+    );
+    println!("\nper-class accuracy:");
+    for (c, a) in per_class_accuracy(&m).iter().enumerate() {
+        println!("  {c}: {a:.4}  ({} images)", m[c].iter().sum::<usize>());
+    }
+    println!("\nconfusion matrix (rows: true digit, columns: predicted):");
+    print!("      ");
+    (0..CLASSES).for_each(|c| print!("{c:>6}"));
+    println!();
+    for (t, row) in m.iter().enumerate() {
+        print!("  {t:>2}  ");
+        row.iter().for_each(|n| print!("{n:>6}"));
+        println!();
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Command-line interface: one file per subcommand.
+
+mod download;
+mod eval;
+mod train;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "scratchnet",
+    version,
+    about = "Train, evaluate and study the MNIST notebook's neural network, written from scratch."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network (default preset `fast`; `--preset seed` is the notebook's run).
+    Train(Box<train::TrainArgs>),
+    /// Accuracy, per-class accuracy and confusion matrix of a saved model.
+    Eval(eval::EvalArgs),
+    /// Fetch the four MNIST files from public mirrors, checking their checksums.
+    Download(download::DownloadArgs),
+}
+
+/// Options shared by commands that read data and compute.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// MNIST-format data: a directory of IDX files (raw or .gz) or the notebook's mnist.pkl.gz
+    /// [default: the bundled data/mnist]
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Worker threads [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+}
+
+impl Common {
+    /// Sets up the thread pool and returns the thread count.
+    pub fn threads(&self) -> anyhow::Result<usize> {
+        let n = self.threads.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))?;
+        Ok(n)
+    }
+
+    pub fn data_path(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(scratchnet::data::default_data_dir)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => train::run(*a),
+        Command::Eval(a) => eval::run(a),
+        Command::Download(a) => download::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! `scratchnet train`.
+
+use super::Common;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use scratchnet::data::Dataset;
+use scratchnet::model_io::load_init;
+use scratchnet::nn::Layout;
+use scratchnet::train::config::BatchSize;
+use scratchnet::train::{EvalRecord, MetricsWriter, Observer, TrainConfig, Trainer};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  scratchnet train --save model.safetensors            # default preset: minibatch, ≥98.5% in seconds
+  scratchnet train --preset seed                       # the notebook's 10,000 full-batch iterations
+  scratchnet train --preset seed --keep 0.8 --iters 401  # the notebook's shown cell
+  scratchnet train --config run.toml --epochs 3 --metrics m.jsonl")]
+pub struct TrainArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Read options from a TOML file (same names as the flags, with underscores)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Save the trained model (safetensors, written atomically)
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Start from these weights (safetensors with W11, b11, ... in the notebook's shapes)
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
+    /// Append one JSON object per evaluation to this file
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
+    /// Print only the final result
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    flags: ConfigFlags,
+}
+
+/// Flags that override the configuration; each is serialised only when
+/// given, and overlays the preset and the TOML file by the same mechanism.
+#[derive(clap::Args, Debug, Serialize)]
+struct ConfigFlags {
+    /// Starting point: `fast` (default) or `seed` (the notebook's final run)
+    #[arg(long, value_parser = ["fast", "seed"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preset: Option<String>,
+    /// Hidden layers: stages split by `,`, parallel branches by `|`, e.g. `relu:128|tanh:64,relu:48`
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arch: Option<String>,
+    /// Weight initialisation
+    #[arg(long, value_parser = ["notebook", "he", "xavier"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_scheme: Option<String>,
+    /// Seed of every random choice (initialisation, shuffling, dropout, shifts)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    /// Training steps (iterations)
+    #[arg(long, conflicts_with = "epochs")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iters: Option<usize>,
+    /// Passes over the training set
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epochs: Option<usize>,
+    /// `full` or samples per minibatch
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_size: Option<BatchSize>,
+    /// Update rule: the notebook's Adam without bias correction, Adam, or SGD with momentum
+    #[arg(long, value_parser = ["adam-nb", "adam", "sgd"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optimizer: Option<String>,
+    /// Learning rate
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lr: Option<f32>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    beta1: Option<f32>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    beta2: Option<f32>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eps: Option<f32>,
+    /// SGD momentum
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    momentum: Option<f32>,
+    /// Learning-rate schedule
+    #[arg(long, value_parser = ["constant", "cosine", "step"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lr_schedule: Option<String>,
+    /// Cosine schedule: final rate as a fraction of --lr
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lr_floor: Option<f32>,
+    /// Step schedule: period in steps
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lr_step_every: Option<usize>,
+    /// Step schedule: factor applied each period
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lr_step_factor: Option<f32>,
+    /// L2 factors: one, or one per weight matrix (W11,W12,W2,W3)
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    l2: Option<Vec<f32>>,
+    /// The notebook's L2 schedule period in steps (0: off)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reg_every: Option<usize>,
+    /// Dropout keep probabilities: one, or one per hidden branch (11,12,2)
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep: Option<Vec<f32>>,
+    /// Dropout masks per unit (the notebook's) or per unit and sample
+    #[arg(long, value_parser = ["unit", "sample"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropout: Option<String>,
+    /// Largest random shift of training images, in pixels (0: off)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shift: Option<usize>,
+    /// Evaluate every N steps
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eval_every: Option<usize>,
+    /// Validation images taken from the end of the IDX training set
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    val_size: Option<usize>,
+}
+
+/// Prints evaluations as the notebook did, with a progress bar on a terminal.
+struct Console {
+    bar: Option<ProgressBar>,
+    metrics: Option<MetricsWriter>,
+    quiet: bool,
+}
+
+impl Observer for Console {
+    fn step(&mut self, done: usize, _total: usize, j: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            if done % 10 == 0 {
+                bar.set_message(format!("J {j:.4}"));
+            }
+        }
+    }
+
+    fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
+        if let Some(m) = &mut self.metrics {
+            m.write(r)?;
+        }
+        if !self.quiet {
+            let val = r
+                .val_acc
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into());
+            let line = format!(
+                "iter {:>6}  epoch {:>6.2}  J {:.6}  accuracy train {:.4}  val {val}  test {:.4}  ({:.1} s)",
+                r.iter, r.epoch, r.j, r.train_acc, r.test_acc, r.elapsed_s
+            );
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None => println!("{line}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let threads = args.common.threads()?;
+    let toml_text = match &args.config {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("--config {}: cannot read", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut overrides = serde_json::to_value(&args.flags)?;
+    // `--init` names a file; the scheme flag maps onto the config's `init` key.
+    if let Some(s) = overrides
+        .as_object_mut()
+        .and_then(|o| o.remove("init_scheme"))
+    {
+        overrides["init"] = s;
+    }
+    let cfg = TrainConfig::resolve(toml_text.as_deref(), overrides).with_context(|| match &args
+        .config
+    {
+        Some(p) => format!("resolving the configuration (--config {})", p.display()),
+        None => "resolving the configuration".into(),
+    })?;
+    let data_path = args.common.data_path();
+    let val_size = (!data_path.is_file() || args.flags.val_size.is_some()).then_some(cfg.val_size);
+    let data = Dataset::load(&data_path, val_size)?;
+    let arch = cfg.arch(data.features(), scratchnet::data::CLASSES)?;
+    cfg.validate(&arch)?;
+    let init = match &args.init {
+        Some(p) => Some(load_init(p, &Layout::new(&arch))?),
+        None => None,
+    };
+    let mut trainer = Trainer::new(cfg.clone(), &data, threads, init)?;
+    if !args.quiet {
+        println!(
+            "scratchnet {}: data {} (train {}, val {}, test {}), {threads} thread{}",
+            env!("CARGO_PKG_VERSION"),
+            data_path.display(),
+            data.train.len(),
+            data.val.len(),
+            data.test.len(),
+            if threads == 1 { "" } else { "s" }
+        );
+        println!("network {arch} ({} parameters)", trainer.net.layout.len);
+        println!(
+            "{} steps of {} samples ({} per epoch); dropout masks {}",
+            trainer.total_steps,
+            cfg.minibatch().map_or("all".to_string(), |b| b.to_string()),
+            trainer.steps_per_epoch(),
+            if cfg.keep.iter().all(|&k| k >= 1.0) {
+                "off".to_string()
+            } else {
+                format!("per {:?}", cfg.dropout).to_lowercase()
+            }
+        );
+        println!(
+            "--- configuration (usable with --config) ---\n{}---",
+            cfg.to_toml()
+        );
+    }
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new(trainer.total_steps as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta}]",
+            )
+            .unwrap(),
+        );
+        b
+    });
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(MetricsWriter::create)
+        .transpose()?;
+    let mut console = Console {
+        bar,
+        metrics,
+        quiet: args.quiet,
+    };
+    let summary = trainer.run(&mut console)?;
+    if let Some(b) = &console.bar {
+        b.finish_and_clear();
+    }
+    let r = &summary.last;
+    let val = r
+        .val_acc
+        .map(|v| format!("{v:.4}"))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "done: {} steps in {:.2} s ({:.2} s training, {:.0} samples/s); accuracy train {:.4}  val {val}  test {:.4}",
+        trainer.step, summary.total_s, summary.train_s, summary.samples_per_s, r.train_acc, r.test_acc
+    );
+    if let Some(path) = &args.save {
+        let mut meta = BTreeMap::new();
+        meta.insert("scratchnet.metrics".to_string(), serde_json::to_string(r)?);
+        trainer.model(meta).save(path)?;
+        println!("saved model to {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        flags: ConfigFlags,
+    }
+
+    #[test]
+    fn only_given_flags_become_overrides() {
+        let t = T::parse_from([
+            "t",
+            "--lr",
+            "0.5",
+            "--keep",
+            "0.9,0.8,0.7",
+            "--batch-size",
+            "full",
+        ]);
+        let v = serde_json::to_value(&t.flags).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"lr": 0.5, "keep": [0.9f32, 0.8f32, 0.7f32], "batch_size": "full"})
+        );
+    }
+}

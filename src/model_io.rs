@@ -1,0 +1,151 @@
+//! Model files: safetensors with the notebook's tensor names and shapes
+//! (W11 `[128, 784]`, b11 `[128, 1]`, ...), and the architecture,
+//! configuration and results in the metadata.
+
+use crate::fsutil::write_atomic;
+use crate::nn::{Arch, Layout};
+use anyhow::{bail, Context, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Metadata keys.
+pub const ARCH_KEY: &str = "scratchnet.arch";
+pub const INPUTS_KEY: &str = "scratchnet.inputs";
+pub const CLASSES_KEY: &str = "scratchnet.classes";
+pub const VERSION_KEY: &str = "scratchnet.version";
+
+/// A network's parameters with what describes them.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub layout: Layout,
+    pub params: Vec<f32>,
+    /// Free-form metadata (configuration, metrics, data checksums...).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Model {
+    /// Serialises to safetensors bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .layout
+            .tensors()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.shape.to_vec(),
+                    self.params[t.range.clone()]
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        let arch = &self.layout.arch;
+        meta.insert(ARCH_KEY.into(), arch.spec());
+        meta.insert(INPUTS_KEY.into(), arch.inputs.to_string());
+        meta.insert(CLASSES_KEY.into(), arch.classes.to_string());
+        meta.insert(VERSION_KEY.into(), env!("CARGO_PKG_VERSION").into());
+        Ok(safetensors::serialize(views, Some(meta))?)
+    }
+
+    /// Writes the model atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Reads a model saved by [`Model::save`].
+    pub fn load(path: &Path) -> Result<Model> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("{}: cannot read model file", path.display()))?;
+        Self::from_bytes(&bytes).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Parses safetensors bytes written by [`Model::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).context("not a safetensors model file")?;
+        let metadata: BTreeMap<String, String> = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let get = |k: &str| {
+            metadata
+                .get(k)
+                .with_context(|| format!("not a scratchnet model: metadata has no `{k}`"))
+        };
+        let parse_n = |k: &str| -> Result<usize> {
+            get(k)?
+                .parse()
+                .with_context(|| format!("metadata `{k}` is not a number"))
+        };
+        let arch = Arch::parse(get(ARCH_KEY)?, parse_n(INPUTS_KEY)?, parse_n(CLASSES_KEY)?)?;
+        if arch.inputs == 0 || arch.inputs > 1 << 24 || arch.classes < 2 || arch.classes > 1 << 16 {
+            bail!(
+                "implausible model shape: {} inputs, {} classes",
+                arch.inputs,
+                arch.classes
+            );
+        }
+        let layout = Layout::new(&arch);
+        let params = read_tensors(bytes, &layout)?;
+        Ok(Model {
+            layout,
+            params,
+            metadata,
+        })
+    }
+}
+
+/// Reads every tensor of `layout` by name from safetensors `bytes` into a flat
+/// buffer, checking dtype and shape (also used by `--init` with files from
+/// other tools).
+pub fn read_tensors(bytes: &[u8], layout: &Layout) -> Result<Vec<f32>> {
+    let st = SafeTensors::deserialize(bytes).context("not a valid safetensors file")?;
+    let mut params = vec![0.0f32; layout.len];
+    for t in layout.tensors() {
+        let view = st
+            .tensor(&t.name)
+            .with_context(|| format!("missing tensor `{}` (expected {:?})", t.name, t.shape))?;
+        let shape = view.shape();
+        let want = t.shape;
+        // A bias may also be stored as a plain vector.
+        let ok = shape == want || (want[1] == 1 && shape == [want[0]]);
+        if !ok {
+            bail!("tensor `{}` has shape {shape:?}, expected {want:?}", t.name);
+        }
+        let dst = &mut params[t.range.clone()];
+        match view.dtype() {
+            Dtype::F32 => dst
+                .iter_mut()
+                .zip(view.data().chunks_exact(4))
+                .for_each(|(d, b)| *d = f32::from_le_bytes(b.try_into().unwrap())),
+            Dtype::F64 => dst
+                .iter_mut()
+                .zip(view.data().chunks_exact(8))
+                .for_each(|(d, b)| *d = f64::from_le_bytes(b.try_into().unwrap()) as f32),
+            other => bail!(
+                "tensor `{}` has dtype {other:?}, expected F32 or F64",
+                t.name
+            ),
+        }
+        if let Some(i) = dst.iter().position(|v| !v.is_finite()) {
+            bail!("tensor `{}` holds a non-finite value at index {i}", t.name);
+        }
+    }
+    Ok(params)
+}
+
+/// Loads initial weights for `layout` from a safetensors file (`--init`).
+pub fn load_init(path: &Path, layout: &Layout) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{}: cannot read --init file", path.display()))?;
+    read_tensors(&bytes, layout).with_context(|| format!("--init {}", path.display()))
+}

@@ -1,0 +1,77 @@
+//! What training reports: one record per evaluation, written as JSON lines,
+//! and the accuracy breakdowns of `eval`.
+
+use crate::data::CLASSES;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+/// One evaluation during training (the notebook's printed line, and more).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Steps done so far (the notebook's `i` is `iter - 1`).
+    pub iter: usize,
+    pub epoch: f64,
+    /// The last step's J: cross-entropy (with dropout) plus the L2 term.
+    #[serde(rename = "J")]
+    pub j: f64,
+    pub train_acc: f64,
+    pub val_acc: Option<f64>,
+    pub test_acc: f64,
+    pub lr: f32,
+    /// Seconds since training started, evaluations included.
+    pub elapsed_s: f64,
+}
+
+/// Appends [`EvalRecord`]s to a JSON-lines file, flushing each.
+pub struct MetricsWriter {
+    out: BufWriter<File>,
+}
+
+impl MetricsWriter {
+    pub fn create(path: &Path) -> Result<MetricsWriter> {
+        let f = File::create(path)
+            .with_context(|| format!("--metrics {}: cannot create", path.display()))?;
+        Ok(MetricsWriter {
+            out: BufWriter::new(f),
+        })
+    }
+
+    pub fn write(&mut self, r: &EvalRecord) -> Result<()> {
+        serde_json::to_writer(&mut self.out, r)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush().context("cannot write metrics")
+    }
+}
+
+/// `m[true][predicted]` counts.
+pub fn confusion(labels: &[u8], predicted: &[u8]) -> [[usize; CLASSES]; CLASSES] {
+    let mut m = [[0; CLASSES]; CLASSES];
+    for (&t, &p) in labels.iter().zip(predicted) {
+        m[t as usize][p as usize] += 1;
+    }
+    m
+}
+
+/// Accuracy of each true class (NaN where a class has no sample).
+pub fn per_class_accuracy(m: &[[usize; CLASSES]; CLASSES]) -> [f64; CLASSES] {
+    std::array::from_fn(|c| m[c][c] as f64 / m[c].iter().sum::<usize>() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_and_per_class_known_answer() {
+        let m = confusion(&[0, 0, 1, 1, 1, 2], &[0, 1, 1, 1, 2, 2]);
+        assert_eq!(m[0][..3], [1, 1, 0]);
+        assert_eq!(m[1][..3], [0, 2, 1]);
+        let acc = per_class_accuracy(&m);
+        assert_eq!(acc[0], 0.5);
+        assert!((acc[1] - 2.0 / 3.0).abs() < 1e-12);
+        assert!(acc[5].is_nan());
+    }
+}

@@ -1,0 +1,259 @@
+//! The training loop: batch → forward → loss → backward → L2 → optimiser
+//! step → schedules → (sometimes) evaluation.
+
+use super::config::TrainConfig;
+use super::metrics::EvalRecord;
+use crate::data::batch::Batcher;
+use crate::data::{Dataset, CLASSES};
+use crate::model_io::Model;
+use crate::nn::dropout::stream_key;
+use crate::nn::network::Dropout;
+use crate::nn::{l2, Layout, Network, Workspace};
+use crate::optim::Optimizer;
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Stream id of dropout masks (see [`stream_key`]).
+const DROPOUT: u64 = 3;
+/// Rows evaluated at once.
+const EVAL_ROWS: usize = 2048;
+
+/// Hooks for progress display; both default to doing nothing.
+pub trait Observer {
+    fn step(&mut self, _done: usize, _total: usize, _j: f64) {}
+    fn eval(&mut self, _record: &EvalRecord) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub last: EvalRecord,
+    /// Time spent in training steps (evaluations excluded).
+    pub train_s: f64,
+    pub total_s: f64,
+    /// Training samples processed per second of training time.
+    pub samples_per_s: f64,
+}
+
+/// A training run in progress.
+pub struct Trainer<'d> {
+    pub cfg: TrainConfig,
+    pub net: Network,
+    pub params: Vec<f32>,
+    grads: Vec<f32>,
+    opt: Optimizer,
+    /// Current L2 factors (the schedule changes them).
+    factors: Vec<f32>,
+    keeps: Vec<f32>,
+    batcher: Batcher,
+    ws: Workspace,
+    eval_ws: Workspace,
+    data: &'d Dataset,
+    /// Steps done.
+    pub step: usize,
+    pub total_steps: usize,
+    eval_every: usize,
+    last_j: f64,
+    samples: usize,
+    train_time: Duration,
+}
+
+impl<'d> Trainer<'d> {
+    /// Sets up a run; `init` replaces the seeded initialisation (`--init`).
+    pub fn new(
+        cfg: TrainConfig,
+        data: &'d Dataset,
+        threads: usize,
+        init: Option<Vec<f32>>,
+    ) -> Result<Trainer<'d>> {
+        let arch = cfg.arch(data.features(), CLASSES)?;
+        cfg.validate(&arch)?;
+        if data.train.is_empty() {
+            bail!("the training split is empty");
+        }
+        let layout = Layout::new(&arch);
+        let params = init.unwrap_or_else(|| layout.init(cfg.init, cfg.seed));
+        assert_eq!(params.len(), layout.len);
+        let net = Network::new(layout, threads);
+        let batcher = Batcher::new(
+            data.train.len(),
+            cfg.minibatch(),
+            cfg.seed,
+            cfg.shift,
+            data.shape,
+        );
+        let spe = batcher.steps_per_epoch();
+        let total_steps = cfg.iters.unwrap_or_else(|| cfg.epochs.unwrap_or(1) * spe);
+        let eval_every = cfg
+            .eval_every
+            .unwrap_or(if cfg.minibatch().is_some() { spe } else { 50 });
+        let opt = Optimizer::new(
+            cfg.optimizer,
+            net.layout.len,
+            cfg.beta1,
+            cfg.beta2,
+            cfg.eps,
+            cfg.momentum,
+        );
+        Ok(Trainer {
+            factors: cfg.l2_factors(&arch),
+            keeps: cfg.keeps(&arch),
+            grads: vec![0.0; net.layout.len],
+            ws: net.workspace(batcher.max_rows()),
+            eval_ws: net.workspace(EVAL_ROWS),
+            opt,
+            batcher,
+            params,
+            net,
+            data,
+            step: 0,
+            total_steps,
+            eval_every,
+            last_j: f64::NAN,
+            samples: 0,
+            train_time: Duration::ZERO,
+            cfg,
+        })
+    }
+
+    /// Steps per pass over the training split.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.batcher.steps_per_epoch()
+    }
+
+    /// One training step; returns J as the notebook computes it.
+    pub fn train_step(&mut self) -> Result<f64> {
+        let t0 = Instant::now();
+        let i = self.step;
+        let lr = self.cfg.lr_schedule().lr(self.cfg.lr, i, self.total_steps);
+        let (x, y) = self.batcher.get(&self.data.train, i);
+        let dropout = self.keeps.iter().any(|&k| k < 1.0).then(|| Dropout {
+            mode: self.cfg.dropout,
+            keeps: &self.keeps,
+            key: stream_key(self.cfg.seed, i as u64, DROPOUT),
+        });
+        let ce = self.net.loss_and_grads(
+            &self.params,
+            &mut self.grads,
+            x,
+            y,
+            &mut self.ws,
+            dropout.as_ref(),
+        );
+        let j = ce + l2::penalty(&self.params, &self.net.layout, &self.factors);
+        if !j.is_finite() {
+            bail!("training diverged at iteration {i}: J is {j} (try a lower --lr)");
+        }
+        self.samples += y.len();
+        l2::add_grad(
+            &mut self.grads,
+            &self.params,
+            &self.net.layout,
+            &self.factors,
+            self.data.train.len(),
+        );
+        self.opt.step(&mut self.params, &self.grads, lr);
+        self.cfg.reg_schedule().after_step(i, &mut self.factors);
+        self.step += 1;
+        self.last_j = j;
+        self.train_time += t0.elapsed();
+        Ok(j)
+    }
+
+    /// Accuracy on the three splits, without dropout.
+    pub fn evaluate(&mut self, elapsed_s: f64) -> Result<EvalRecord> {
+        if let Some(t) = self
+            .net
+            .layout
+            .tensors()
+            .find(|t| self.params[t.range.clone()].iter().any(|v| !v.is_finite()))
+        {
+            bail!(
+                "training diverged by iteration {}: tensor {} holds a non-finite value",
+                self.step,
+                t.name
+            );
+        }
+        let d = self.data;
+        let mut acc = |s: &crate::data::Split| {
+            self.net
+                .accuracy(&self.params, &s.images, &s.labels, &mut self.eval_ws)
+        };
+        let (train_acc, val, test_acc) = (acc(&d.train), acc(&d.val), acc(&d.test));
+        Ok(EvalRecord {
+            iter: self.step,
+            epoch: self.step as f64 / self.steps_per_epoch() as f64,
+            j: self.last_j,
+            train_acc,
+            val_acc: (!d.val.is_empty()).then_some(val),
+            test_acc,
+            lr: self.cfg.lr_schedule().lr(
+                self.cfg.lr,
+                self.step.saturating_sub(1),
+                self.total_steps,
+            ),
+            elapsed_s,
+        })
+    }
+
+    /// Whether the notebook's loop would evaluate after step `i` (0-based):
+    /// full batch at i % every == 0 (iteration 0, 50, ...); minibatch at the
+    /// end of every `every` steps; and always after the last step.
+    fn evaluates_after(&self, i: usize) -> bool {
+        let every = self.eval_every;
+        let periodic = if self.cfg.minibatch().is_some() {
+            (i + 1) % every == 0
+        } else {
+            i % every == 0
+        };
+        periodic || i + 1 == self.total_steps
+    }
+
+    /// Runs every remaining step.
+    pub fn run(&mut self, obs: &mut dyn Observer) -> Result<Summary> {
+        let start = Instant::now();
+        let mut last = None;
+        while self.step < self.total_steps {
+            let j = self.train_step()?;
+            obs.step(self.step, self.total_steps, j);
+            if self.evaluates_after(self.step - 1) {
+                let r = self.evaluate(start.elapsed().as_secs_f64())?;
+                obs.eval(&r)?;
+                last = Some(r);
+            }
+        }
+        let last = match last {
+            Some(r) => r,
+            None => self.evaluate(start.elapsed().as_secs_f64())?,
+        };
+        let train_s = self.train_time.as_secs_f64();
+        Ok(Summary {
+            last,
+            train_s,
+            total_s: start.elapsed().as_secs_f64(),
+            samples_per_s: self.samples as f64 / train_s.max(1e-9),
+        })
+    }
+
+    /// The trained model, with the configuration and data checksums recorded.
+    pub fn model(&self, extra: BTreeMap<String, String>) -> Model {
+        let mut metadata = extra;
+        metadata.insert(
+            "scratchnet.config".into(),
+            serde_json::to_string(&self.cfg).unwrap_or_default(),
+        );
+        metadata.insert(
+            "scratchnet.data_sha256".into(),
+            serde_json::to_string(&self.data.checksums).unwrap_or_default(),
+        );
+        metadata.insert("scratchnet.steps".into(), self.step.to_string());
+        Model {
+            layout: self.net.layout.clone(),
+            params: self.params.clone(),
+            metadata,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The `scratchnet` binary as a user runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn scratchnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = scratchnet(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: expected `{n}` in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+}
+
+#[test]
+fn impossible_options_are_named() {
+    fails_with(&["train", "--keep", "1.5"], &["--keep", "(0, 1]"]);
+    fails_with(&["train", "--lr", "0"], &["--lr", "> 0"]);
+    fails_with(
+        &["train", "--l2", "1,2"],
+        &["--l2", "one per weight matrix (4)"],
+    );
+    fails_with(&["train", "--arch", "relu:0"], &["--arch", "width"]);
+    fails_with(&["train", "--batch-size", "zero"], &["--batch-size"]);
+    fails_with(&["train", "--optimizer", "rmsprop"], &["--optimizer"]);
+    fails_with(
+        &["train", "--data", "/no/such/dir"],
+        &["/no/such/dir", "no such file"],
+    );
+    fails_with(&["train", "--threads", "0"], &["--threads"]);
+}
+
+#[test]
+fn train_save_eval_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let metrics = dir.path().join("m.jsonl");
+    let out = scratchnet(&[
+        "train",
+        "--iters",
+        "60",
+        "--eval-every",
+        "20",
+        "--save",
+        model.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("preset = \"fast\"")
+            && stdout.contains("784 -> [relu 128 | tanh 64] -> relu 48 -> softmax 10"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("samples/s") && stdout.contains("saved model"),
+        "{stdout}"
+    );
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["iter"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [20, 40, 60]
+    );
+    for k in [
+        "iter",
+        "epoch",
+        "J",
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "elapsed_s",
+    ] {
+        assert!(
+            lines[0].get(k).is_some(),
+            "metrics lack `{k}`: {}",
+            lines[0]
+        );
+    }
+
+    let out = scratchnet(&["eval", "--model", model.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("accuracy 0.")
+            && stdout.contains("confusion matrix")
+            && stdout.contains("10000 images"),
+        "{stdout}"
+    );
+    // The eval accuracy is the test accuracy training reported last.
+    let last = lines.last().unwrap()["test_acc"].as_f64().unwrap();
+    assert!(
+        stdout.contains(&format!("accuracy {last:.4}")),
+        "{stdout} vs {last}"
+    );
+}
+
+#[test]
+fn config_file_sets_options_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(&cfg, "preset = \"seed\"\niters = 2\nkeep = [0.8]\n").unwrap();
+    let out = scratchnet(&["train", "--config", cfg.to_str().unwrap(), "--iters", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("iters = 1")
+            && stdout.contains("keep = [0.8]")
+            && stdout.contains("preset = \"seed\""),
+        "{stdout}"
+    );
+    std::fs::write(&cfg, "keep_prob = 0.8\n").unwrap();
+    fails_with(
+        &["train", "--config", cfg.to_str().unwrap()],
+        &["--config", "keep_prob"],
+    );
+}
+
+#[test]
+fn corrupt_model_files_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+    fails_with(
+        &["eval", "--model", bad.to_str().unwrap()],
+        &["bad.safetensors", "safetensors"],
+    );
+    fails_with(
+        &["eval", "--model", "/no/model.safetensors"],
+        &["/no/model.safetensors", "cannot read"],
+    );
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/mnist")
+        .is_dir());
+}

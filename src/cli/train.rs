@@ -151,7 +151,7 @@ impl Observer for Console {
     fn step(&mut self, done: usize, _total: usize, j: f64) {
         if let Some(bar) = &self.bar {
             bar.set_position(done as u64);
-            if done % 10 == 0 {
+            if done.is_multiple_of(10) {
                 bar.set_message(format!("J {j:.4}"));
             }
         }

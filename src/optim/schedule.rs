@@ -44,7 +44,7 @@ pub struct RegSchedule {
 impl RegSchedule {
     /// Applies the schedule after step `i` (0-based).
     pub fn after_step(&self, i: usize, factors: &mut [f32]) {
-        if self.every > 0 && i % self.every == 0 {
+        if self.every > 0 && i.is_multiple_of(self.every) {
             let m = ((i / self.every) as f64 + 2.0).sqrt() / 2.0;
             factors.iter_mut().for_each(|l| *l = (*l as f64 * m) as f32);
         }

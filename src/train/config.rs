@@ -156,7 +156,7 @@ impl TrainConfig {
                 preset: "fast".into(),
                 seed: 1,
                 iters: None,
-                epochs: Some(12),
+                epochs: Some(15),
                 batch_size: BatchSize::Mini(128),
                 optimizer: OptimizerKind::Adam,
                 lr: 0.002,

@@ -205,9 +205,9 @@ impl<'d> Trainer<'d> {
     fn evaluates_after(&self, i: usize) -> bool {
         let every = self.eval_every;
         let periodic = if self.cfg.minibatch().is_some() {
-            (i + 1) % every == 0
+            (i + 1).is_multiple_of(every)
         } else {
-            i % every == 0
+            i.is_multiple_of(every)
         };
         periodic || i + 1 == self.total_steps
     }

@@ -2,6 +2,12 @@
 
 mod cli;
 
+/// The matrix-product crate allocates its packing buffers on every call; the
+/// system allocator returns those large blocks to the kernel each time, and
+/// the page faults that follow cost more than small products. mimalloc keeps them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand.
 
+mod bench;
 mod download;
 mod eval;
 mod train;
@@ -25,6 +26,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Accuracy, per-class accuracy and confusion matrix of a saved model.
     Eval(eval::EvalArgs),
+    /// Time the workloads of the speed targets on real MNIST.
+    Bench(bench::BenchArgs),
     /// Fetch the four MNIST files from public mirrors, checking their checksums.
     Download(download::DownloadArgs),
 }
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Download(a) => download::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -148,11 +148,11 @@ struct Console {
 }
 
 impl Observer for Console {
-    fn step(&mut self, done: usize, _total: usize, j: f64) {
+    fn step(&mut self, done: usize, _total: usize, loss: f64) {
         if let Some(bar) = &self.bar {
             bar.set_position(done as u64);
             if done.is_multiple_of(10) {
-                bar.set_message(format!("J {j:.4}"));
+                bar.set_message(format!("loss {loss:.4}"));
             }
         }
     }

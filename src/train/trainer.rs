@@ -21,7 +21,7 @@ const EVAL_ROWS: usize = 2048;
 
 /// Hooks for progress display; both default to doing nothing.
 pub trait Observer {
-    fn step(&mut self, _done: usize, _total: usize, _j: f64) {}
+    fn step(&mut self, _done: usize, _total: usize, _loss: f64) {}
     fn eval(&mut self, _record: &EvalRecord) -> Result<()> {
         Ok(())
     }
@@ -124,11 +124,14 @@ impl<'d> Trainer<'d> {
         self.batcher.steps_per_epoch()
     }
 
-    /// One training step; returns J as the notebook computes it.
+    /// One training step; returns its cross-entropy. J (cross-entropy plus
+    /// the L2 term, as the notebook reports it) is kept for the evaluation
+    /// that follows, the only place it is read.
     pub fn train_step(&mut self) -> Result<f64> {
         let t0 = Instant::now();
         let i = self.step;
         let lr = self.cfg.lr_schedule().lr(self.cfg.lr, i, self.total_steps);
+        let reports_j = self.evaluates_after(i);
         let (x, y) = self.batcher.get(&self.data.train, i);
         let dropout = self.keeps.iter().any(|&k| k < 1.0).then(|| Dropout {
             mode: self.cfg.dropout,
@@ -143,9 +146,11 @@ impl<'d> Trainer<'d> {
             &mut self.ws,
             dropout.as_ref(),
         );
-        let j = ce + l2::penalty(&self.params, &self.net.layout, &self.factors);
-        if !j.is_finite() {
-            bail!("training diverged at iteration {i}: J is {j} (try a lower --lr)");
+        if !ce.is_finite() {
+            bail!("training diverged at iteration {i}: the loss is {ce} (try a lower --lr)");
+        }
+        if reports_j {
+            self.last_j = ce + l2::penalty(&self.params, &self.net.layout, &self.factors);
         }
         self.samples += y.len();
         l2::add_grad(
@@ -158,9 +163,8 @@ impl<'d> Trainer<'d> {
         self.opt.step(&mut self.params, &self.grads, lr);
         self.cfg.reg_schedule().after_step(i, &mut self.factors);
         self.step += 1;
-        self.last_j = j;
         self.train_time += t0.elapsed();
-        Ok(j)
+        Ok(ce)
     }
 
     /// Accuracy on the three splits, without dropout.
@@ -217,8 +221,8 @@ impl<'d> Trainer<'d> {
         let start = Instant::now();
         let mut last = None;
         while self.step < self.total_steps {
-            let j = self.train_step()?;
-            obs.step(self.step, self.total_steps, j);
+            let loss = self.train_step()?;
+            obs.step(self.step, self.total_steps, loss);
             if self.evaluates_after(self.step - 1) {
                 let r = self.evaluate(start.elapsed().as_secs_f64())?;
                 obs.eval(&r)?;

@@ -1,0 +1,188 @@
+//! `scratchnet bench`: the workloads of the speed targets, timed on real
+//! MNIST, with the matrix library's large-product throughput measured in the
+//! same run as the machine's practical ceiling.
+
+use super::Common;
+use anyhow::Result;
+use scratchnet::data::{Dataset, CLASSES};
+use scratchnet::nn::Network;
+use scratchnet::tensor::{matmul, Mat, MatMut};
+use scratchnet::train::{TrainConfig, Trainer};
+use serde::Serialize;
+use serde_json::json;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Timed repetitions of each workload (the median is reported)
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Serialize)]
+struct Row {
+    workload: String,
+    unit: &'static str,
+    median: f64,
+    min: f64,
+    max: f64,
+    /// Useful floating-point work per second at the median, in GFLOP/s.
+    gflops: f64,
+}
+
+fn row(workload: &str, unit: &'static str, mut times: Vec<f64>, flop: f64, scale: f64) -> Row {
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    Row {
+        workload: workload.into(),
+        unit,
+        median: median * scale,
+        min: times[0] * scale,
+        max: times[times.len() - 1] * scale,
+        gflops: flop / median / 1e9,
+    }
+}
+
+fn time(runs: u32, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    f()?; // warm-up: caches, page faults, thread start
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f()?;
+            Ok(t.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
+/// Multiply-adds per sample: forward, and backward (weight gradients plus
+/// propagation to every layer but the input), times 2 for FLOP.
+fn flop_per_sample(net: &Network) -> (f64, f64) {
+    let layers = &net.layout.layers;
+    let fwd: usize = layers.iter().map(|l| l.inputs * l.outputs).sum();
+    let bwd: usize = fwd
+        + layers[1..]
+            .iter()
+            .map(|l| l.inputs * l.outputs)
+            .sum::<usize>();
+    (2.0 * fwd as f64, 2.0 * bwd as f64)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let threads = args.common.threads()?;
+    let path = args.common.data_path();
+    let data50 = Dataset::load(&path, Some(10_000))?;
+    let mut rows = Vec::new();
+
+    // Full batch: the seed preset's iteration on 50,000 samples (dropout on).
+    let seed = TrainConfig::resolve(None, json!({"preset": "seed", "iters": 1_000_000}))?;
+    let mut t = Trainer::new(seed, &data50, threads, None)?;
+    let (f, b) = flop_per_sample(&t.net);
+    let times = time(args.runs, || t.train_step().map(|_| ()))?;
+    rows.push(row(
+        "full-batch iteration, 50k samples (--preset seed)",
+        "ms",
+        times,
+        (f + b) * 50_000.0,
+        1e3,
+    ));
+
+    // Minibatch epoch over all 60,000 training images, batch 128, Adam, dropout on.
+    let data60 = Dataset::load(&path, Some(0))?;
+    let cfg = TrainConfig::resolve(
+        None,
+        json!({"epochs": 1000, "batch_size": 128, "optimizer": "adam", "keep": [0.9], "dropout": "sample"}),
+    )?;
+    let mut t = Trainer::new(cfg, &data60, threads, None)?;
+    let spe = t.steps_per_epoch();
+    let times = time(args.runs, || {
+        (0..spe).try_for_each(|_| t.train_step().map(|_| ()))
+    })?;
+    rows.push(row(
+        "minibatch epoch, 60k samples, batch 128, Adam",
+        "s",
+        times,
+        (f + b) * 60_000.0,
+        1.0,
+    ));
+
+    // Inference on the test set.
+    let net = t.net.clone();
+    let params = t.params.clone();
+    let mut ws = net.workspace(2048);
+    let test = &data50.test;
+    let times = time(args.runs, || {
+        net.predict(&params, &test.images, &mut ws);
+        Ok(())
+    })?;
+    let mut inf = row(
+        "inference, 10k test images",
+        "M images/s",
+        times,
+        f * test.len() as f64,
+        1.0,
+    );
+    let n = test.len() as f64 / 1e6;
+    (inf.median, inf.min, inf.max) = (n / inf.median, n / inf.max, n / inf.min);
+    rows.push(inf);
+
+    // The ceiling: a large square product through the same matrix library.
+    let s = 2048;
+    let (a, bm, mut c) = (
+        vec![1.0f32; s * s],
+        vec![0.5f32; s * s],
+        vec![0.0f32; s * s],
+    );
+    let times = time(args.runs, || {
+        matmul(
+            MatMut::new(&mut c, s, s),
+            Mat::new(&a, s, s),
+            Mat::new(&bm, s, s),
+            false,
+            threads,
+        );
+        Ok(())
+    })?;
+    let ceiling = row(
+        "GEMM ceiling: 2048 x 2048 x 2048 f32",
+        "ms",
+        times,
+        2.0 * (s * s * s) as f64,
+        1e3,
+    );
+    let ceiling_gflops = ceiling.gflops;
+    rows.push(ceiling);
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"threads": threads, "runs": args.runs, "classes": CLASSES, "ceiling_gflops": ceiling_gflops, "rows": rows})
+            )?
+        );
+        return Ok(());
+    }
+    println!(
+        "scratchnet bench: {threads} threads, median of {} runs (after one warm-up)\n",
+        args.runs
+    );
+    println!("| workload | median | min | max | GFLOP/s | of ceiling |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.3} {} | {:.3} | {:.3} | {:.0} | {:.0}% |",
+            r.workload,
+            r.median,
+            r.unit,
+            r.min,
+            r.max,
+            r.gflops,
+            100.0 * r.gflops / ceiling_gflops
+        );
+    }
+    Ok(())
+}

@@ -142,7 +142,7 @@ mod tests {
             let x = i as f32 * 1e-4;
             worst = worst.max((fast_tanh(x) as f64 - (x as f64).tanh()).abs());
         }
-        assert!(worst < 2e-7, "worst abs error {worst}");
+        assert!(worst < 5e-7, "worst abs error {worst}");
         assert_eq!(fast_tanh(100.0), 1.0);
         assert_eq!(fast_tanh(-100.0), -1.0);
         assert_eq!(fast_tanh(0.0), 0.0);

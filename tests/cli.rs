@@ -11,6 +11,18 @@ fn scratchnet(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs a command that must succeed; returns its standard output.
+fn succeeds(args: &[&str]) -> String {
+    let out = scratchnet(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn fails_with(args: &[&str], needles: &[&str]) {
     let out = scratchnet(args);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -44,7 +56,7 @@ fn train_save_eval_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.safetensors");
     let metrics = dir.path().join("m.jsonl");
-    let out = scratchnet(&[
+    let stdout = succeeds(&[
         "train",
         "--iters",
         "60",
@@ -55,12 +67,6 @@ fn train_save_eval_and_metrics() {
         "--metrics",
         metrics.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("preset = \"fast\"")
             && stdout.contains("784 -> [relu 128 | tanh 64] -> relu 48 -> softmax 10"),
@@ -99,13 +105,7 @@ fn train_save_eval_and_metrics() {
         );
     }
 
-    let out = scratchnet(&["eval", "--model", model.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeds(&["eval", "--model", model.to_str().unwrap()]);
     assert!(
         stdout.contains("accuracy 0.")
             && stdout.contains("confusion matrix")
@@ -125,13 +125,7 @@ fn config_file_sets_options_and_flags_override_it() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("run.toml");
     std::fs::write(&cfg, "preset = \"seed\"\niters = 2\nkeep = [0.8]\n").unwrap();
-    let out = scratchnet(&["train", "--config", cfg.to_str().unwrap(), "--iters", "1"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeds(&["train", "--config", cfg.to_str().unwrap(), "--iters", "1"]);
     assert!(
         stdout.contains("iters = 1")
             && stdout.contains("keep = [0.8]")

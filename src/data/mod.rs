@@ -43,11 +43,12 @@ impl Split {
         &self.images[i * self.features..(i + 1) * self.features]
     }
 
-    /// Rows `range` as a new split (used to carve validation out of training).
-    fn slice(&self, range: std::ops::Range<usize>) -> Split {
+    /// Moves rows `at..` into a new split (carving validation off training
+    /// without copying the rest).
+    fn split_off(&mut self, at: usize) -> Split {
         Split {
-            images: self.images[range.start * self.features..range.end * self.features].to_vec(),
-            labels: self.labels[range].to_vec(),
+            images: self.images.split_off(at * self.features),
+            labels: self.labels.split_off(at),
             features: self.features,
         }
     }
@@ -93,7 +94,7 @@ impl Dataset {
         let train_labels = find("train-labels-idx1-ubyte")?;
         let test_images = find("t10k-images-idx3-ubyte")?;
         let test_labels = find("t10k-labels-idx1-ubyte")?;
-        let (train, shape) = idx::read_split(&train_images, &train_labels)?;
+        let (mut train, shape) = idx::read_split(&train_images, &train_labels)?;
         let (test, test_shape) = idx::read_split(&test_images, &test_labels)?;
         if shape != test_shape {
             bail!(
@@ -118,8 +119,8 @@ impl Dataset {
             .map(|p| Ok((file_name(p), sha256_file(p)?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Dataset {
-            val: train.slice(cut..train.len()),
-            train: train.slice(0..cut),
+            val: train.split_off(cut),
+            train,
             test,
             shape,
             checksums,

@@ -22,25 +22,35 @@ pub struct Model {
     pub params: Vec<f32>,
     /// Free-form metadata (configuration, metrics, data checksums...).
     pub metadata: BTreeMap<String, String>,
+    /// Further 1-D tensors, named `state.*` (a checkpoint's optimiser state).
+    pub extra: BTreeMap<String, Vec<f32>>,
 }
+
+/// Prefix of the names of [`Model::extra`] tensors.
+pub const STATE_PREFIX: &str = "state.";
 
 impl Model {
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
+        let le = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .layout
             .tensors()
             .map(|t| {
                 (
                     t.name.clone(),
                     t.shape.to_vec(),
-                    self.params[t.range.clone()]
-                        .iter()
-                        .flat_map(|v| v.to_le_bytes())
-                        .collect(),
+                    le(&self.params[t.range.clone()]),
                 )
             })
             .collect();
+        for (name, v) in &self.extra {
+            assert!(
+                name.starts_with(STATE_PREFIX),
+                "extra tensor `{name}` lacks `{STATE_PREFIX}`"
+            );
+            bytes.push((name.clone(), vec![v.len()], le(v)));
+        }
         let views = bytes
             .iter()
             .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
@@ -96,10 +106,27 @@ impl Model {
         }
         let layout = Layout::new(&arch);
         let params = read_tensors(bytes, &layout)?;
+        let st = SafeTensors::deserialize(bytes).context("not a valid safetensors file")?;
+        let mut extra = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            if !name.starts_with(STATE_PREFIX) {
+                continue;
+            }
+            if view.dtype() != Dtype::F32 || view.shape().len() != 1 {
+                bail!("state tensor `{name}` is not a 1-D F32 tensor");
+            }
+            let v = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            extra.insert(name, v);
+        }
         Ok(Model {
             layout,
             params,
             metadata,
+            extra,
         })
     }
 }

@@ -156,3 +156,85 @@ fn corrupt_model_files_are_refused_clearly() {
         .join("data/mnist")
         .is_dir());
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_identically() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let run = [
+        "train",
+        "--preset",
+        "seed",
+        "--iters",
+        "40",
+        "--eval-every",
+        "1000",
+        "--threads",
+        "2",
+    ];
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+        .args(run)
+        .args([
+            "--checkpoint",
+            &p("ck.safetensors"),
+            "--save",
+            &p("b.safetensors"),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has started (the configuration block is printed first).
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !line.starts_with("---\n") && line != "---" {
+        line.clear();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let result = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("checkpoint written to")
+            && err.contains("resume with: scratchnet train --resume"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&p("b.safetensors")).exists(),
+        "no model is saved from an interrupted run"
+    );
+
+    let stdout = succeeds(&[
+        "train",
+        "--resume",
+        &p("ck.safetensors"),
+        "--save",
+        &p("b.safetensors"),
+        "--threads",
+        "2",
+    ]);
+    assert!(
+        stdout.contains("resuming") && stdout.contains("done: 40 steps"),
+        "{stdout}"
+    );
+    succeeds(&[&run[..], &["--save", &p("a.safetensors")]].concat());
+    let a = scratchnet::model_io::Model::load(Path::new(&p("a.safetensors"))).unwrap();
+    let b = scratchnet::model_io::Model::load(Path::new(&p("b.safetensors"))).unwrap();
+    assert!(
+        a.params == b.params,
+        "interrupted + resumed weights differ from an uninterrupted run's"
+    );
+    fails_with(
+        &["train", "--resume", &p("ck.safetensors"), "--lr", "0.1"],
+        &["--resume", "lr"],
+    );
+}

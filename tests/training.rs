@@ -4,10 +4,11 @@
 use scratchnet::data::Dataset;
 use scratchnet::model_io::{load_init, Model};
 use scratchnet::nn::Network;
-use scratchnet::train::{Observer, TrainConfig, Trainer};
+use scratchnet::train::{Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 struct Quiet;
@@ -24,6 +25,19 @@ fn mnist() -> &'static Dataset {
     })
 }
 
+/// Runs to the end without checkpoints.
+fn finish(t: &mut Trainer<'_>) -> Summary {
+    let ctl = RunControl {
+        checkpoint_every: None,
+        checkpoint_path: "unused".into(),
+        interrupt: None,
+    };
+    match t.run(&mut Quiet, &ctl).unwrap() {
+        Outcome::Finished(s) => s,
+        other => panic!("run ended early: {other:?}"),
+    }
+}
+
 fn config(overrides: serde_json::Value) -> TrainConfig {
     TrainConfig::resolve(None, overrides).unwrap()
 }
@@ -31,7 +45,7 @@ fn config(overrides: serde_json::Value) -> TrainConfig {
 #[test]
 fn one_epoch_of_the_default_preset_reaches_95_percent() {
     let mut t = Trainer::new(config(json!({"epochs": 1})), mnist(), 2, None).unwrap();
-    let s = t.run(&mut Quiet).unwrap();
+    let s = finish(&mut t);
     println!("default preset, 1 epoch: {:?}", s.last);
     assert!(s.last.test_acc >= 0.95, "test accuracy {}", s.last.test_acc);
 }
@@ -45,7 +59,7 @@ fn fifty_iterations_of_the_seed_preset_reach_88_percent_validation() {
         None,
     )
     .unwrap();
-    let s = t.run(&mut Quiet).unwrap();
+    let s = finish(&mut t);
     println!("seed preset, 50 iterations: {:?}", s.last);
     assert!(
         s.last.val_acc.unwrap() >= 0.88,
@@ -66,7 +80,7 @@ fn same_seed_gives_bit_identical_weights_and_a_new_seed_does_not() {
             None,
         )
         .unwrap();
-        let s = t.run(&mut Quiet).unwrap();
+        let s = finish(&mut t);
         (t.params.clone(), s.last.j)
     };
     for mode in ["unit", "sample"] {
@@ -82,7 +96,7 @@ fn same_seed_gives_bit_identical_weights_and_a_new_seed_does_not() {
 #[test]
 fn save_load_eval_round_trip_gives_identical_predictions() {
     let mut t = Trainer::new(config(json!({"iters": 30})), mnist(), 2, None).unwrap();
-    t.run(&mut Quiet).unwrap();
+    finish(&mut t);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
     t.model(BTreeMap::new()).save(&path).unwrap();
@@ -121,8 +135,8 @@ fn init_from_file_starts_from_those_weights() {
         Some(start),
     )
     .unwrap();
-    a.run(&mut Quiet).unwrap();
-    b.run(&mut Quiet).unwrap();
+    finish(&mut a);
+    finish(&mut b);
     // Different seeds change only the batches here; the starting point was shared.
     assert_ne!(a.params, b.params);
     assert!(a
@@ -130,4 +144,54 @@ fn init_from_file_starts_from_those_weights() {
         .iter()
         .zip(&b.params)
         .all(|(x, y)| (x - y).abs() < 0.05));
+}
+
+/// Stops a run when it reaches a given step, as Ctrl-C would.
+struct StopAt<'a>(usize, &'a AtomicBool);
+impl Observer for StopAt<'_> {
+    fn step(&mut self, done: usize, _total: usize, _loss: f64) {
+        if done == self.0 {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ck.safetensors");
+    // Minibatches across an epoch boundary, per-sample dropout, shifts, cosine
+    // decay and the L2 schedule: every piece of state a resume must restore.
+    let cfg = config(
+        json!({"iters": 120, "batch_size": 500, "keep": [0.9], "dropout": "sample", "shift": 1, "reg_every": 50}),
+    );
+    for optimizer in ["adam", "adam-nb", "sgd"] {
+        let cfg = TrainConfig {
+            optimizer: serde_json::from_value(json!(optimizer)).unwrap(),
+            ..cfg.clone()
+        };
+        let mut whole = Trainer::new(cfg.clone(), mnist(), 2, None).unwrap();
+        finish(&mut whole);
+
+        let mut first = Trainer::new(cfg, mnist(), 2, None).unwrap();
+        let flag = AtomicBool::new(false);
+        let mut obs = StopAt(77, &flag);
+        let ctl = RunControl {
+            checkpoint_every: Some(1000),
+            checkpoint_path: path.clone(),
+            interrupt: Some(&flag),
+        };
+        match first.run(&mut obs, &ctl).unwrap() {
+            Outcome::Interrupted { step } => assert_eq!(step, 77),
+            other => panic!("{optimizer}: expected an interruption, got {other:?}"),
+        }
+        let ckpt = Model::load(&path).unwrap();
+        let mut resumed = Trainer::resume(&ckpt, mnist(), 2).unwrap();
+        assert_eq!(resumed.step, 77);
+        finish(&mut resumed);
+        assert!(
+            resumed.params == whole.params,
+            "{optimizer}: resumed weights differ from the uninterrupted run's"
+        );
+    }
 }

@@ -1,24 +1,30 @@
 //! `scratchnet train`.
 
 use super::Common;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchnet::data::Dataset;
-use scratchnet::model_io::load_init;
+use scratchnet::model_io::{load_init, Model};
 use scratchnet::nn::Layout;
 use scratchnet::train::config::BatchSize;
-use scratchnet::train::{EvalRecord, MetricsWriter, Observer, TrainConfig, Trainer};
+use scratchnet::train::trainer::CONFIG_KEY;
+use scratchnet::train::{
+    EvalRecord, MetricsWriter, Observer, Outcome, RunControl, TrainConfig, Trainer,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   scratchnet train --save model.safetensors            # default preset: minibatch, ≥98.5% in seconds
   scratchnet train --preset seed                       # the notebook's 10,000 full-batch iterations
   scratchnet train --preset seed --keep 0.8 --iters 401  # the notebook's shown cell
-  scratchnet train --config run.toml --epochs 3 --metrics m.jsonl")]
+  scratchnet train --config run.toml --epochs 3 --metrics m.jsonl
+  scratchnet train --preset seed --checkpoint-every 500 --save seed.safetensors
+  scratchnet train --resume checkpoint.safetensors --save seed.safetensors   # after Ctrl-C")]
 pub struct TrainArgs {
     #[command(flatten)]
     common: Common,
@@ -37,6 +43,15 @@ pub struct TrainArgs {
     /// Print only the final result
     #[arg(long, short)]
     quiet: bool,
+    /// Write a checkpoint (model, optimiser state, step) every N steps
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: Option<u64>,
+    /// Checkpoint file, written atomically (also on Ctrl-C)
+    #[arg(long, value_name = "FILE", default_value = "checkpoint.safetensors")]
+    checkpoint: PathBuf,
+    /// Continue a run from a checkpoint, with its configuration
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "init"])]
+    resume: Option<PathBuf>,
     #[command(flatten)]
     flags: ConfigFlags,
 }
@@ -179,15 +194,11 @@ impl Observer for Console {
     }
 }
 
+/// Raised by Ctrl-C; the training loop checks it after every step.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 pub fn run(args: TrainArgs) -> Result<()> {
     let threads = args.common.threads()?;
-    let toml_text = match &args.config {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("--config {}: cannot read", p.display()))?,
-        ),
-        None => None,
-    };
     let mut overrides = serde_json::to_value(&args.flags)?;
     // `--init` names a file; the scheme flag maps onto the config's `init` key.
     if let Some(s) = overrides
@@ -196,22 +207,55 @@ pub fn run(args: TrainArgs) -> Result<()> {
     {
         overrides["init"] = s;
     }
-    let cfg = TrainConfig::resolve(toml_text.as_deref(), overrides).with_context(|| match &args
-        .config
-    {
-        Some(p) => format!("resolving the configuration (--config {})", p.display()),
-        None => "resolving the configuration".into(),
-    })?;
+    let resumed = args.resume.as_deref().map(Model::load).transpose()?;
+    let cfg = match &resumed {
+        Some(ckpt) => {
+            let given = overrides.as_object().map_or(0, |o| o.len())
+                + args.config.iter().len()
+                + args.init.iter().len();
+            if given > 0 {
+                bail!("--resume continues the checkpoint's own configuration; drop the options that would change it ({})", overrides.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default());
+            }
+            let text = ckpt
+                .metadata
+                .get(CONFIG_KEY)
+                .context("--resume: the file holds no training configuration")?;
+            serde_json::from_str::<TrainConfig>(text)
+                .context("--resume: unreadable configuration")?
+        }
+        None => {
+            let toml_text = match &args.config {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("--config {}: cannot read", p.display()))?,
+                ),
+                None => None,
+            };
+            TrainConfig::resolve(toml_text.as_deref(), overrides).with_context(|| {
+                match &args.config {
+                    Some(p) => format!("resolving the configuration (--config {})", p.display()),
+                    None => "resolving the configuration".into(),
+                }
+            })?
+        }
+    };
     let data_path = args.common.data_path();
-    let val_size = (!data_path.is_file() || args.flags.val_size.is_some()).then_some(cfg.val_size);
+    let val_size = (!data_path.is_file() || args.flags.val_size.is_some() || resumed.is_some())
+        .then_some(cfg.val_size);
     let data = Dataset::load(&data_path, val_size)?;
     let arch = cfg.arch(data.features(), scratchnet::data::CLASSES)?;
     cfg.validate(&arch)?;
-    let init = match &args.init {
-        Some(p) => Some(load_init(p, &Layout::new(&arch))?),
-        None => None,
+    let mut trainer = match &resumed {
+        Some(ckpt) => Trainer::resume(ckpt, &data, threads)?,
+        None => {
+            let init = args
+                .init
+                .as_deref()
+                .map(|p| load_init(p, &Layout::new(&arch)))
+                .transpose()?;
+            Trainer::new(cfg.clone(), &data, threads, init)?
+        }
     };
-    let mut trainer = Trainer::new(cfg.clone(), &data, threads, init)?;
     if !args.quiet {
         println!(
             "scratchnet {}: data {} (train {}, val {}, test {}), {threads} thread{}",
@@ -234,6 +278,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 format!("per {:?}", cfg.dropout).to_lowercase()
             }
         );
+        if let Some(p) = &args.resume {
+            println!("resuming {} at step {}", p.display(), trainer.step);
+        }
         println!(
             "--- configuration (usable with --config) ---\n{}---",
             cfg.to_toml()
@@ -247,22 +294,47 @@ pub fn run(args: TrainArgs) -> Result<()> {
             )
             .unwrap(),
         );
+        b.set_position(trainer.step as u64);
         b
     });
     let metrics = args
         .metrics
         .as_deref()
-        .map(MetricsWriter::create)
+        .map(|p| MetricsWriter::open(p, resumed.is_some()))
         .transpose()?;
     let mut console = Console {
         bar,
         metrics,
         quiet: args.quiet,
     };
-    let summary = trainer.run(&mut console)?;
+    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
+        .context("cannot install the Ctrl-C handler")?;
+    let ctl = RunControl {
+        checkpoint_every: args.checkpoint_every.map(|n| n as usize),
+        checkpoint_path: args.checkpoint.clone(),
+        interrupt: Some(&INTERRUPTED),
+    };
+    let outcome = trainer.run(&mut console, &ctl);
     if let Some(b) = &console.bar {
         b.finish_and_clear();
     }
+    let summary = match outcome? {
+        Outcome::Finished(s) => s,
+        Outcome::Interrupted { step } => {
+            let ckpt = args.checkpoint.display();
+            let save = args
+                .save
+                .as_ref()
+                .map(|p| format!(" --save {}", p.display()))
+                .unwrap_or_default();
+            eprintln!(
+                "interrupted after step {step} of {}: checkpoint written to {ckpt}",
+                trainer.total_steps
+            );
+            eprintln!("resume with: scratchnet train --resume {ckpt}{save}");
+            std::process::exit(130);
+        }
+    };
     let r = &summary.last;
     let val = r
         .val_acc

@@ -31,8 +31,14 @@ pub struct MetricsWriter {
 }
 
 impl MetricsWriter {
-    pub fn create(path: &Path) -> Result<MetricsWriter> {
-        let f = File::create(path)
+    /// Creates (or, to continue a resumed run, appends to) `path`.
+    pub fn open(path: &Path, append: bool) -> Result<MetricsWriter> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
             .with_context(|| format!("--metrics {}: cannot create", path.display()))?;
         Ok(MetricsWriter {
             out: BufWriter::new(f),

@@ -6,4 +6,4 @@ pub mod trainer;
 
 pub use config::{BatchSize, TrainConfig};
 pub use metrics::{EvalRecord, MetricsWriter};
-pub use trainer::{Observer, Summary, Trainer};
+pub use trainer::{Observer, Outcome, RunControl, Summary, Trainer};

@@ -5,13 +5,16 @@ use super::config::TrainConfig;
 use super::metrics::EvalRecord;
 use crate::data::batch::Batcher;
 use crate::data::{Dataset, CLASSES};
-use crate::model_io::Model;
+use crate::model_io::{Model, STATE_PREFIX};
 use crate::nn::dropout::stream_key;
 use crate::nn::network::Dropout;
 use crate::nn::{l2, Layout, Network, Workspace};
 use crate::optim::Optimizer;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Stream id of dropout masks (see [`stream_key`]).
@@ -216,8 +219,9 @@ impl<'d> Trainer<'d> {
         periodic || i + 1 == self.total_steps
     }
 
-    /// Runs every remaining step.
-    pub fn run(&mut self, obs: &mut dyn Observer) -> Result<Summary> {
+    /// Runs the remaining steps: until the last, or until `ctl.interrupt` is
+    /// raised (the step under way finishes, a checkpoint is written).
+    pub fn run(&mut self, obs: &mut dyn Observer, ctl: &RunControl<'_>) -> Result<Outcome> {
         let start = Instant::now();
         let mut last = None;
         while self.step < self.total_steps {
@@ -228,25 +232,35 @@ impl<'d> Trainer<'d> {
                 obs.eval(&r)?;
                 last = Some(r);
             }
+            let due = ctl
+                .checkpoint_every
+                .is_some_and(|n| self.step.is_multiple_of(n));
+            let stop = ctl.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
+                && self.step < self.total_steps;
+            if due || stop {
+                self.checkpoint().save(&ctl.checkpoint_path)?;
+            }
+            if stop {
+                return Ok(Outcome::Interrupted { step: self.step });
+            }
         }
         let last = match last {
             Some(r) => r,
             None => self.evaluate(start.elapsed().as_secs_f64())?,
         };
         let train_s = self.train_time.as_secs_f64();
-        Ok(Summary {
+        Ok(Outcome::Finished(Summary {
             last,
             train_s,
             total_s: start.elapsed().as_secs_f64(),
             samples_per_s: self.samples as f64 / train_s.max(1e-9),
-        })
+        }))
     }
 
     /// The trained model, with the configuration and data checksums recorded.
-    pub fn model(&self, extra: BTreeMap<String, String>) -> Model {
-        let mut metadata = extra;
+    pub fn model(&self, mut metadata: BTreeMap<String, String>) -> Model {
         metadata.insert(
-            "scratchnet.config".into(),
+            CONFIG_KEY.into(),
             serde_json::to_string(&self.cfg).unwrap_or_default(),
         );
         metadata.insert(
@@ -258,6 +272,90 @@ impl<'d> Trainer<'d> {
             layout: self.net.layout.clone(),
             params: self.params.clone(),
             metadata,
+            extra: BTreeMap::new(),
         }
     }
+
+    /// Everything needed to continue exactly where this run is: the model,
+    /// the optimiser's state, the step and the scheduled L2 factors. (Batches,
+    /// dropout masks and shifts are functions of (seed, step): no generator
+    /// state needs saving.)
+    pub fn checkpoint(&self) -> Model {
+        let (t, buffers) = self.opt.state();
+        let state = CheckpointState {
+            step: self.step,
+            factors: self.factors.clone(),
+            optimizer_steps: t,
+        };
+        let mut meta = BTreeMap::new();
+        meta.insert(
+            CHECKPOINT_KEY.into(),
+            serde_json::to_string(&state).unwrap_or_default(),
+        );
+        let mut m = self.model(meta);
+        m.extra = buffers
+            .into_iter()
+            .map(|(n, v)| (format!("{STATE_PREFIX}{n}"), v.to_vec()))
+            .collect();
+        m
+    }
+
+    /// Continues a run from a [`Trainer::checkpoint`].
+    pub fn resume(ckpt: &Model, data: &'d Dataset, threads: usize) -> Result<Trainer<'d>> {
+        let meta = |k: &str| {
+            ckpt.metadata
+                .get(k)
+                .with_context(|| format!("not a scratchnet checkpoint: no `{k}` in its metadata"))
+        };
+        let cfg: TrainConfig =
+            serde_json::from_str(meta(CONFIG_KEY)?).context("checkpoint configuration")?;
+        let state: CheckpointState =
+            serde_json::from_str(meta(CHECKPOINT_KEY)?).context("checkpoint state")?;
+        let mut t = Trainer::new(cfg, data, threads, Some(ckpt.params.clone()))?;
+        if t.net.layout != ckpt.layout {
+            bail!(
+                "the checkpoint's network does not fit this data ({} inputs)",
+                data.features()
+            );
+        }
+        if state.factors.len() != t.factors.len() || state.step > t.total_steps {
+            bail!("checkpoint state does not match its configuration");
+        }
+        t.opt.restore(state.optimizer_steps, |n| {
+            ckpt.extra
+                .get(&format!("{STATE_PREFIX}{n}"))
+                .map(Vec::as_slice)
+        })?;
+        t.step = state.step;
+        t.factors = state.factors;
+        Ok(t)
+    }
+}
+
+/// Where and when [`Trainer::run`] writes checkpoints, and its stop flag.
+pub struct RunControl<'a> {
+    pub checkpoint_every: Option<usize>,
+    pub checkpoint_path: PathBuf,
+    pub interrupt: Option<&'a AtomicBool>,
+}
+
+/// How [`Trainer::run`] ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Finished(Summary),
+    /// Stopped on request after `step` steps; a checkpoint was written.
+    Interrupted {
+        step: usize,
+    },
+}
+
+/// Metadata keys of models and checkpoints.
+pub const CONFIG_KEY: &str = "scratchnet.config";
+pub const CHECKPOINT_KEY: &str = "scratchnet.checkpoint";
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    factors: Vec<f32>,
+    optimizer_steps: u64,
 }

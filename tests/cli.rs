@@ -112,6 +112,17 @@ fn train_save_eval_and_metrics() {
             && stdout.contains("10000 images"),
         "{stdout}"
     );
+    let info = succeeds(&["info", model.to_str().unwrap()]);
+    for want in [
+        "scratchnet model",
+        "parameters  160474",
+        "W11 [128, 784]",
+        "steps       60",
+        "preset = \"fast\"",
+        "sha256 cfeddb84",
+    ] {
+        assert!(info.contains(want), "info lacks `{want}`: {info}");
+    }
     // The eval accuracy is the test accuracy training reported last.
     let last = lines.last().unwrap()["test_acc"].as_f64().unwrap();
     assert!(
@@ -237,4 +248,16 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_identically() {
         &["train", "--resume", &p("ck.safetensors"), "--lr", "0.1"],
         &["--resume", "lr"],
     );
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = succeeds(&["completions", shell]);
+        assert!(
+            out.contains("scratchnet") && out.contains("--checkpoint-every"),
+            "{shell}: {out}"
+        );
+    }
+    fails_with(&["completions", "tcsh"], &["tcsh", "possible values"]);
 }

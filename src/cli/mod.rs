@@ -1,8 +1,10 @@
 //! Command-line interface: one file per subcommand.
 
 mod bench;
+mod completions;
 mod download;
 mod eval;
+mod info;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -15,7 +17,7 @@ use std::process::ExitCode;
     version,
     about = "Train, evaluate and study the MNIST notebook's neural network, written from scratch."
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +28,10 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Accuracy, per-class accuracy and confusion matrix of a saved model.
     Eval(eval::EvalArgs),
+    /// What a model or checkpoint file holds: architecture, size, configuration, results.
+    Info(info::InfoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
     /// Time the workloads of the speed targets on real MNIST.
     Bench(bench::BenchArgs),
     /// Fetch the four MNIST files from public mirrors, checking their checksums.
@@ -73,6 +79,8 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Download(a) => download::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Completions(a) => completions::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

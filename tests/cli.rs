@@ -255,7 +255,7 @@ fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let out = succeeds(&["completions", shell]);
         assert!(
-            out.contains("scratchnet") && out.contains("--checkpoint-every"),
+            out.contains("scratchnet") && out.contains("checkpoint-every"),
             "{shell}: {out}"
         );
     }

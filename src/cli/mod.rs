@@ -5,6 +5,7 @@ mod completions;
 mod download;
 mod eval;
 mod info;
+mod predict;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Accuracy, per-class accuracy and confusion matrix of a saved model.
     Eval(eval::EvalArgs),
+    /// Classify images of digits (PNG, JPEG, PGM, BMP) with a saved model.
+    Predict(predict::PredictArgs),
     /// What a model or checkpoint file holds: architecture, size, configuration, results.
     Info(info::InfoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Download(a) => download::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Info(a) => info::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Completions(a) => completions::run(a),
     };
     match result {

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod download;
 
 pub mod idx;
+pub mod image_prep;
 pub mod pickle;
 
 use anyhow::{bail, Context, Result};

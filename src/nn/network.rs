@@ -262,6 +262,17 @@ impl Network {
         }
     }
 
+    /// Class probabilities of each image (`[n, classes]`).
+    pub fn probabilities(&self, params: &[f32], images: &[f32], ws: &mut Workspace) -> Vec<f32> {
+        let classes = self.layout.arch.classes;
+        let mut out = Vec::with_capacity(images.len() / self.layout.arch.inputs * classes);
+        self.logits_chunks(params, images, ws, |_, logits| {
+            softmax_ce::softmax(logits, classes);
+            out.extend_from_slice(logits);
+        });
+        out
+    }
+
     /// Predicted class of each image (argmax of the logits).
     pub fn predict(&self, params: &[f32], images: &[f32], ws: &mut Workspace) -> Vec<u8> {
         let classes = self.layout.arch.classes;

@@ -1,0 +1,141 @@
+//! `scratchnet predict`: classify your own images of digits.
+
+use super::Common;
+use anyhow::{bail, Context, Result};
+use scratchnet::data::image_prep::{load_digit, SIDE};
+use scratchnet::model_io::Model;
+use scratchnet::nn::network::argmax;
+use scratchnet::nn::Network;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Images of any size, grey or colour, dark ink on light paper or the reverse, are
+prepared as MNIST was made: cropped to the ink, fitted into 20x20, centred by
+centre of mass in 28x28.
+
+Examples:
+  scratchnet predict --model model.safetensors my-seven.png
+  scratchnet predict --model model.safetensors scans/ --csv > predictions.csv"
+)]
+pub struct PredictArgs {
+    /// A model saved by `train --save`
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Image files (PNG, JPEG, PGM/PPM, BMP) or directories of them
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<PathBuf>,
+    /// Print CSV (file, digit, ten probabilities) instead of a table
+    #[arg(long)]
+    csv: bool,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), help = "Worker threads [default: all cores]")]
+    threads: Option<u16>,
+}
+
+const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "pgm", "ppm", "pnm", "pbm", "bmp"];
+
+/// The files named, with directories expanded to their images in name order.
+fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("{}: cannot list", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                })
+                .collect();
+            if found.is_empty() {
+                bail!(
+                    "{}: no images ({}) in this directory",
+                    p.display(),
+                    EXTENSIONS.join(", ")
+                );
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let threads = Common {
+        data: None,
+        threads: args.threads,
+    }
+    .threads()?;
+    let model = Model::load(&args.model)?;
+    let arch = &model.layout.arch;
+    if arch.inputs != SIDE * SIDE {
+        bail!(
+            "{}: the model takes {} inputs; predict prepares {SIDE}x{SIDE} images",
+            args.model.display(),
+            arch.inputs
+        );
+    }
+    let files = image_files(&args.images)?;
+    let mut pixels = Vec::with_capacity(files.len() * SIDE * SIDE);
+    for f in &files {
+        pixels.extend(load_digit(f)?);
+    }
+    let net = Network::new(model.layout.clone(), threads);
+    let mut ws = net.workspace(256);
+    let probs = net.probabilities(&model.params, &pixels, &mut ws);
+    let classes = arch.classes;
+    let rows = files.iter().zip(probs.chunks_exact(classes));
+    if args.csv {
+        println!(
+            "file,digit,{}",
+            (0..classes)
+                .map(|c| format!("p{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        for (f, p) in rows {
+            println!(
+                "{},{},{}",
+                csv_field(f),
+                argmax(p),
+                p.iter()
+                    .map(|v| format!("{v:.6}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
+    } else if files.len() == 1 {
+        let p = &probs[..classes];
+        let d = argmax(p) as usize;
+        println!("{}: {d}  (probability {:.4})", files[0].display(), p[d]);
+        for (c, v) in p.iter().enumerate() {
+            println!("  {c}: {v:.4}  {}", "#".repeat((v * 40.0).round() as usize));
+        }
+    } else {
+        let width = files
+            .iter()
+            .map(|f| f.display().to_string().len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        println!("{:width$}  digit  probability", "file");
+        for (f, p) in rows {
+            let d = argmax(p) as usize;
+            println!("{:width$}  {d:>5}  {:>11.4}", f.display().to_string(), p[d]);
+        }
+    }
+    Ok(())
+}
+
+fn csv_field(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}

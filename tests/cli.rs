@@ -261,3 +261,64 @@ fn completions_for_each_shell() {
     }
     fails_with(&["completions", "tcsh"], &["tcsh", "possible values"]);
 }
+
+#[test]
+fn sweep_ranks_trials_saves_the_best_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sw");
+    let o = out.to_str().unwrap();
+    let first = succeeds(&[
+        "sweep", "--trials", "3", "--iters", "30", "--out", o, "--seed", "5",
+    ]);
+    assert!(
+        first.contains("trial   0") && first.contains("best: trial"),
+        "{first}"
+    );
+    let before = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert_eq!(before.lines().count(), 3);
+
+    let second = succeeds(&[
+        "sweep", "--trials", "4", "--iters", "30", "--out", o, "--seed", "5",
+    ]);
+    assert!(
+        second.contains("3 finished trials found")
+            && second.contains("trial   3")
+            && !second.contains("trial   0:"),
+        "{second}"
+    );
+    let after = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert!(
+        after.starts_with(&before),
+        "finished trials are kept as they were"
+    );
+    assert_eq!(after.lines().count(), 4);
+
+    // The CSV is sorted by validation accuracy, best first.
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let vals: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(vals.len(), 4);
+    assert!(vals.windows(2).all(|w| w[0] >= w[1]), "{csv}");
+    let info = succeeds(&["info", out.join("best.safetensors").to_str().unwrap()]);
+    assert!(info.contains(&format!("val {:.4}", vals[0])), "{info}");
+
+    fails_with(&["sweep", "--lr", "0:1", "--out", o], &["--lr", "> 0"]);
+    fails_with(&["sweep", "--keep", "0.5:1.5", "--out", o], &["--keep"]);
+}
+
+#[test]
+fn output_piped_into_a_closed_reader_ends_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -6,6 +6,7 @@ mod download;
 mod eval;
 mod info;
 mod predict;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Accuracy, per-class accuracy and confusion matrix of a saved model.
     Eval(eval::EvalArgs),
+    /// Random search over learning rate, L2 factors and keep probabilities (resumable).
+    Sweep(sweep::SweepArgs),
     /// Classify images of digits (PNG, JPEG, PGM, BMP) with a saved model.
     Predict(predict::PredictArgs),
     /// What a model or checkpoint file holds: architecture, size, configuration, results.
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Info(a) => info::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Sweep(a) => sweep::run(a),
         Command::Completions(a) => completions::run(a),
     };
     match result {

@@ -322,3 +322,57 @@ fn output_piped_into_a_closed_reader_ends_quietly() {
     let out = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn plot_draws_curves_confusion_and_misclassified_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    succeeds(&[
+        "train",
+        "--iters",
+        "300",
+        "--eval-every",
+        "50",
+        "-q",
+        "--metrics",
+        &p("m.jsonl"),
+        "--save",
+        &p("m.safetensors"),
+    ]);
+    let out = succeeds(&[
+        "plot",
+        "--metrics",
+        &p("m.jsonl"),
+        "--model",
+        &p("m.safetensors"),
+        "--out",
+        &p("plots"),
+    ]);
+    assert!(
+        out.contains("curves.png") && out.contains("misclassified.png"),
+        "{out}"
+    );
+    for (name, size) in [
+        ("curves.png", (1200, 500)),
+        ("confusion.png", (760, 700)),
+        ("misclassified.png", (1000, 1140)),
+    ] {
+        let img = image::open(dir.path().join("plots").join(name))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(img.dimensions(), size, "{name}");
+        // Something was drawn: many distinct colours, not a blank page.
+        let colours: std::collections::HashSet<_> = img.pixels().map(|p| p.0).collect();
+        assert!(colours.len() > 20, "{name} has {} colours", colours.len());
+    }
+    for name in ["curves.svg", "confusion.svg"] {
+        let svg = std::fs::read_to_string(dir.path().join("plots").join(name)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<text"), "{name}");
+    }
+    std::fs::write(p("bad.jsonl"), "{\"iter\": 1}\n").unwrap();
+    fails_with(
+        &["plot", "--metrics", &p("bad.jsonl"), "--out", &p("plots")],
+        &["bad.jsonl:1", "not a metrics record"],
+    );
+    fails_with(&["plot", "--out", &p("plots")], &["--metrics"]);
+}

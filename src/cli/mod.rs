@@ -5,6 +5,7 @@ mod completions;
 mod download;
 mod eval;
 mod info;
+mod plot;
 mod predict;
 mod sweep;
 mod train;
@@ -30,6 +31,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Accuracy, per-class accuracy and confusion matrix of a saved model.
     Eval(eval::EvalArgs),
+    /// Training curves from a metrics file; confusion matrix and misclassified digits from a model.
+    Plot(plot::PlotArgs),
     /// Random search over learning rate, L2 factors and keep probabilities (resumable).
     Sweep(sweep::SweepArgs),
     /// Classify images of digits (PNG, JPEG, PGM, BMP) with a saved model.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Sweep(a) => sweep::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Completions(a) => completions::run(a),
     };
     match result {

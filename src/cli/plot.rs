@@ -1,0 +1,341 @@
+//! `scratchnet plot`: training curves from a metrics file; the confusion
+//! matrix and the misclassified test digits from a model. Fonts are bundled
+//! (DejaVu Sans), so no system font is needed.
+
+use super::Common;
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+use scratchnet::data::{Dataset, Split, CLASSES};
+use scratchnet::model_io::Model;
+use scratchnet::nn::Network;
+use scratchnet::train::metrics::confusion;
+use scratchnet::train::EvalRecord;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  scratchnet train --metrics run.jsonl --save model.safetensors
+  scratchnet plot --metrics run.jsonl --model model.safetensors --out plots/")]
+pub struct PlotArgs {
+    /// Metrics file from `train --metrics`: draws curves.png and curves.svg
+    #[arg(long, value_name = "FILE", required_unless_present = "model")]
+    metrics: Option<PathBuf>,
+    /// Model file: draws confusion.png/.svg and misclassified.png on the test split
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Directory for the images
+    #[arg(long, default_value = "plots", value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+const FONT: &str = "sans-serif";
+
+pub fn run(args: PlotArgs) -> Result<()> {
+    register_font(
+        FONT,
+        FontStyle::Normal,
+        include_bytes!("../../assets/DejaVuSans.ttf"),
+    )
+    .map_err(|_| anyhow!("bundled font is unreadable"))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("--out {}: cannot create", args.out.display()))?;
+    if let Some(m) = &args.metrics {
+        let records = read_metrics(m)?;
+        let png = args.out.join("curves.png");
+        curves(
+            BitMapBackend::new(&png, (1200, 500)).into_drawing_area(),
+            &records,
+            m,
+        )?;
+        let svg = args.out.join("curves.svg");
+        curves(
+            SVGBackend::new(&svg, (1200, 500)).into_drawing_area(),
+            &records,
+            m,
+        )?;
+        println!("wrote {} and {}", png.display(), svg.display());
+    }
+    if let Some(mp) = &args.model {
+        let threads = args.common.threads()?;
+        let model = Model::load(mp)?;
+        let path = args.common.data_path();
+        let data = Dataset::load(&path, None)?;
+        if model.layout.arch.inputs != data.features() || model.layout.arch.classes != CLASSES {
+            bail!(
+                "{}: the model does not fit the images of {}",
+                mp.display(),
+                path.display()
+            );
+        }
+        let net = Network::new(model.layout.clone(), threads);
+        let pred = net.predict(&model.params, &data.test.images, &mut net.workspace(2048));
+        let m = confusion(&data.test.labels, &pred);
+        let png = args.out.join("confusion.png");
+        heat_map(BitMapBackend::new(&png, (760, 700)).into_drawing_area(), &m)?;
+        let svg = args.out.join("confusion.svg");
+        heat_map(SVGBackend::new(&svg, (760, 700)).into_drawing_area(), &m)?;
+        let grid = args.out.join("misclassified.png");
+        misclassified(
+            BitMapBackend::new(&grid, (1000, 1140)).into_drawing_area(),
+            &data.test,
+            data.shape,
+            &pred,
+        )?;
+        println!(
+            "wrote {}, {} and {}",
+            png.display(),
+            svg.display(),
+            grid.display()
+        );
+    }
+    Ok(())
+}
+
+fn read_metrics(path: &Path) -> Result<Vec<EvalRecord>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--metrics {}: cannot read", path.display()))?;
+    let records = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a metrics record", path.display(), i + 1))
+        })
+        .collect::<Result<Vec<EvalRecord>>>()?;
+    if records.is_empty() {
+        bail!("{}: no records to plot", path.display());
+    }
+    Ok(records)
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+/// J on the left, the three accuracies on the right, against the iteration.
+fn curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    r: &[EvalRecord],
+    src: &Path,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let title = format!(
+        "training curves: {}",
+        src.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let root = root.titled(&title, (FONT, 22)).map_err(err)?;
+    let (left, right) = root.split_horizontally(600);
+    let x_max = r.iter().map(|r| r.iter).max().unwrap_or(1).max(1) as f64;
+    let js: Vec<(f64, f64)> = r
+        .iter()
+        .filter(|r| r.j.is_finite())
+        .map(|r| (r.iter as f64, r.j))
+        .collect();
+    let j_max = js.iter().map(|p| p.1).fold(0.0, f64::max) * 1.05 + 1e-9;
+    let mut c = ChartBuilder::on(&left)
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .caption("J (cross-entropy + L2)", (FONT, 18))
+        .build_cartesian_2d(0.0..x_max, 0.0..j_max)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("iteration")
+        .y_desc("J")
+        .label_style((FONT, 14))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(err)?;
+    c.draw_series(LineSeries::new(js, BLUE.stroke_width(2)))
+        .map_err(err)?;
+
+    let accs = |f: fn(&EvalRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+        r.iter()
+            .filter_map(|x| f(x).map(|a| (x.iter as f64, a)))
+            .collect()
+    };
+    let series = [
+        ("train", accs(|x| Some(x.train_acc)), RGBColor(31, 119, 180)),
+        ("validation", accs(|x| x.val_acc), RGBColor(255, 127, 14)),
+        ("test", accs(|x| Some(x.test_acc)), RGBColor(44, 160, 44)),
+    ];
+    let lo = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .fold(1.0, f64::min);
+    let lo = ((lo * 20.0).floor() / 20.0).clamp(0.0, 0.95);
+    let mut c = ChartBuilder::on(&right)
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .caption("accuracy", (FONT, 18))
+        .build_cartesian_2d(0.0..x_max, lo..1.0)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("iteration")
+        .y_desc("accuracy")
+        .label_style((FONT, 14))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(err)?;
+    for (name, pts, color) in series {
+        if pts.is_empty() {
+            continue;
+        }
+        c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// The confusion matrix: cells shaded by the share of their true class,
+/// with counts written in.
+fn heat_map<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    m: &[[usize; CLASSES]; CLASSES],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let total: usize = m.iter().flatten().sum();
+    let right: usize = (0..CLASSES).map(|c| m[c][c]).sum();
+    let title = format!(
+        "confusion matrix, test set: {right} / {total} right ({:.2}%)",
+        100.0 * right as f64 / total.max(1) as f64
+    );
+    // Rows are drawn bottom-up, so true class t sits at row `last - t` (0 on top).
+    let last = CLASSES as i32 - 1;
+    let class_label = |v: &SegmentValue<i32>, flip: bool| match v {
+        SegmentValue::CenterOf(k) => (if flip { last - k } else { *k }).to_string(),
+        _ => String::new(),
+    };
+    let mut c = ChartBuilder::on(&root)
+        .caption(title, (FONT, 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(45)
+        .build_cartesian_2d((0..last).into_segmented(), (0..last).into_segmented())
+        .map_err(err)?;
+    c.configure_mesh()
+        .disable_mesh()
+        .x_desc("predicted")
+        .y_desc("true")
+        .label_style((FONT, 16))
+        .x_labels(CLASSES)
+        .y_labels(CLASSES)
+        .x_label_formatter(&|v| class_label(v, false))
+        .y_label_formatter(&|v| class_label(v, true))
+        .draw()
+        .map_err(err)?;
+    for (t, row) in m.iter().enumerate() {
+        let n = row.iter().sum::<usize>().max(1) as f64;
+        for (p, &count) in row.iter().enumerate() {
+            let share = count as f64 / n;
+            // Diagonal in blue, errors in red, both fading to white at zero.
+            let strength = if t == p {
+                share
+            } else {
+                (share * 20.0).min(1.0)
+            };
+            let base = if t == p {
+                (30.0, 90.0, 200.0)
+            } else {
+                (210.0, 40.0, 40.0)
+            };
+            let mix = |b: f64| (255.0 - (255.0 - b) * strength) as u8;
+            let color = RGBColor(mix(base.0), mix(base.1), mix(base.2));
+            let row = last - t as i32;
+            let (x, y) = (SegmentValue::Exact(p as i32), SegmentValue::Exact(row));
+            let (x1, y1) = (
+                SegmentValue::Exact(p as i32 + 1),
+                SegmentValue::Exact(row + 1),
+            );
+            c.draw_series(std::iter::once(Rectangle::new(
+                [(x, y), (x1, y1)],
+                color.filled(),
+            )))
+            .map_err(err)?;
+            let ink = if strength > 0.6 { WHITE } else { BLACK };
+            let label = Text::new(
+                count.to_string(),
+                (
+                    SegmentValue::CenterOf(p as i32),
+                    SegmentValue::CenterOf(row),
+                ),
+                (FONT, 15)
+                    .into_font()
+                    .color(&ink)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Center,
+                    )),
+            );
+            c.draw_series(std::iter::once(label)).map_err(err)?;
+        }
+    }
+    root.present().map_err(err)
+}
+
+/// Up to 100 misclassified test digits, each labelled "true → predicted".
+fn misclassified<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    test: &Split,
+    (h, w): (usize, usize),
+    pred: &[u8],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let wrong: Vec<usize> = (0..test.len())
+        .filter(|&i| pred[i] != test.labels[i])
+        .collect();
+    let title = format!(
+        "misclassified test digits: {} of {} (first {} shown, true → predicted)",
+        wrong.len(),
+        test.len(),
+        wrong.len().min(100)
+    );
+    let root = root.titled(&title, (FONT, 20)).map_err(err)?;
+    let cells = root.split_evenly((10, 10));
+    for (cell, &i) in cells.iter().zip(&wrong) {
+        let (cw, ch) = cell.dim_in_pixel();
+        let scale = ((cw as usize).min(ch as usize - 22) / w.max(h)).max(1) as i32;
+        let x0 = (cw as i32 - scale * w as i32) / 2;
+        for (k, &v) in test.image(i).iter().enumerate() {
+            if v > 0.0 {
+                let g = (255.0 * (1.0 - v)) as u8;
+                let (x, y) = (x0 + (k % w) as i32 * scale, 2 + (k / w) as i32 * scale);
+                cell.draw(&Rectangle::new(
+                    [(x, y), (x + scale, y + scale)],
+                    RGBColor(g, g, g).filled(),
+                ))
+                .map_err(err)?;
+            }
+        }
+        cell.draw(&Rectangle::new(
+            [(x0, 2), (x0 + scale * w as i32, 2 + scale * h as i32)],
+            RGBColor(200, 200, 200),
+        ))
+        .map_err(err)?;
+        let label = format!("{} → {}", test.labels[i], pred[i]);
+        cell.draw(&Text::new(
+            label,
+            (x0 + 4, ch as i32 - 20),
+            (FONT, 16).into_font().color(&RGBColor(180, 20, 20)),
+        ))
+        .map_err(err)?;
+    }
+    root.present().map_err(err)
+}

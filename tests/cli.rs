@@ -376,3 +376,18 @@ fn plot_draws_curves_confusion_and_misclassified_digits() {
     );
     fails_with(&["plot", "--out", &p("plots")], &["--metrics"]);
 }
+
+#[test]
+fn quiet_prints_only_the_result_and_verbose_adds_detail() {
+    let quiet = succeeds(&["train", "--iters", "20", "-q"]);
+    assert_eq!(quiet.lines().count(), 1, "{quiet}");
+    assert!(quiet.starts_with("done: 20 steps"), "{quiet}");
+    let verbose = succeeds(&["--verbose", "train", "--iters", "20"]);
+    assert!(
+        verbose.contains("sha256 cfeddb84") && verbose.contains("  lr "),
+        "{verbose}"
+    );
+    // Piped output carries no terminal control sequences.
+    assert!(!verbose.contains('\x1b'), "escape codes in piped output");
+    fails_with(&["train", "-q", "-v"], &["--quiet", "--verbose"]);
+}

@@ -13,6 +13,9 @@ use serde_json::json;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  scratchnet bench --runs 7\n  scratchnet bench --threads 1 --json > bench.json"
+)]
 pub struct BenchArgs {
     /// Timed repetitions of each workload (the median is reported)
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -7,6 +7,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  scratchnet download --dest data/mnist\n  scratchnet download --dest ~/mnist --mirror https://my.mirror/mnist/"
+)]
 pub struct DownloadArgs {
     /// Directory to put the four files in
     #[arg(long, default_value = "data/mnist", value_name = "DIR")]
@@ -18,11 +21,14 @@ pub struct DownloadArgs {
 
 struct Bar {
     bar: Option<ProgressBar>,
+    quiet: bool,
 }
 
 impl Progress for Bar {
     fn start(&mut self, name: &str, url: &str, len: Option<u64>) {
-        if std::io::stderr().is_terminal() {
+        if self.quiet {
+            // Results and errors only.
+        } else if std::io::stderr().is_terminal() {
             let b = ProgressBar::new(len.unwrap_or(0));
             b.set_style(
                 ProgressStyle::with_template(
@@ -62,7 +68,7 @@ impl Progress for Bar {
     }
 }
 
-pub fn run(args: DownloadArgs) -> Result<()> {
+pub fn run(args: DownloadArgs, v: super::Verbosity) -> Result<()> {
     let mirrors: Vec<String> = args
         .mirror
         .iter()
@@ -79,7 +85,10 @@ pub fn run(args: DownloadArgs) -> Result<()> {
         &args.dest,
         &mnist_sources(),
         &mirrors,
-        &mut Bar { bar: None },
+        &mut Bar {
+            bar: None,
+            quiet: v == super::Verbosity::Quiet,
+        },
     )?;
     println!("MNIST is in {}", args.dest.display());
     Ok(())

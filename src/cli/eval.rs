@@ -9,6 +9,9 @@ use scratchnet::train::metrics::{confusion, per_class_accuracy};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  scratchnet eval --model model.safetensors\n  scratchnet eval --model model.safetensors --split val --data fashion-mnist/"
+)]
 pub struct EvalArgs {
     /// A model saved by `train --save`
     #[arg(long, value_name = "FILE")]

@@ -7,6 +7,7 @@ use scratchnet::train::{EvalRecord, TrainConfig};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  scratchnet info model.safetensors")]
 pub struct InfoArgs {
     /// A model saved by `train --save`, or a checkpoint
     #[arg(value_name = "FILE")]

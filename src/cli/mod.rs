@@ -23,6 +23,21 @@ use std::process::ExitCode;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print only results and errors
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print more detail (data checksums, learning rate and speed at each evaluation)
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
+}
+
+/// How much the commands print. Nothing is ever coloured, so output reads
+/// the same in a terminal, a pipe or a file (and NO_COLOR holds trivially).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
 }
 
 #[derive(Subcommand)]
@@ -83,14 +98,19 @@ impl Common {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let v = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
     let result = match cli.command {
-        Command::Train(a) => train::run(*a),
+        Command::Train(a) => train::run(*a, v),
         Command::Eval(a) => eval::run(a),
-        Command::Download(a) => download::run(a),
+        Command::Download(a) => download::run(a, v),
         Command::Bench(a) => bench::run(a),
         Command::Info(a) => info::run(a),
         Command::Predict(a) => predict::run(a),
-        Command::Sweep(a) => sweep::run(a),
+        Command::Sweep(a) => sweep::run(a, v),
         Command::Plot(a) => plot::run(a),
         Command::Completions(a) => completions::run(a),
     };

@@ -4,7 +4,7 @@
 //! rerun skips those), a CSV table sorted by validation accuracy, and the
 //! best model saved.
 
-use super::Common;
+use super::{Common, Verbosity};
 use anyhow::{bail, Context, Result};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -109,7 +109,7 @@ fn draw(args: &SweepArgs, i: u32, weights: usize, branches: usize) -> (f32, Vec<
 struct Quiet;
 impl Observer for Quiet {}
 
-pub fn run(args: SweepArgs) -> Result<()> {
+pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
     if args.lr.0 <= 0.0 {
         bail!(
             "--lr {}:{}: learning rates must be > 0",
@@ -162,11 +162,13 @@ pub fn run(args: SweepArgs) -> Result<()> {
                 ),
             }
         }
-        println!(
-            "{}: {} finished trials found; they are skipped",
-            jsonl.display(),
-            done.len()
-        );
+        if v > Verbosity::Quiet {
+            println!(
+                "{}: {} finished trials found; they are skipped",
+                jsonl.display(),
+                done.len()
+            );
+        }
     }
     let mut best = done
         .values()
@@ -214,15 +216,17 @@ pub fn run(args: SweepArgs) -> Result<()> {
             j: s.last.j,
             seconds: s.total_s,
         };
-        println!(
-            "trial {i:>3}: lr {:.2e}  l2 {}  keep {}  ->  val {:.4}  test {:.4}  ({:.1} s)",
-            r.lr,
-            fmt_list(&r.l2),
-            fmt_list(&r.keep),
-            r.val_acc,
-            r.test_acc,
-            r.seconds
-        );
+        if v > Verbosity::Quiet {
+            println!(
+                "trial {i:>3}: lr {:.2e}  l2 {}  keep {}  ->  val {:.4}  test {:.4}  ({:.1} s)",
+                r.lr,
+                fmt_list(&r.l2),
+                fmt_list(&r.keep),
+                r.val_acc,
+                r.test_acc,
+                r.seconds
+            );
+        }
         if r.val_acc > best {
             best = r.val_acc;
             let mut meta = BTreeMap::new();

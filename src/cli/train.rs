@@ -1,6 +1,6 @@
 //! `scratchnet train`.
 
-use super::Common;
+use super::{Common, Verbosity};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchnet::data::Dataset;
@@ -40,9 +40,6 @@ pub struct TrainArgs {
     /// Append one JSON object per evaluation to this file
     #[arg(long, value_name = "FILE")]
     metrics: Option<PathBuf>,
-    /// Print only the final result
-    #[arg(long, short)]
-    quiet: bool,
     /// Write a checkpoint (model, optimiser state, step) every N steps
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_every: Option<u64>,
@@ -159,7 +156,7 @@ struct ConfigFlags {
 struct Console {
     bar: Option<ProgressBar>,
     metrics: Option<MetricsWriter>,
-    quiet: bool,
+    verbosity: Verbosity,
 }
 
 impl Observer for Console {
@@ -176,15 +173,18 @@ impl Observer for Console {
         if let Some(m) = &mut self.metrics {
             m.write(r)?;
         }
-        if !self.quiet {
+        if self.verbosity > Verbosity::Quiet {
             let val = r
                 .val_acc
                 .map(|v| format!("{v:.4}"))
                 .unwrap_or_else(|| "-".into());
-            let line = format!(
+            let mut line = format!(
                 "iter {:>6}  epoch {:>6.2}  J {:.6}  accuracy train {:.4}  val {val}  test {:.4}  ({:.1} s)",
                 r.iter, r.epoch, r.j, r.train_acc, r.test_acc, r.elapsed_s
             );
+            if self.verbosity == Verbosity::Verbose {
+                line += &format!("  lr {:.3e}", r.lr);
+            }
             match &self.bar {
                 Some(bar) => bar.println(line),
                 None => println!("{line}"),
@@ -197,7 +197,8 @@ impl Observer for Console {
 /// Raised by Ctrl-C; the training loop checks it after every step.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
+    let quiet = v == Verbosity::Quiet;
     let threads = args.common.threads()?;
     let mut overrides = serde_json::to_value(&args.flags)?;
     // `--init` names a file; the scheme flag maps onto the config's `init` key.
@@ -256,7 +257,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Trainer::new(cfg.clone(), &data, threads, init)?
         }
     };
-    if !args.quiet {
+    if !quiet {
         println!(
             "scratchnet {}: data {} (train {}, val {}, test {}), {threads} thread{}",
             env!("CARGO_PKG_VERSION"),
@@ -278,6 +279,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 format!("per {:?}", cfg.dropout).to_lowercase()
             }
         );
+        if v == Verbosity::Verbose {
+            for (name, sum) in &data.checksums {
+                println!("data {name}  sha256 {sum}");
+            }
+        }
         if let Some(p) = &args.resume {
             println!("resuming {} at step {}", p.display(), trainer.step);
         }
@@ -286,7 +292,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             cfg.to_toml()
         );
     }
-    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(trainer.total_steps as u64);
         b.set_style(
             ProgressStyle::with_template(
@@ -305,7 +311,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut console = Console {
         bar,
         metrics,
-        quiet: args.quiet,
+        verbosity: v,
     };
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
         .context("cannot install the Ctrl-C handler")?;

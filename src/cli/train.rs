@@ -320,7 +320,16 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
         checkpoint_path: args.checkpoint.clone(),
         interrupt: Some(&INTERRUPTED),
     };
-    let outcome = trainer.run(&mut console, &ctl);
+    let outcome = trainer.run(&mut console, &ctl).map_err(|e| {
+        if args.checkpoint_every.is_some() && args.checkpoint.is_file() {
+            anyhow::anyhow!(
+                "{e:#}\nthe last good checkpoint, {0}, is intact (scratchnet train --resume {0})",
+                args.checkpoint.display()
+            )
+        } else {
+            e
+        }
+    });
     if let Some(b) = &console.bar {
         b.finish_and_clear();
     }

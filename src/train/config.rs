@@ -209,7 +209,18 @@ impl TrainConfig {
             serde_json::from_value::<TrainConfig>(merged.clone())
                 .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
         }
-        let cfg: TrainConfig = serde_json::from_value(merged)?;
+        let mut cfg: TrainConfig = serde_json::from_value(merged)?;
+        // A preset's per-layer lists fit the preset's network; for another
+        // --arch that was given without them, each list becomes its mean.
+        if let Ok(arch) = Arch::parse(&cfg.arch, 1, 10) {
+            let given = |k: &str| [&file, &overrides].iter().any(|v| v.get(k).is_some());
+            if !given("l2") && cfg.l2.len() != arch.weight_matrices() {
+                cfg.l2 = vec![cfg.l2.iter().sum::<f32>() / cfg.l2.len().max(1) as f32];
+            }
+            if !given("keep") && cfg.keep.len() != arch.hidden_branches() {
+                cfg.keep = vec![cfg.keep.iter().sum::<f32>() / cfg.keep.len().max(1) as f32];
+            }
+        }
         Ok(TrainConfig {
             preset: preset_name,
             ..cfg
@@ -387,6 +398,15 @@ mod tests {
         let cfg = TrainConfig::preset("fast").unwrap();
         let back = TrainConfig::resolve(Some(&cfg.to_toml()), json!({})).unwrap();
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn another_arch_takes_the_mean_of_the_presets_lists() {
+        let cfg = TrainConfig::resolve(None, json!({"arch": "relu:300"})).unwrap();
+        assert_eq!(cfg.l2, vec![(1.19 + 1.05 + 1.07 + 2.22) / 4.0]);
+        let cfg =
+            TrainConfig::resolve(None, json!({"arch": "relu:300", "l2": [1.0, 2.0]})).unwrap();
+        assert_eq!(cfg.l2, vec![1.0, 2.0]);
     }
 
     #[test]

@@ -164,6 +164,16 @@ impl<'d> Trainer<'d> {
             self.data.train.len(),
         );
         self.opt.step(&mut self.params, &self.grads, lr);
+        // One vectorised pass: Σ p·0 is 0 unless some p is infinite or NaN.
+        if self.params.iter().fold(0.0f32, |acc, &p| acc + p * 0.0) != 0.0 {
+            let t = self
+                .net
+                .layout
+                .tensors()
+                .find(|t| self.params[t.range.clone()].iter().any(|v| !v.is_finite()));
+            let name = t.map_or("?", |t| t.name.as_str());
+            bail!("training diverged at iteration {i}: tensor {name} holds a non-finite value after the update (learning rate {lr:e}; try a lower --lr)");
+        }
         self.cfg.reg_schedule().after_step(i, &mut self.factors);
         self.step += 1;
         self.train_time += t0.elapsed();
@@ -172,18 +182,6 @@ impl<'d> Trainer<'d> {
 
     /// Accuracy on the three splits, without dropout.
     pub fn evaluate(&mut self, elapsed_s: f64) -> Result<EvalRecord> {
-        if let Some(t) = self
-            .net
-            .layout
-            .tensors()
-            .find(|t| self.params[t.range.clone()].iter().any(|v| !v.is_finite()))
-        {
-            bail!(
-                "training diverged by iteration {}: tensor {} holds a non-finite value",
-                self.step,
-                t.name
-            );
-        }
         let d = self.data;
         let mut acc = |s: &crate::data::Split| {
             self.net

@@ -16,16 +16,32 @@ const INK: f32 = 0.15;
 
 type Grey = ImageBuffer<Luma<f32>, Vec<f32>>;
 
+/// Largest picture accepted, per side, and the decoder's memory budget: a
+/// hostile header cannot make us allocate more.
+const MAX_SIDE: u32 = 8_192;
+const MAX_ALLOC: u64 = 1 << 28;
+
 /// Loads an image file (PNG, JPEG, PGM/PPM, BMP; any size, grey or colour)
 /// and prepares it as 28x28 pixels in [0, 1], row-major.
 pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
-    let img = image::open(path).with_context(|| {
-        format!(
-            "{}: cannot read as an image (PNG, JPEG, PGM/PPM or BMP)",
-            path.display()
-        )
-    })?;
-    prepare(&img.to_luma32f()).with_context(|| format!("{}", path.display()))
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    digit_from_bytes(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// [`load_digit`] for an encoded image in memory.
+pub fn digit_from_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .context("cannot read as an image")?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .context("cannot read as an image (PNG, JPEG, PGM/PPM or BMP)")?;
+    prepare(&img.to_luma32f())
 }
 
 /// Prepares a grey image (values in [0, 1]) as an MNIST digit.

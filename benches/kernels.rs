@@ -1,0 +1,158 @@
+//! Micro-benchmarks of the kernels that matter (`cargo bench`): every matrix
+//! product of the notebook's network at minibatch and full-batch sizes, the
+//! fused bias+activation+dropout passes, softmax + cross-entropy, and the
+//! optimiser step. Threads: 2 (the development machine's cores).
+
+use divan::{black_box, Bencher};
+use scratchnet::nn::activation::{backward_rows, forward_rows, MaskRows};
+use scratchnet::nn::arch::NOTEBOOK_ARCH;
+use scratchnet::nn::softmax_ce::loss_and_grad;
+use scratchnet::nn::{Arch, Layout};
+use scratchnet::optim::Adam;
+use scratchnet::tensor::{matmul, Mat, MatMut};
+
+const THREADS: usize = 2;
+
+fn main() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(THREADS)
+        .build_global()
+        .unwrap();
+    divan::main();
+}
+
+fn values(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
+}
+
+/// (name, m, n, k, transpose a, transpose b) for one step of batch `b`:
+/// forward Z = A·Wᵀ, weight gradients dW = dZᵀ·A, input gradients dA = dZ·W.
+fn shapes(b: usize) -> Vec<(String, usize, usize, usize, bool, bool)> {
+    vec![
+        (format!("fwd1 {b}x784·784x192"), b, 192, 784, false, true),
+        (format!("fwd2 {b}x192·192x48"), b, 48, 192, false, true),
+        (format!("fwd3 {b}x48·48x10"), b, 10, 48, false, true),
+        (format!("dW1 192x{b}·{b}x784"), 192, 784, b, true, false),
+        (format!("dW2 48x{b}·{b}x192"), 48, 192, b, true, false),
+        (format!("dA1 {b}x48·48x192"), b, 192, 48, false, false),
+    ]
+}
+
+#[divan::bench(args = [128, 50_000])]
+fn gemm_shapes_of_one_step(bencher: Bencher, batch: usize) {
+    let cases: Vec<_> = shapes(batch)
+        .into_iter()
+        .map(|(_, m, n, k, ta, tb)| {
+            (
+                m,
+                n,
+                k,
+                ta,
+                tb,
+                values(m * k),
+                values(k * n),
+                vec![0.0f32; m * n],
+            )
+        })
+        .collect();
+    let mut cases = cases;
+    bencher.bench_local(|| {
+        for (m, n, k, ta, tb, a, b, c) in cases.iter_mut() {
+            let a = if *ta {
+                Mat::new(a, *k, *m).t()
+            } else {
+                Mat::new(a, *m, *k)
+            };
+            let b = if *tb {
+                Mat::new(b, *n, *k).t()
+            } else {
+                Mat::new(b, *k, *n)
+            };
+            matmul(MatMut::new(c, *m, *n), a, b, false, THREADS);
+        }
+        black_box(&cases);
+    });
+}
+
+#[divan::bench(args = [0, 1, 2, 3, 4, 5])]
+fn gemm_full_batch_each(bencher: Bencher, which: usize) {
+    let (_, m, n, k, ta, tb) = shapes(50_000)[which].clone();
+    let (a, b, mut c) = (values(m * k), values(k * n), vec![0.0f32; m * n]);
+    bencher.bench_local(|| {
+        let a = if ta {
+            Mat::new(&a, k, m).t()
+        } else {
+            Mat::new(&a, m, k)
+        };
+        let b = if tb {
+            Mat::new(&b, n, k).t()
+        } else {
+            Mat::new(&b, k, n)
+        };
+        matmul(MatMut::new(&mut c, m, n), a, b, false, THREADS);
+        black_box(&c);
+    });
+}
+
+fn first_layer() -> (Layout, usize) {
+    let layout = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap());
+    let width = layout.layers[0].outputs;
+    (layout, width)
+}
+
+#[divan::bench(args = [128, 50_000])]
+fn bias_activation_dropout_forward(bencher: Bencher, rows: usize) {
+    let (layout, width) = first_layer();
+    let (mut z, bias, mask) = (
+        values(rows * width),
+        values(width),
+        vec![1.0f32 / 0.9; width],
+    );
+    bencher.bench_local(|| {
+        forward_rows(
+            black_box(&mut z),
+            width,
+            &bias,
+            &layout.layers[0].branches,
+            MaskRows::Unit(&mask),
+        )
+    });
+}
+
+#[divan::bench(args = [128, 50_000])]
+fn bias_activation_dropout_backward(bencher: Bencher, rows: usize) {
+    let (layout, width) = first_layer();
+    let (mut dz, a, mask) = (
+        values(rows * width),
+        values(rows * width),
+        vec![1.0f32 / 0.9; width],
+    );
+    bencher.bench_local(|| {
+        backward_rows(
+            black_box(&mut dz),
+            &a,
+            width,
+            &layout.layers[0].branches,
+            &[0.9, 0.9, 0.9],
+            MaskRows::Unit(&mask),
+        )
+    });
+}
+
+#[divan::bench(args = [128, 50_000])]
+fn softmax_cross_entropy(bencher: Bencher, rows: usize) {
+    let labels: Vec<u8> = (0..rows).map(|i| (i % 10) as u8).collect();
+    let logits = values(rows * 10);
+    bencher
+        .with_inputs(|| logits.clone())
+        .bench_local_refs(|z| loss_and_grad(z, &labels, 10, 1.0 / rows as f32));
+}
+
+#[divan::bench]
+fn adam_step_all_parameters(bencher: Bencher) {
+    let n = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap()).len;
+    let (mut p, g, mut adam) = (values(n), values(n), Adam::new(n, 0.9, 0.999, 1e-8, true));
+    bencher.bench_local(|| adam.step(black_box(&mut p), &g, 1e-3));
+}

@@ -195,3 +195,21 @@ fn interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
         );
     }
 }
+
+#[test]
+fn thread_count_does_not_change_the_weights() {
+    for preset in [
+        json!({"iters": 30, "keep": [0.9], "dropout": "sample"}),
+        json!({"preset": "seed", "iters": 2}),
+    ] {
+        let run = |threads: usize| {
+            let mut t = Trainer::new(config(preset.clone()), mnist(), threads, None).unwrap();
+            finish(&mut t);
+            t.params
+        };
+        assert!(
+            run(1) == run(2),
+            "{preset}: 1 and 2 threads gave different weights"
+        );
+    }
+}

@@ -4,12 +4,14 @@
 //! optimiser step. Threads: 2 (the development machine's cores).
 
 use divan::{black_box, Bencher};
+use scratchnet::data::Dataset;
 use scratchnet::nn::activation::{backward_rows, forward_rows, MaskRows};
 use scratchnet::nn::arch::NOTEBOOK_ARCH;
 use scratchnet::nn::softmax_ce::loss_and_grad;
 use scratchnet::nn::{Arch, Layout};
 use scratchnet::optim::Adam;
-use scratchnet::tensor::{matmul, Mat, MatMut};
+use scratchnet::tensor::{matmul, spmm, spmm_t, ColumnBlocks, Mat, MatMut, Panels, SparseRows};
+use std::sync::OnceLock;
 
 const THREADS: usize = 2;
 
@@ -155,4 +157,51 @@ fn adam_step_all_parameters(bencher: Bencher) {
     let n = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap()).len;
     let (mut p, g, mut adam) = (values(n), values(n), Adam::new(n, 0.9, 0.999, 1e-8, true));
     bencher.bench_local(|| adam.step(black_box(&mut p), &g, 1e-3));
+}
+
+/// The bundled MNIST training images (real sparsity matters here).
+fn mnist_rows(rows: usize) -> &'static [f32] {
+    static DATA: OnceLock<Dataset> = OnceLock::new();
+    let d = DATA.get_or_init(|| {
+        Dataset::load(&scratchnet::data::default_data_dir(), None).expect("bundled MNIST")
+    });
+    &d.train.images[..rows * 784]
+}
+
+/// The sparse first layer: forward `X·W1ᵀ` (from the transposed weight)
+/// and weight gradient `Xᵀ·dZ1`, on real images; compare with
+/// `gemm_full_batch_each` 0 and 3.
+#[divan::bench(args = [128, 50_000])]
+fn sparse_first_layer_forward(bencher: Bencher, rows: usize) {
+    let x = SparseRows::from_dense(mnist_rows(rows), 784);
+    let (w, mut z) = (values(192 * 784), vec![0.0f32; rows * 192]);
+    let mut wt = Panels::default();
+    wt.pack_transposed(&w, 784, 192);
+    bencher.bench_local(|| spmm(black_box(&mut z), x.view(), &wt, false));
+}
+
+#[divan::bench(args = [128, 50_000])]
+fn sparse_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
+    let x = SparseRows::from_dense(mnist_rows(rows), 784);
+    let xt = ColumnBlocks::new(x.view(), 512);
+    let (dz, mut dwt) = (values(rows * 192), vec![0.0f32; 784 * 192]);
+    bencher.bench_local(|| spmm_t(black_box(&mut dwt), &xt, &dz, 192));
+}
+
+/// Per-step preparation of a minibatch: compress it and group it by column.
+#[divan::bench]
+fn sparse_prepare_minibatch(bencher: Bencher) {
+    let dense = mnist_rows(128);
+    let (mut x, mut xt) = (SparseRows::default(), ColumnBlocks::default());
+    bencher.bench_local(|| {
+        x.fill_from_dense(black_box(dense), 784);
+        xt.fill(x.view(), 512);
+    });
+}
+
+/// Per-step repacking of the first layer's weight for [`spmm`].
+#[divan::bench]
+fn pack_first_layer_weight(bencher: Bencher) {
+    let (w, mut wt) = (values(192 * 784), Panels::default());
+    bencher.bench_local(|| wt.pack_transposed(black_box(&w), 784, 192));
 }

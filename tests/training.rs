@@ -3,7 +3,7 @@
 
 use scratchnet::data::Dataset;
 use scratchnet::model_io::{load_init, Model};
-use scratchnet::nn::Network;
+use scratchnet::nn::{Input, Network};
 use scratchnet::train::{Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -111,8 +111,10 @@ fn save_load_eval_round_trip_gives_identical_predictions() {
     let test = &mnist().test;
     let net = Network::new(loaded.layout.clone(), 2);
     let mut ws = net.workspace(1000);
-    let before = t.net.predict(&t.params, &test.images, &mut ws);
-    let after = net.predict(&loaded.params, &test.images, &mut ws);
+    let before = t
+        .net
+        .predict(&t.params, Input::Dense(&test.images), &mut ws);
+    let after = net.predict(&loaded.params, Input::Dense(&test.images), &mut ws);
     assert_eq!(before, after);
 
     // --init reads the same tensors back by their notebook names.

@@ -4,7 +4,8 @@ use super::Common;
 use anyhow::Result;
 use scratchnet::data::{Dataset, CLASSES};
 use scratchnet::model_io::Model;
-use scratchnet::nn::Network;
+use scratchnet::nn::{Input, Network};
+use scratchnet::tensor::SparseRows;
 use scratchnet::train::metrics::{confusion, per_class_accuracy};
 use std::path::PathBuf;
 
@@ -39,7 +40,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let net = Network::new(model.layout.clone(), threads);
     let mut ws = net.workspace(2048);
-    let pred = net.predict(&model.params, &split.images, &mut ws);
+    let compressed = SparseRows::compress_if_sparse(&split.images, split.features);
+    let pred = net.predict(
+        &model.params,
+        Input::new(&split.images, compressed.as_ref()),
+        &mut ws,
+    );
     let m = confusion(&split.labels, &pred);
     let correct: usize = (0..CLASSES).map(|c| m[c][c]).sum();
     println!("model {} ({arch})", args.model.display());

@@ -9,7 +9,8 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use scratchnet::data::{Dataset, Split, CLASSES};
 use scratchnet::model_io::Model;
-use scratchnet::nn::Network;
+use scratchnet::nn::{Input, Network};
+use scratchnet::tensor::SparseRows;
 use scratchnet::train::metrics::confusion;
 use scratchnet::train::EvalRecord;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,13 @@ pub fn run(args: PlotArgs) -> Result<()> {
             );
         }
         let net = Network::new(model.layout.clone(), threads);
-        let pred = net.predict(&model.params, &data.test.images, &mut net.workspace(2048));
+        let test = &data.test;
+        let compressed = SparseRows::compress_if_sparse(&test.images, test.features);
+        let pred = net.predict(
+            &model.params,
+            Input::new(&test.images, compressed.as_ref()),
+            &mut net.workspace(2048),
+        );
         let m = confusion(&data.test.labels, &pred);
         let png = args.out.join("confusion.png");
         heat_map(BitMapBackend::new(&png, (760, 700)).into_drawing_area(), &m)?;

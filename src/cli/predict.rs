@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use scratchnet::data::image_prep::{load_digit, SIDE};
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
-use scratchnet::nn::Network;
+use scratchnet::nn::{Input, Network};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -86,7 +86,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let net = Network::new(model.layout.clone(), threads);
     let mut ws = net.workspace(256);
-    let probs = net.probabilities(&model.params, &pixels, &mut ws);
+    let probs = net.probabilities(&model.params, Input::Dense(&pixels), &mut ws);
     let classes = arch.classes;
     let rows = files.iter().zip(probs.chunks_exact(classes));
     if args.csv {

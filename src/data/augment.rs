@@ -3,6 +3,7 @@
 //! shifts depend only on (seed, step, position in the batch).
 
 use crate::nn::dropout::uniform;
+use crate::tensor::SparseRows;
 
 /// Copies `src` (an `h x w` image) into `dst` moved by `(dx, dy)` pixels.
 pub fn shift_image(src: &[f32], dst: &mut [f32], (h, w): (usize, usize), dx: isize, dy: isize) {
@@ -18,6 +19,23 @@ pub fn shift_image(src: &[f32], dst: &mut [f32], (h, w): (usize, usize), dx: isi
         let s = (sy * w + x0 - dx) as usize..(sy * w + x1 - dx) as usize;
         dst[d].copy_from_slice(&src[s]);
     }
+}
+
+/// [`shift_image`] for an image given by its non-zero pixels: appends the
+/// moved pixels that stay inside as a row of `out`.
+pub fn shift_entries(
+    idx: &[u32],
+    val: &[f32],
+    out: &mut SparseRows,
+    (h, w): (usize, usize),
+    dx: isize,
+    dy: isize,
+) {
+    let (h, w) = (h as isize, w as isize);
+    out.push_row(idx.iter().zip(val).filter_map(|(&k, &v)| {
+        let (y, x) = (k as isize / w + dy, k as isize % w + dx);
+        ((0..h).contains(&y) && (0..w).contains(&x)).then_some(((y * w + x) as u32, v))
+    }));
 }
 
 /// A shift in `-max..=max` on each axis for sample `i` of stream `key`.
@@ -43,6 +61,23 @@ mod tests {
         assert_eq!(dst, src);
         shift_image(&src, &mut dst, (3, 4), 5, 0);
         assert!(dst.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn shifting_entries_matches_shifting_the_image() {
+        let src: Vec<f32> = (0..35)
+            .map(|v| if v % 3 == 0 { 0.0 } else { v as f32 })
+            .collect();
+        let compressed = SparseRows::from_dense(&src, 35);
+        let (idx, val) = compressed.view().row(0);
+        for (dx, dy) in [(0, 0), (1, 0), (-2, 1), (3, -4), (7, 0), (0, -5)] {
+            let mut dense = vec![0.0; 35];
+            shift_image(&src, &mut dense, (5, 7), dx, dy);
+            let mut out = SparseRows::default();
+            out.clear(35);
+            shift_entries(idx, val, &mut out, (5, 7), dx, dy);
+            assert_eq!(out.view().to_dense(), dense, "shift ({dx}, {dy})");
+        }
     }
 
     #[test]

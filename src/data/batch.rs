@@ -1,9 +1,10 @@
 //! Batches for training: the whole split (full batch), or shuffled
 //! minibatches with a fresh permutation each epoch, optionally shifted.
 
-use super::augment::{random_shift, shift_image};
+use super::augment::{random_shift, shift_entries, shift_image};
 use super::Split;
 use crate::nn::dropout::stream_key;
+use crate::tensor::SparseRows;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -65,13 +66,67 @@ impl Batcher {
         self.perm.len().div_ceil(self.max_rows().max(1))
     }
 
+    /// Whether every step's batch is the split itself, unchanged.
+    pub fn is_whole_split(&self) -> bool {
+        self.batch.is_none() && self.shift == 0
+    }
+
     /// The images and labels of step `step` (0-based).
     pub fn get<'a>(&'a mut self, split: &'a Split, step: usize) -> (&'a [f32], &'a [u8]) {
-        let spe = self.steps_per_epoch();
-        let (epoch, k) = (step / spe, step % spe);
-        if self.batch.is_none() && self.shift == 0 {
+        if self.is_whole_split() {
             return (&split.images, &split.labels);
         }
+        let (range, key) = self.ids(step);
+        let ids = &self.perm[range];
+        let (f, shift, shape) = (split.features, self.shift, self.shape);
+        self.labels.clear();
+        for (j, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            let dst = &mut self.images[j * f..(j + 1) * f];
+            if shift > 0 {
+                let (dx, dy) = random_shift(key, j as u64, shift);
+                shift_image(split.image(id), dst, shape, dx, dy);
+            } else {
+                dst.copy_from_slice(split.image(id));
+            }
+            self.labels.push(split.labels[id]);
+        }
+        (&self.images[..ids.len() * f], &self.labels)
+    }
+
+    /// [`Batcher::get`] from `compressed` (the split's images, compressed):
+    /// the batch's images are written to `out` and its labels returned.
+    /// Cheaper than compressing the dense batch, and the same images.
+    pub fn get_compressed<'a>(
+        &'a mut self,
+        split: &Split,
+        compressed: &SparseRows,
+        step: usize,
+        out: &mut SparseRows,
+    ) -> &'a [u8] {
+        let (range, key) = self.ids(step);
+        let ids = &self.perm[range];
+        let (shift, shape) = (self.shift, self.shape);
+        out.clear(compressed.cols());
+        self.labels.clear();
+        for (j, &id) in ids.iter().enumerate() {
+            let (idx, val) = compressed.view().row(id as usize);
+            if shift > 0 {
+                let (dx, dy) = random_shift(key, j as u64, shift);
+                shift_entries(idx, val, out, shape, dx, dy);
+            } else {
+                out.push_row(idx.iter().copied().zip(val.iter().copied()));
+            }
+            self.labels.push(split.labels[id as usize]);
+        }
+        &self.labels
+    }
+
+    /// Where in `perm` the sample ids of step `step` are, and the step's
+    /// augmentation key.
+    fn ids(&mut self, step: usize) -> (std::ops::Range<usize>, u64) {
+        let spe = self.steps_per_epoch();
+        let (epoch, k) = (step / spe, step % spe);
         if self.batch.is_some() && self.perm_epoch != Some(epoch) {
             self.perm
                 .iter_mut()
@@ -86,22 +141,8 @@ impl Batcher {
             self.perm_epoch = Some(epoch);
         }
         let rows = self.max_rows();
-        let ids = &self.perm[k * rows..((k + 1) * rows).min(self.perm.len())];
-        let f = split.features;
-        let key = stream_key(self.seed, step as u64, AUGMENT);
-        self.labels.clear();
-        for (j, &id) in ids.iter().enumerate() {
-            let id = id as usize;
-            let dst = &mut self.images[j * f..(j + 1) * f];
-            if self.shift > 0 {
-                let (dx, dy) = random_shift(key, j as u64, self.shift);
-                shift_image(split.image(id), dst, self.shape, dx, dy);
-            } else {
-                dst.copy_from_slice(split.image(id));
-            }
-            self.labels.push(split.labels[id]);
-        }
-        (&self.images[..ids.len() * f], &self.labels)
+        let range = k * rows..((k + 1) * rows).min(self.perm.len());
+        (range, stream_key(self.seed, step as u64, AUGMENT))
     }
 }
 
@@ -150,6 +191,31 @@ mod tests {
                 .map(|&i| (i % 10) as u8)
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn compressed_batches_are_the_dense_batches() {
+        // 6 x 5 images, about half zeros, shifted by up to 2 pixels.
+        let n = 23;
+        let s = Split {
+            images: (0..n * 30)
+                .map(|v| if v % 7 < 3 { 0.0 } else { v as f32 })
+                .collect(),
+            labels: (0..n).map(|i| (i % 10) as u8).collect(),
+            features: 30,
+        };
+        let compressed = SparseRows::from_dense(&s.images, 30);
+        for (batch, shift) in [(Some(8), 2), (Some(5), 0), (None, 1)] {
+            let mut dense = Batcher::new(n, batch, 3, shift, (6, 5));
+            let mut sparse = Batcher::new(n, batch, 3, shift, (6, 5));
+            let mut out = SparseRows::default();
+            for step in 0..7 {
+                let (x, y) = dense.get(&s, step);
+                let y2 = sparse.get_compressed(&s, &compressed, step, &mut out);
+                assert_eq!(y, y2, "labels of step {step}");
+                assert_eq!(out.view().to_dense(), x, "images of step {step}");
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use super::arch::Activation;
 use super::params::BranchSlot;
+use multiversion::multiversion;
 
 /// The dropout scales (0 or 1/keep) that apply to a block of rows.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +51,7 @@ pub fn fast_tanh(x: f32) -> f32 {
 
 /// `z[r, c] = act(z[r, c] + bias[c]) * scale[r, c]` for a block of rows of
 /// `width` columns; branches pick the activation of their columns.
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
 pub fn forward_rows(
     z: &mut [f32],
     width: usize,
@@ -85,6 +87,7 @@ pub fn forward_rows(
 ///
 /// With s = mask/keep and a = act(z)·s: relu gives dz = da·s where a > 0;
 /// tanh gives dz = da·s·(1 - (a/s)²) = da·(s - a²·keep), which is 0 when s is.
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
 pub fn backward_rows(
     dz: &mut [f32],
     a: &[f32],

@@ -3,7 +3,10 @@
 //! Transposes are views, so no product copies its operands.
 
 use crate::tensor::par::map_row_blocks;
-use crate::tensor::{matmul, Mat, MatMut};
+use crate::tensor::{
+    matmul, par_transpose, spmm, spmm_t, ColumnBlocks, Mat, MatMut, Panels, SparseView,
+};
+use multiversion::multiversion;
 
 /// Shapes of one dense layer at one batch size.
 #[derive(Clone, Copy, Debug)]
@@ -68,20 +71,51 @@ pub fn backward(
     }
 }
 
-/// `out[c] = Σ_r m[r, c]` over row-major rows of `out.len()` columns, summed
-/// in fixed row blocks so the result does not depend on the thread count.
+/// [`forward`] for compressed input rows: `w` is first repacked into
+/// `w_panels` (its transpose, in column panels), then only non-zero inputs
+/// are multiplied.
+pub fn forward_sparse(z: &mut [f32], inp: SparseView<'_>, w: &[f32], w_panels: &mut Panels) {
+    let (inputs, batch) = (inp.cols(), inp.rows());
+    let outputs = w.len() / inputs.max(1);
+    w_panels.pack_transposed(w, inputs, outputs);
+    spmm(&mut z[..batch * outputs], inp, w_panels, false);
+}
+
+/// [`backward`] for compressed input rows (given grouped by column), with
+/// no input gradient (only the first layer sees compressed input):
+/// `dwt = inpᵀ · dz` is computed `[in, out]`, then copied into `dw`.
+pub fn backward_sparse(
+    dw: &mut [f32],
+    db: &mut [f32],
+    dz: &[f32],
+    inp: &ColumnBlocks,
+    dwt: &mut [f32],
+) {
+    let outputs = db.len();
+    let inputs = dw.len() / outputs.max(1);
+    let rows = inp.blocks().iter().map(|b| b.cols()).sum::<usize>();
+    let dz = &dz[..rows * outputs];
+    spmm_t(dwt, inp, dz, outputs);
+    par_transpose(dw, dwt, inputs, outputs);
+    column_sums(db, dz);
+}
+
+/// `out[c] = Σ_r m[r, c]` over row-major rows of `out.len()` columns: f32
+/// within fixed row blocks, f64 across them, so the result does not depend
+/// on the thread count.
 pub fn column_sums(out: &mut [f32], m: &[f32]) {
     let width = out.len();
-    let partials = map_row_blocks(m, width, |_, block| {
-        let mut acc = vec![0.0f64; width];
-        for row in block.chunks_exact(width) {
-            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
-        }
-        acc
+    let partials = map_row_blocks(m, width, |_, block| block_sums(block, width));
+    out.iter_mut().enumerate().for_each(|(c, o)| {
+        *o = partials.iter().map(|p| p[c] as f64).sum::<f64>() as f32;
     });
-    let mut sums = vec![0.0f64; width];
-    for p in partials {
-        sums.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn block_sums(block: &[f32], width: usize) -> Vec<f32> {
+    let mut acc = vec![0.0f32; width];
+    for row in block.chunks_exact(width) {
+        acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
     }
-    out.iter_mut().zip(&sums).for_each(|(o, &s)| *o = s as f32);
+    acc
 }

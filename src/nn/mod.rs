@@ -11,5 +11,5 @@ pub mod params;
 pub mod softmax_ce;
 
 pub use arch::{Activation, Arch, Branch};
-pub use network::{Network, Workspace};
+pub use network::{Input, Network, Workspace};
 pub use params::{InitScheme, Layout, ParamTensor};

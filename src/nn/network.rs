@@ -7,6 +7,52 @@ use super::dropout::{fill_mask, mix64, DropoutMode};
 use super::params::Layout;
 use super::softmax_ce;
 use crate::tensor::par::for_row_blocks;
+use crate::tensor::{ColumnBlocks, Panels, SparseRows, SparseView};
+use std::ops::Range;
+
+/// A batch of network inputs, `[rows, inputs]`.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    Dense(&'a [f32]),
+    /// Mostly-zero rows, compressed (see [`crate::tensor::sparse`]); a
+    /// backward pass also needs them grouped by column, `by_column`.
+    Sparse {
+        rows: SparseView<'a>,
+        by_column: Option<&'a ColumnBlocks>,
+    },
+}
+
+impl<'a> Input<'a> {
+    /// `dense`, or its compressed form when there is one (forward only).
+    pub fn new(dense: &'a [f32], compressed: Option<&'a SparseRows>) -> Input<'a> {
+        match compressed {
+            Some(c) => Input::Sparse {
+                rows: c.view(),
+                by_column: None,
+            },
+            None => Input::Dense(dense),
+        }
+    }
+
+    /// Rows `range`, for `inputs`-wide rows (forward only).
+    pub fn slice(&self, range: Range<usize>, inputs: usize) -> Input<'a> {
+        match *self {
+            Input::Dense(x) => Input::Dense(&x[range.start * inputs..range.end * inputs]),
+            Input::Sparse { rows, .. } => Input::Sparse {
+                rows: rows.slice(range),
+                by_column: None,
+            },
+        }
+    }
+
+    /// Number of rows, for `inputs`-wide rows.
+    pub fn rows(&self, inputs: usize) -> usize {
+        match self {
+            Input::Dense(x) => x.len() / inputs.max(1),
+            Input::Sparse { rows, .. } => rows.rows(),
+        }
+    }
+}
 
 /// Dropout for one training step.
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +77,10 @@ pub struct Workspace {
     /// Which layers' masks the last forward pass used.
     mask_mode: Option<DropoutMode>,
     masked: Vec<bool>,
+    /// The first layer's weight, repacked for compressed input.
+    w_panels: Panels,
+    /// The first layer's weight gradient `[in, out]`, for compressed input.
+    dwt: Vec<f32>,
 }
 
 impl Workspace {
@@ -74,41 +124,51 @@ impl Network {
                 .collect(),
             mask_mode: None,
             masked: vec![false; hidden],
+            w_panels: Panels::default(),
+            dwt: Vec::new(),
         }
     }
 
-    /// Forward pass over `rows` samples of `x` (`[rows, inputs]`); returns the
-    /// logits `[rows, classes]`. With `dropout`, hidden outputs are masked.
+    /// Forward pass over the rows of `x`; returns the logits
+    /// `[rows, classes]`. With `dropout`, hidden outputs are masked.
     pub fn forward<'w>(
         &self,
         params: &[f32],
-        x: &[f32],
-        rows: usize,
+        x: Input<'_>,
         ws: &'w mut Workspace,
         dropout: Option<&Dropout<'_>>,
     ) -> &'w mut [f32] {
+        let inputs = self.layout.arch.inputs;
+        let rows = x.rows(inputs);
         assert!(
             rows <= ws.capacity,
             "batch of {rows} exceeds the workspace's {}",
             ws.capacity
         );
-        assert_eq!(
-            x.len(),
-            rows * self.layout.arch.inputs,
-            "input is not rows x inputs"
-        );
+        match x {
+            Input::Dense(x) => assert_eq!(x.len(), rows * inputs, "input is not rows x inputs"),
+            Input::Sparse { rows, .. } => {
+                assert_eq!(rows.cols(), inputs, "input is not inputs wide")
+            }
+        }
         let layers = &self.layout.layers;
         ws.mask_mode = dropout.map(|d| d.mode);
         for (l, layer) in layers.iter().enumerate() {
             let (before, rest) = ws.acts.split_at_mut(l);
-            let inp: &[f32] = if l == 0 { x } else { &before[l - 1] };
             let out = &mut rest[0][..rows * layer.outputs];
             let d = Dims {
                 batch: rows,
                 inputs: layer.inputs,
                 outputs: layer.outputs,
             };
-            dense::forward(out, inp, &params[layer.w.clone()], d, self.threads);
+            let w = &params[layer.w.clone()];
+            match (l, x) {
+                (0, Input::Sparse { rows, .. }) => {
+                    dense::forward_sparse(out, rows, w, &mut ws.w_panels)
+                }
+                (0, Input::Dense(x)) => dense::forward(out, x, w, d, self.threads),
+                _ => dense::forward(out, &before[l - 1], w, d, self.threads),
+            }
 
             let hidden = l + 1 < layers.len();
             let masked = hidden
@@ -158,14 +218,19 @@ impl Network {
         &self,
         params: &[f32],
         grads: &mut [f32],
-        x: &[f32],
+        x: Input<'_>,
         labels: &[u8],
         ws: &mut Workspace,
         dropout: Option<&Dropout<'_>>,
     ) -> f64 {
         let rows = labels.len();
+        assert_eq!(
+            x.rows(self.layout.arch.inputs),
+            rows,
+            "one label per input row"
+        );
         let classes = self.layout.arch.classes;
-        let logits = self.forward(params, x, rows, ws, dropout);
+        let logits = self.forward(params, x, ws, dropout);
         let loss = softmax_ce::loss_and_grad(logits, labels, classes, 1.0 / rows as f32);
         self.backward(
             params,
@@ -182,7 +247,7 @@ impl Network {
         &self,
         params: &[f32],
         grads: &mut [f32],
-        x: &[f32],
+        x: Input<'_>,
         rows: usize,
         ws: &mut Workspace,
         keeps: &[f32],
@@ -200,13 +265,18 @@ impl Network {
             let w = &params[layer.w.clone()];
             let (lower, upper) = ws.grads.split_at_mut(l.min(last));
             let dz: &[f32] = if l == last { &ws.acts[last] } else { &upper[0] };
-            let inp: &[f32] = if l == 0 { x } else { &ws.acts[l - 1] };
-            let dinp = if l == 0 {
-                None
-            } else {
-                Some(&mut lower[l - 1][..])
-            };
-            dense::backward(dinp, dw, db, dz, inp, w, d, self.threads);
+            match (l, x) {
+                (0, Input::Sparse { by_column, .. }) => {
+                    let by_column = by_column.expect("a backward pass needs inputs by column");
+                    ws.dwt.resize(layer.w.len(), 0.0);
+                    dense::backward_sparse(dw, db, dz, by_column, &mut ws.dwt);
+                }
+                (0, Input::Dense(x)) => dense::backward(None, dw, db, dz, x, w, d, self.threads),
+                _ => {
+                    let (inp, dinp) = (&ws.acts[l - 1], Some(&mut lower[l - 1][..]));
+                    dense::backward(dinp, dw, db, dz, inp, w, d, self.threads)
+                }
+            }
             if l > 0 {
                 let below = &layers[l - 1];
                 let a = &ws.acts[l - 1];
@@ -236,36 +306,30 @@ impl Network {
         }
     }
 
-    /// Calls `f(first_row, logits)` for consecutive chunks of `images`
-    /// (`[n, inputs]`), evaluated without dropout.
+    /// Calls `f(first_row, logits)` for consecutive chunks of `images`,
+    /// evaluated without dropout.
     pub fn logits_chunks(
         &self,
         params: &[f32],
-        images: &[f32],
+        images: Input<'_>,
         ws: &mut Workspace,
         mut f: impl FnMut(usize, &mut [f32]),
     ) {
         let inputs = self.layout.arch.inputs;
-        let n = images.len() / inputs;
+        let n = images.rows(inputs);
         let mut first = 0;
         while first < n {
             let rows = ws.capacity.min(n - first);
-            let logits = self.forward(
-                params,
-                &images[first * inputs..(first + rows) * inputs],
-                rows,
-                ws,
-                None,
-            );
+            let logits = self.forward(params, images.slice(first..first + rows, inputs), ws, None);
             f(first, logits);
             first += rows;
         }
     }
 
     /// Class probabilities of each image (`[n, classes]`).
-    pub fn probabilities(&self, params: &[f32], images: &[f32], ws: &mut Workspace) -> Vec<f32> {
+    pub fn probabilities(&self, params: &[f32], images: Input<'_>, ws: &mut Workspace) -> Vec<f32> {
         let classes = self.layout.arch.classes;
-        let mut out = Vec::with_capacity(images.len() / self.layout.arch.inputs * classes);
+        let mut out = Vec::with_capacity(images.rows(self.layout.arch.inputs) * classes);
         self.logits_chunks(params, images, ws, |_, logits| {
             softmax_ce::softmax(logits, classes);
             out.extend_from_slice(logits);
@@ -274,9 +338,9 @@ impl Network {
     }
 
     /// Predicted class of each image (argmax of the logits).
-    pub fn predict(&self, params: &[f32], images: &[f32], ws: &mut Workspace) -> Vec<u8> {
+    pub fn predict(&self, params: &[f32], images: Input<'_>, ws: &mut Workspace) -> Vec<u8> {
         let classes = self.layout.arch.classes;
-        let mut out = Vec::with_capacity(images.len() / self.layout.arch.inputs);
+        let mut out = Vec::with_capacity(images.rows(self.layout.arch.inputs));
         self.logits_chunks(params, images, ws, |_, logits| {
             out.extend(logits.chunks_exact(classes).map(argmax))
         });
@@ -287,7 +351,7 @@ impl Network {
     pub fn accuracy(
         &self,
         params: &[f32],
-        images: &[f32],
+        images: Input<'_>,
         labels: &[u8],
         ws: &mut Workspace,
     ) -> f64 {

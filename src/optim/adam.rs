@@ -1,5 +1,6 @@
 //! Adam, with or without bias correction (the notebook used none).
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// Elements per parallel chunk: an update is cheap, so chunks are large.
@@ -55,14 +56,17 @@ impl Adam {
                     .par_chunks_mut(CHUNK)
                     .zip(self.s.par_chunks_mut(CHUNK)),
             )
-            .for_each(|((p, g), (v, s))| {
-                for i in 0..p.len() {
-                    let g = g[i];
-                    v[i] = b1 * v[i] + (1.0 - b1) * g;
-                    s[i] = b2 * s[i] + (1.0 - b2) * g * g;
-                    p[i] -= step * v[i] / (s[i].sqrt() * inv_sqrt_c2 + eps);
-                }
-            });
+            .for_each(|((p, g), (v, s))| update(p, g, v, s, [b1, b2, eps, step, inv_sqrt_c2]));
+    }
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn update(p: &mut [f32], g: &[f32], v: &mut [f32], s: &mut [f32], k: [f32; 5]) {
+    let [b1, b2, eps, step, inv_sqrt_c2] = k;
+    for (((p, &g), v), s) in p.iter_mut().zip(g).zip(v).zip(s) {
+        *v = b1 * *v + (1.0 - b1) * g;
+        *s = b2 * *s + (1.0 - b2) * g * g;
+        *p -= step * *v / (s.sqrt() * inv_sqrt_c2 + eps);
     }
 }
 

@@ -4,13 +4,15 @@
 use super::config::TrainConfig;
 use super::metrics::EvalRecord;
 use crate::data::batch::Batcher;
-use crate::data::{Dataset, CLASSES};
+use crate::data::{Dataset, Split, CLASSES};
 use crate::model_io::{Model, STATE_PREFIX};
 use crate::nn::dropout::stream_key;
 use crate::nn::network::Dropout;
-use crate::nn::{l2, Layout, Network, Workspace};
+use crate::nn::{l2, Input, Layout, Network, Workspace};
 use crate::optim::Optimizer;
+use crate::tensor::{ColumnBlocks, SparseRows};
 use anyhow::{bail, Context, Result};
+use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +23,9 @@ use std::time::{Duration, Instant};
 const DROPOUT: u64 = 3;
 /// Rows evaluated at once.
 const EVAL_ROWS: usize = 2048;
+/// Rows per block of the first layer's weight gradient on compressed input
+/// (their `dZ1`, 384 KB, stays in L2).
+const GRAD_BLOCK_ROWS: usize = 512;
 
 /// Hooks for progress display; both default to doing nothing.
 pub trait Observer {
@@ -52,6 +57,8 @@ pub struct Trainer<'d> {
     factors: Vec<f32>,
     keeps: Vec<f32>,
     batcher: Batcher,
+    /// The data compressed, when it is sparse enough to gain from it.
+    sparse: Option<SparseData>,
     ws: Workspace,
     eval_ws: Workspace,
     data: &'d Dataset,
@@ -102,6 +109,7 @@ impl<'d> Trainer<'d> {
             cfg.momentum,
         );
         Ok(Trainer {
+            sparse: SparseData::new(data, batcher.is_whole_split()),
             factors: cfg.l2_factors(&arch),
             keeps: cfg.keeps(&arch),
             grads: vec![0.0; net.layout.len],
@@ -135,7 +143,13 @@ impl<'d> Trainer<'d> {
         let i = self.step;
         let lr = self.cfg.lr_schedule().lr(self.cfg.lr, i, self.total_steps);
         let reports_j = self.evaluates_after(i);
-        let (x, y) = self.batcher.get(&self.data.train, i);
+        let (x, y) = match &mut self.sparse {
+            Some(s) => s.batch(&mut self.batcher, &self.data.train, i),
+            None => {
+                let (x, y) = self.batcher.get(&self.data.train, i);
+                (Input::Dense(x), y)
+            }
+        };
         let dropout = self.keeps.iter().any(|&k| k < 1.0).then(|| Dropout {
             mode: self.cfg.dropout,
             keeps: &self.keeps,
@@ -164,8 +178,7 @@ impl<'d> Trainer<'d> {
             self.data.train.len(),
         );
         self.opt.step(&mut self.params, &self.grads, lr);
-        // One vectorised pass: Σ p·0 is 0 unless some p is infinite or NaN.
-        if self.params.iter().fold(0.0f32, |acc, &p| acc + p * 0.0) != 0.0 {
+        if !all_finite(&self.params) {
             let t = self
                 .net
                 .layout
@@ -183,11 +196,15 @@ impl<'d> Trainer<'d> {
     /// Accuracy on the three splits, without dropout.
     pub fn evaluate(&mut self, elapsed_s: f64) -> Result<EvalRecord> {
         let d = self.data;
-        let mut acc = |s: &crate::data::Split| {
+        let sp = self.sparse.as_ref();
+        let mut acc = |s: &crate::data::Split, c: Option<&SparseRows>| {
+            let x = Input::new(&s.images, c);
             self.net
-                .accuracy(&self.params, &s.images, &s.labels, &mut self.eval_ws)
+                .accuracy(&self.params, x, &s.labels, &mut self.eval_ws)
         };
-        let (train_acc, val, test_acc) = (acc(&d.train), acc(&d.val), acc(&d.test));
+        let train_acc = acc(&d.train, sp.map(|s| &s.train));
+        let val = acc(&d.val, sp.map(|s| &s.val));
+        let test_acc = acc(&d.test, sp.map(|s| &s.test));
         Ok(EvalRecord {
             iter: self.step,
             epoch: self.step as f64 / self.steps_per_epoch() as f64,
@@ -328,6 +345,69 @@ impl<'d> Trainer<'d> {
         t.factors = state.factors;
         Ok(t)
     }
+}
+
+/// Compressed forms of the splits (for the sparse first layer), and the
+/// reused buffers of each step's compressed batch.
+struct SparseData {
+    train: SparseRows,
+    val: SparseRows,
+    test: SparseRows,
+    /// `train` by column, when every batch is the whole split.
+    train_by_column: Option<ColumnBlocks>,
+    batch: SparseRows,
+    batch_by_column: ColumnBlocks,
+}
+
+impl SparseData {
+    /// `None` unless the training images are sparse enough.
+    fn new(data: &Dataset, whole_split: bool) -> Option<SparseData> {
+        let f = data.features();
+        let train = SparseRows::compress_if_sparse(&data.train.images, f)?;
+        Some(SparseData {
+            val: SparseRows::from_dense(&data.val.images, f),
+            test: SparseRows::from_dense(&data.test.images, f),
+            train_by_column: whole_split.then(|| ColumnBlocks::new(train.view(), GRAD_BLOCK_ROWS)),
+            train,
+            batch: SparseRows::default(),
+            batch_by_column: ColumnBlocks::default(),
+        })
+    }
+
+    /// The training input and labels of step `step`.
+    fn batch<'a>(
+        &'a mut self,
+        batcher: &'a mut Batcher,
+        split: &'a Split,
+        step: usize,
+    ) -> (Input<'a>, &'a [u8]) {
+        if let Some(by_column) = &self.train_by_column {
+            let rows = self.train.view();
+            let by_column = Some(by_column);
+            return (Input::Sparse { rows, by_column }, &split.labels);
+        }
+        let labels = batcher.get_compressed(split, &self.train, step, &mut self.batch);
+        self.batch_by_column
+            .fill(self.batch.view(), GRAD_BLOCK_ROWS);
+        let input = Input::Sparse {
+            rows: self.batch.view(),
+            by_column: Some(&self.batch_by_column),
+        };
+        (input, labels)
+    }
+}
+
+/// One vectorised pass: Σ p·0 is 0 unless some p is infinite or NaN
+/// (summed in 16 lanes, so the compiler may keep them in one register).
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn all_finite(v: &[f32]) -> bool {
+    let mut lanes = [0.0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder().iter().fold(0.0, |a, &p| a + p * 0.0);
+    for c in chunks {
+        lanes.iter_mut().zip(c).for_each(|(l, &p)| *l += p * 0.0);
+    }
+    lanes.iter().sum::<f32>() + rest == 0.0
 }
 
 /// Where and when [`Trainer::run`] writes checkpoints, and its stop flag.

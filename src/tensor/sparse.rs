@@ -1,0 +1,685 @@
+//! Mostly-zero matrices in compressed rows, and their product with a dense
+//! matrix.
+//!
+//! An MNIST image is about 81% zeros, and the first layer does 90% of the
+//! network's arithmetic, so skipping the zeros is the largest speed-up there
+//! is: the forward product `X·W1ᵀ` and the weight gradient `Xᵀ·dZ1` both
+//! become [`spmm`] calls (the second on [`ColumnBlocks`], the transpose of
+//! `X` cut into row blocks so each block's `dZ1` stays in cache).
+
+use super::transpose;
+use multiversion::multiversion;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Rows of a matrix with only the non-zero entries stored (CSR).
+#[derive(Clone, Debug, Default)]
+pub struct SparseRows {
+    cols: usize,
+    /// Row `r` is entries `ptr[r]..ptr[r + 1]`.
+    ptr: Vec<usize>,
+    idx: Vec<u32>,
+    val: Vec<f32>,
+}
+
+/// A borrowed range of rows of a [`SparseRows`] (slicing rows is free).
+#[derive(Clone, Copy, Debug)]
+pub struct SparseView<'a> {
+    cols: usize,
+    /// `rows + 1` absolute offsets into `idx` and `val`.
+    ptr: &'a [usize],
+    idx: &'a [u32],
+    val: &'a [f32],
+}
+
+/// Below this fraction of non-zeros, [`spmm`] beats the dense product
+/// (MNIST is at 0.19; measured with `cargo bench -- sparse`).
+pub const SPARSE_BELOW: f64 = 0.3;
+
+impl SparseRows {
+    /// The compressed form of `dense`, if few enough entries are non-zero
+    /// for it to pay ([`SPARSE_BELOW`]).
+    pub fn compress_if_sparse(dense: &[f32], cols: usize) -> Option<SparseRows> {
+        let nonzero = dense
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().filter(|&&v| v != 0.0).count())
+            .sum::<usize>();
+        ((nonzero as f64) < SPARSE_BELOW * dense.len() as f64)
+            .then(|| SparseRows::from_dense(dense, cols))
+    }
+
+    /// Compresses `rows x cols` row-major `dense` data; runs in parallel.
+    pub fn from_dense(dense: &[f32], cols: usize) -> SparseRows {
+        let parts: Vec<SparseRows> = dense
+            .par_chunks(4096 * cols.max(1))
+            .map(|chunk| {
+                let mut part = SparseRows::default();
+                part.fill_from_dense(chunk, cols);
+                part
+            })
+            .collect();
+        let mut all = SparseRows {
+            cols,
+            ptr: vec![0],
+            ..Default::default()
+        };
+        for p in parts {
+            let base = all.idx.len();
+            all.ptr.extend(p.ptr[1..].iter().map(|o| o + base));
+            all.idx.extend_from_slice(&p.idx);
+            all.val.extend_from_slice(&p.val);
+        }
+        all
+    }
+
+    /// Empties `self` to zero rows of `cols` columns, keeping its buffers.
+    pub fn clear(&mut self, cols: usize) {
+        assert!(cols <= u32::MAX as usize, "{cols} columns do not fit u32");
+        self.cols = cols;
+        self.ptr.clear();
+        self.idx.clear();
+        self.val.clear();
+        self.ptr.push(0);
+    }
+
+    /// Appends a row given by its (column, value) entries in column order.
+    pub fn push_row(&mut self, entries: impl Iterator<Item = (u32, f32)>) {
+        for (k, v) in entries {
+            // `spmm` relies on this bound (it reads without checks).
+            assert!((k as usize) < self.cols, "column {k} of {}", self.cols);
+            self.idx.push(k);
+            self.val.push(v);
+        }
+        self.ptr.push(self.idx.len());
+    }
+
+    /// Refills `self` from `dense`, reusing its buffers (no allocation once
+    /// they have grown to size).
+    pub fn fill_from_dense(&mut self, dense: &[f32], cols: usize) {
+        self.clear(cols);
+        if cols == 0 {
+            return;
+        }
+        // Branch-free: write every entry at the end, advance past non-zeros.
+        let mut n = 0;
+        for row in dense.chunks_exact(cols) {
+            // Room for a full row past the entries so far (memory stays
+            // at the entries plus one row).
+            self.idx.resize(n + cols, 0);
+            self.val.resize(n + cols, 0.0);
+            let (idx, val) = (&mut self.idx[n..], &mut self.val[n..]);
+            let mut m = 0;
+            for (k, &v) in row.iter().enumerate() {
+                idx[m] = k as u32;
+                val[m] = v;
+                m += (v != 0.0) as usize;
+            }
+            n += m;
+            self.ptr.push(n);
+        }
+        self.idx.truncate(n);
+        self.val.truncate(n);
+    }
+
+    pub fn rows(&self) -> usize {
+        self.ptr.len() - 1
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Stored (non-zero) entries.
+    pub fn nnz(&self) -> usize {
+        self.idx.len()
+    }
+
+    /// All rows.
+    pub fn view(&self) -> SparseView<'_> {
+        self.rows_view(0..self.rows())
+    }
+
+    /// Rows `range`.
+    pub fn rows_view(&self, range: Range<usize>) -> SparseView<'_> {
+        SparseView {
+            cols: self.cols,
+            ptr: &self.ptr[range.start..=range.end],
+            idx: &self.idx,
+            val: &self.val,
+        }
+    }
+}
+
+impl<'a> SparseView<'a> {
+    pub fn rows(&self) -> usize {
+        self.ptr.len() - 1
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Rows `range` of this view.
+    pub fn slice(&self, range: Range<usize>) -> SparseView<'a> {
+        SparseView {
+            ptr: &self.ptr[range.start..=range.end],
+            ..*self
+        }
+    }
+
+    /// Column indices and values of row `r`.
+    pub fn row(&self, r: usize) -> (&'a [u32], &'a [f32]) {
+        let span = self.ptr[r]..self.ptr[r + 1];
+        (&self.idx[span.clone()], &self.val[span])
+    }
+
+    /// The rows as a dense row-major matrix (for tests and references).
+    pub fn to_dense(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.rows() * self.cols];
+        for r in 0..self.rows() {
+            let (idx, val) = self.row(r);
+            for (&k, &v) in idx.iter().zip(val) {
+                out[r * self.cols + k as usize] = v;
+            }
+        }
+        out
+    }
+}
+
+/// The transpose of a matrix, one [`SparseRows`] per block of `block_rows`
+/// rows: block `b` holds `X[b*block_rows.., :]ᵀ`, so `Xᵀ·D` is the sum over
+/// blocks of `spmm(block, D's rows of that block)`.
+#[derive(Clone, Debug, Default)]
+pub struct ColumnBlocks {
+    block_rows: usize,
+    blocks: Vec<SparseRows>,
+    /// Scratch: entries per column of the block being built.
+    counts: Vec<usize>,
+}
+
+impl ColumnBlocks {
+    /// Rebuilds from `m`, reusing buffers (no allocation once grown).
+    pub fn fill(&mut self, m: SparseView<'_>, block_rows: usize) {
+        let block_rows = block_rows.max(1);
+        let n_blocks = m.rows().div_ceil(block_rows);
+        self.block_rows = block_rows;
+        self.blocks.resize_with(n_blocks, SparseRows::default);
+        for (b, t) in self.blocks.iter_mut().enumerate() {
+            let rows = m.slice(b * block_rows..((b + 1) * block_rows).min(m.rows()));
+            transpose_into(t, rows, &mut self.counts);
+        }
+    }
+
+    /// Builds from `m` with every block built in parallel.
+    pub fn new(m: SparseView<'_>, block_rows: usize) -> ColumnBlocks {
+        let block_rows = block_rows.max(1);
+        let blocks = (0..m.rows().div_ceil(block_rows))
+            .into_par_iter()
+            .map(|b| {
+                let mut t = SparseRows::default();
+                let rows = m.slice(b * block_rows..((b + 1) * block_rows).min(m.rows()));
+                transpose_into(&mut t, rows, &mut Vec::new());
+                t
+            })
+            .collect();
+        ColumnBlocks {
+            block_rows,
+            blocks,
+            counts: Vec::new(),
+        }
+    }
+
+    pub fn block_rows(&self) -> usize {
+        self.block_rows
+    }
+
+    /// The transposed blocks, in row order.
+    pub fn blocks(&self) -> &[SparseRows] {
+        &self.blocks
+    }
+}
+
+/// `t = mᵀ` (a counting sort of the entries by column; rows stay in order
+/// within each column).
+fn transpose_into(t: &mut SparseRows, m: SparseView<'_>, counts: &mut Vec<usize>) {
+    let cols = m.cols();
+    counts.clear();
+    counts.resize(cols + 1, 0);
+    let span = m.ptr[0]..m.ptr[m.rows()];
+    for &k in &m.idx[span.clone()] {
+        counts[k as usize + 1] += 1;
+    }
+    for k in 0..cols {
+        counts[k + 1] += counts[k];
+    }
+    t.cols = m.rows();
+    t.ptr.clear();
+    t.ptr.extend_from_slice(counts);
+    t.idx.resize(span.len(), 0);
+    t.val.resize(span.len(), 0.0);
+    for r in 0..m.rows() {
+        let (idx, val) = m.row(r);
+        for (&k, &v) in idx.iter().zip(val) {
+            let at = &mut counts[k as usize];
+            t.idx[*at] = r as u32;
+            t.val[*at] = v;
+            *at += 1;
+        }
+    }
+}
+
+/// Output columns per pass: one AVX-512 register.
+pub const TILE: usize = 16;
+/// Rows per chunk: their entries (about 150 per MNIST image) stay in L2
+/// while every column tile re-reads them.
+const CHUNK_ROWS: usize = 64;
+
+/// A dense `rows x cols` matrix stored as column panels: panel `t` holds
+/// columns `t*TILE..(t+1)*TILE` of every row contiguously (zero-padded), so
+/// one panel (50 KB for MNIST's first layer) fits L1 whole. With plain
+/// row-major storage the 768-byte row stride mapped a tile onto a quarter of
+/// L1's sets and every load missed.
+#[derive(Clone, Debug, Default)]
+pub struct Panels {
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+}
+
+impl Panels {
+    /// Repacks row-major `src` (`rows x cols`), reusing the buffer.
+    pub fn pack(&mut self, src: &[f32], rows: usize, cols: usize) {
+        self.resize(rows, cols);
+        for (t, panel) in self.data.chunks_exact_mut(rows * TILE).enumerate() {
+            let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
+            for (r, dst) in panel.chunks_exact_mut(TILE).enumerate() {
+                dst[..w].copy_from_slice(&src[r * cols + c0..r * cols + c0 + w]);
+            }
+        }
+    }
+
+    /// Packs the transpose of row-major `src` (`cols x rows`), as a layer's
+    /// `[out, in]` weight becomes the `[in, out]` operand.
+    pub fn pack_transposed(&mut self, src: &[f32], rows: usize, cols: usize) {
+        self.resize(rows, cols);
+        if rows == 0 {
+            return;
+        }
+        self.data
+            .par_chunks_mut(rows * TILE)
+            .enumerate()
+            .for_each(|(t, panel)| {
+                let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
+                transpose(panel, TILE, &src[c0 * rows..(c0 + w) * rows], rows, w, rows);
+            });
+    }
+
+    /// Sizes the buffer; padding columns are zeroed when the shape changes
+    /// and never written after.
+    fn resize(&mut self, rows: usize, cols: usize) {
+        if (rows, cols) != (self.rows, self.cols) || self.data.is_empty() {
+            self.rows = rows;
+            self.cols = cols;
+            self.data.clear();
+            self.data.resize(cols.div_ceil(TILE) * rows * TILE, 0.0);
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn panel(&self, t: usize) -> &[f32] {
+        &self.data[t * self.rows * TILE..(t + 1) * self.rows * TILE]
+    }
+}
+
+/// `out[r, :] (+)= Σ_{(k, v) in row r of a} v · b[k, :]`: `out` is
+/// `a.rows() x b.cols()` row-major. Rows are split among threads, and each
+/// row's sum has a fixed order, so the result does not depend on the thread
+/// count.
+pub fn spmm(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
+    let n = b.cols();
+    assert_eq!(out.len(), a.rows() * n, "output is not rows x n");
+    assert_eq!(b.rows(), a.cols(), "inner dimensions differ");
+    if n == 0 {
+        return;
+    }
+    let per_task = a.rows().div_ceil(4 * rayon::current_num_threads()).max(16);
+    out.par_chunks_mut(per_task * n)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            let first = t * per_task;
+            spmm_rows(
+                chunk,
+                a.slice(first..first + chunk.len() / n),
+                b,
+                accumulate,
+            );
+        });
+}
+
+/// [`spmm`] on one thread: AVX-512 where the CPU has it, else portable code
+/// (vectorised for AVX2 where available). Both sum in the same order with
+/// fused multiply-adds, so they give the same bits.
+fn spmm_rows(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        return unsafe { avx512::spmm_rows(out, a, b, accumulate) };
+    }
+    spmm_rows_portable(out, a, b, accumulate)
+}
+
+/// Portable [`spmm_rows`], a chunk of rows and a panel at a time.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn spmm_rows_portable(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
+    let n = b.cols();
+    for (c, out_chunk) in out.chunks_mut(CHUNK_ROWS * n).enumerate() {
+        for t in 0..n.div_ceil(TILE) {
+            let (panel, c0) = (b.panel(t), t * TILE);
+            let w = TILE.min(n - c0);
+            for (r, out_row) in out_chunk.chunks_exact_mut(n).enumerate() {
+                let (idx, val) = a.row(c * CHUNK_ROWS + r);
+                let sum = row_tile(idx, val, panel);
+                for (d, s) in out_row[c0..c0 + w].iter_mut().zip(sum) {
+                    *d = if accumulate { *d + s } else { s };
+                }
+            }
+        }
+    }
+}
+
+/// `Σ v · panel[k]` over one row's entries, in four interleaved partial
+/// sums so consecutive FMAs do not wait on each other.
+#[inline(always)]
+fn row_tile(idx: &[u32], val: &[f32], panel: &[f32]) -> [f32; TILE] {
+    let mut acc = [[0.0f32; TILE]; 4];
+    let src = |k: u32| -> &[f32; TILE] {
+        panel[k as usize * TILE..][..TILE]
+            .try_into()
+            .expect("a panel row is TILE wide")
+    };
+    let (ki, vi) = (idx.chunks_exact(4), val.chunks_exact(4));
+    let (k_rest, v_rest) = (ki.remainder(), vi.remainder());
+    for (ks, vs) in ki.zip(vi) {
+        for u in 0..4 {
+            let s = src(ks[u]);
+            for j in 0..TILE {
+                acc[u][j] = vs[u].mul_add(s[j], acc[u][j]);
+            }
+        }
+    }
+    for (&k, &v) in k_rest.iter().zip(v_rest) {
+        let s = src(k);
+        for j in 0..TILE {
+            acc[0][j] = v.mul_add(s[j], acc[0][j]);
+        }
+    }
+    let mut sum = [0.0f32; TILE];
+    for j in 0..TILE {
+        sum[j] = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+    }
+    sum
+}
+
+/// The AVX-512 kernel: [`GROUP`] panels per pass, so each entry's index and
+/// broadcast value feed several FMAs (the portable kernel spends most of its
+/// instructions on them; the compiler would not keep a wider set of
+/// accumulators in registers).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Panels, SparseView, CHUNK_ROWS, TILE};
+    use std::arch::x86_64::*;
+
+    /// Panels per pass (8 accumulators; 3 measured slower, 1 no better than
+    /// the portable kernel).
+    const GROUP: usize = 2;
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn spmm_rows(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
+        let (n, panels) = (b.cols(), b.cols().div_ceil(TILE));
+        for (c, out_chunk) in out.chunks_mut(CHUNK_ROWS * n).enumerate() {
+            let mut t = 0;
+            while t < panels {
+                let g = (panels - t).min(GROUP);
+                for (r, out_row) in out_chunk.chunks_exact_mut(n).enumerate() {
+                    let (idx, val) = a.row(c * CHUNK_ROWS + r);
+                    let mut sums = [[0.0f32; TILE]; GROUP];
+                    match g {
+                        3 => row_tiles::<3>(idx, val, b, t, &mut sums),
+                        2 => row_tiles::<2>(idx, val, b, t, &mut sums),
+                        _ => row_tiles::<1>(idx, val, b, t, &mut sums),
+                    }
+                    for (i, sum) in sums[..g].iter().enumerate() {
+                        let c0 = (t + i) * TILE;
+                        let w = TILE.min(n - c0);
+                        for (d, &s) in out_row[c0..c0 + w].iter_mut().zip(sum) {
+                            *d = if accumulate { *d + s } else { s };
+                        }
+                    }
+                }
+                t += g;
+            }
+        }
+    }
+
+    /// Panels `t..t + G` of one row, summed as the portable `row_tile` does.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn row_tiles<const G: usize>(
+        idx: &[u32],
+        val: &[f32],
+        b: &Panels,
+        t: usize,
+        sums: &mut [[f32; TILE]; GROUP],
+    ) {
+        let base: [*const f32; G] = std::array::from_fn(|g| b.panel(t + g).as_ptr());
+        let rows = b.rows();
+        let mut acc = [[_mm512_setzero_ps(); G]; 4];
+        let mut add = |u: usize, k: u32, v: f32| {
+            // Row indices of a `SparseRows` are below its `cols`, which
+            // `spmm` checked equals the panels' rows.
+            debug_assert!((k as usize) < rows);
+            let v = _mm512_set1_ps(v);
+            for g in 0..G {
+                // SAFETY: k < rows, so the 16 floats at k * TILE lie in panel g.
+                let s = unsafe { _mm512_loadu_ps(base[g].add(k as usize * TILE)) };
+                acc[u][g] = _mm512_fmadd_ps(v, s, acc[u][g]);
+            }
+        };
+        let (ki, vi) = (idx.chunks_exact(4), val.chunks_exact(4));
+        let (k_rest, v_rest) = (ki.remainder(), vi.remainder());
+        for (ks, vs) in ki.zip(vi) {
+            for u in 0..4 {
+                add(u, ks[u], vs[u]);
+            }
+        }
+        for (&k, &v) in k_rest.iter().zip(v_rest) {
+            add(0, k, v);
+        }
+        for g in 0..G {
+            let s = _mm512_add_ps(
+                _mm512_add_ps(acc[0][g], acc[1][g]),
+                _mm512_add_ps(acc[2][g], acc[3][g]),
+            );
+            // SAFETY: sums[g] holds 16 floats.
+            unsafe { _mm512_storeu_ps(sums[g].as_mut_ptr(), s) };
+        }
+    }
+}
+
+thread_local! {
+    /// Each worker's packed block of `D` in [`spmm_t`] (kept, so steps do
+    /// not allocate).
+    static BLOCK_PANELS: std::cell::RefCell<Panels> = Default::default();
+}
+
+/// `Σ_b spmm(block b of xt, D's rows of block b)`: the product `Xᵀ·D` for
+/// `X` given as [`ColumnBlocks`] and `D` row-major `rows x n`. Threads split
+/// the output rows; each output row sums the blocks in order.
+pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize) {
+    let Some(first) = xt.blocks.first() else {
+        out.fill(0.0);
+        return;
+    };
+    let m = first.rows();
+    assert_eq!(out.len(), m * n, "output is not cols x n");
+    if n == 0 {
+        return;
+    }
+    let per_task = m.div_ceil(2 * rayon::current_num_threads()).max(8);
+    out.par_chunks_mut(per_task * n)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            let rows = t * per_task..t * per_task + chunk.len() / n;
+            BLOCK_PANELS.with_borrow_mut(|panels| {
+                for (b, block) in xt.blocks.iter().enumerate() {
+                    let first = b * xt.block_rows;
+                    let d_block = &d[first * n..(first + block.cols()) * n];
+                    panels.pack(d_block, block.cols(), n);
+                    spmm_rows(chunk, block.rows_view(rows.clone()), panels, b > 0);
+                }
+            });
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{matmul_reference, Mat, MatMut};
+
+    /// `rows x cols` with about `density` of the entries non-zero.
+    fn sparse_dense(rows: usize, cols: usize, density: f64, seed: u64) -> Vec<f32> {
+        (0..rows * cols)
+            .map(|i| {
+                let h = crate::nn::dropout::mix64(seed ^ i as u64);
+                if (h >> 11) as f64 / (1u64 << 53) as f64 <= density {
+                    (h % 1000) as f32 / 500.0 - 1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
+    fn assert_close(fast: &[f32], slow: &[f32], what: &str) {
+        assert_eq!(fast.len(), slow.len());
+        let worst = fast
+            .iter()
+            .zip(slow)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{what}: worst relative difference {worst}");
+    }
+
+    #[test]
+    fn compressing_round_trips_and_slices() {
+        for (rows, cols) in [(0, 5), (1, 1), (7, 13), (5000, 33)] {
+            let dense = sparse_dense(rows, cols, 0.2, 1);
+            let s = SparseRows::from_dense(&dense, cols);
+            assert_eq!(s.rows(), rows);
+            assert_eq!(s.nnz(), dense.iter().filter(|&&v| v != 0.0).count());
+            assert_eq!(s.view().to_dense(), dense);
+            if rows > 3 {
+                let part = s.view().slice(2..rows - 1);
+                assert_eq!(part.to_dense(), dense[2 * cols..(rows - 1) * cols]);
+            }
+            let mut reused = SparseRows::default();
+            reused.fill_from_dense(&sparse_dense(3, cols, 0.9, 2), cols);
+            reused.fill_from_dense(&dense, cols);
+            assert_eq!(reused.view().to_dense(), dense);
+        }
+    }
+
+    #[test]
+    fn spmm_matches_dense_reference() {
+        // Widths below, at and above a tile; batch 1; odd sizes; all-zero rows.
+        for (m, k, n, density) in [
+            (1, 784, 192, 0.19),
+            (7, 13, 5, 0.5),
+            (130, 29, 64, 0.3),
+            (257, 100, 131, 0.1),
+            (40, 50, 192, 0.0),
+        ] {
+            let x = sparse_dense(m, k, density, 3);
+            let b = sparse_dense(k, n, 1.0, 4);
+            let sx = SparseRows::from_dense(&x, k);
+            for accumulate in [false, true] {
+                let mut fast = sparse_dense(m, n, 1.0, 5);
+                let mut slow = fast.clone();
+                let mut panels = Panels::default();
+                panels.pack(&b, k, n);
+                spmm(&mut fast, sx.view(), &panels, accumulate);
+                matmul_reference(
+                    MatMut::new(&mut slow, m, n),
+                    Mat::new(&x, m, k),
+                    Mat::new(&b, k, n),
+                    accumulate,
+                );
+                assert_close(&fast, &slow, &format!("{m}x{k}·{k}x{n} acc={accumulate}"));
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_product_matches_dense_reference() {
+        for (m, k, n, block_rows) in [
+            (1, 784, 192, 512),
+            (1000, 784, 192, 256),
+            (37, 11, 70, 5),
+            (12, 7, 3, 100),
+        ] {
+            let x = sparse_dense(m, k, 0.2, 6);
+            let d = sparse_dense(m, n, 1.0, 7);
+            let sx = SparseRows::from_dense(&x, k);
+            let parallel = ColumnBlocks::new(sx.view(), block_rows);
+            let mut reused = ColumnBlocks::default();
+            reused.fill(SparseRows::from_dense(&x[..k], k).view(), 3);
+            reused.fill(sx.view(), block_rows);
+            let mut slow = vec![0.0; k * n];
+            matmul_reference(
+                MatMut::new(&mut slow, k, n),
+                Mat::new(&x, m, k).t(),
+                Mat::new(&d, m, n),
+                false,
+            );
+            for xt in [&parallel, &reused] {
+                let mut fast = vec![f32::NAN; k * n];
+                spmm_t(&mut fast, xt, &d, n);
+                assert_close(&fast, &slow, &format!("{m}x{k} blocks of {block_rows}"));
+            }
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let (m, k, n) = (3000, 784, 192);
+        let x = sparse_dense(m, k, 0.19, 8);
+        let w = sparse_dense(n, k, 1.0, 9);
+        let sx = SparseRows::from_dense(&x, k);
+        let xt = ColumnBlocks::new(sx.view(), 512);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut z = vec![0.0; m * n];
+                let mut panels = Panels::default();
+                panels.pack_transposed(&w, k, n);
+                spmm(&mut z, sx.view(), &panels, false);
+                let mut g = vec![0.0; k * n];
+                spmm_t(&mut g, &xt, &z, n);
+                (z, g)
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+}

@@ -1,0 +1,96 @@
+//! Out-of-place transpose in square tiles, for the two copies the sparse
+//! first layer needs (its weight into column panels, its gradient back).
+
+use rayon::prelude::*;
+
+/// Side of the tiles copied at a time (a source and a destination tile fit L1).
+const TILE: usize = 16;
+
+/// `dst[c * dst_stride + r] = src[r * src_stride + c]` for `r < rows`,
+/// `c < cols`.
+pub fn transpose(
+    dst: &mut [f32],
+    dst_stride: usize,
+    src: &[f32],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        src.len() >= (rows - 1) * src_stride + cols,
+        "source too short"
+    );
+    assert!(
+        dst.len() >= (cols - 1) * dst_stride + rows,
+        "destination too short"
+    );
+    // Through a local tile, so each row copy is one bounds check and the
+    // compiler sees fixed-size loops.
+    let mut tile = [[0.0f32; TILE]; TILE];
+    for r0 in (0..rows).step_by(TILE) {
+        let h = TILE.min(rows - r0);
+        for c0 in (0..cols).step_by(TILE) {
+            let w = TILE.min(cols - c0);
+            for (i, t) in tile[..h].iter_mut().enumerate() {
+                let at = (r0 + i) * src_stride + c0;
+                t[..w].copy_from_slice(&src[at..at + w]);
+            }
+            for j in 0..w {
+                let at = (c0 + j) * dst_stride + r0;
+                for (d, t) in dst[at..at + h].iter_mut().zip(&tile) {
+                    *d = t[j];
+                }
+            }
+        }
+    }
+}
+
+/// [`transpose`] into a dense `cols x rows` destination, threads taking
+/// bands of destination rows.
+pub fn par_transpose(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+    assert_eq!(src.len(), rows * cols, "source is not rows x cols");
+    assert_eq!(dst.len(), rows * cols, "destination is not cols x rows");
+    if rows == 0 {
+        return;
+    }
+    dst.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(band, out)| {
+            let c0 = band * TILE;
+            transpose(out, rows, &src[c0..], cols, rows, out.len() / rows);
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposes_odd_shapes_between_strides() {
+        for (rows, cols) in [(1, 1), (1, 17), (17, 1), (33, 65), (192, 784)] {
+            let (ss, ds) = (cols + 3, rows + 2);
+            let src: Vec<f32> = (0..rows * ss).map(|i| i as f32).collect();
+            let mut dst = vec![-1.0; cols * ds];
+            transpose(&mut dst, ds, &src, ss, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * ds + r],
+                        src[r * ss + c],
+                        "{rows}x{cols} at ({r},{c})"
+                    );
+                }
+            }
+            assert!(dst.chunks(ds).all(|d| d[rows..].iter().all(|&v| v == -1.0)));
+            let dense: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut par = vec![0.0; rows * cols];
+            par_transpose(&mut par, &dense, rows, cols);
+            let mut serial = vec![0.0; rows * cols];
+            transpose(&mut serial, rows, &dense, cols, rows, cols);
+            assert_eq!(par, serial);
+        }
+    }
+}

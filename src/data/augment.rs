@@ -32,9 +32,16 @@ pub fn shift_entries(
     dy: isize,
 ) {
     let (h, w) = (h as isize, w as isize);
+    // Entries come in pixel order, so the row advances instead of dividing.
+    let (mut y, mut row_start) = (0isize, 0isize);
     out.push_row(idx.iter().zip(val).filter_map(|(&k, &v)| {
-        let (y, x) = (k as isize / w + dy, k as isize % w + dx);
-        ((0..h).contains(&y) && (0..w).contains(&x)).then_some(((y * w + x) as u32, v))
+        let k = k as isize;
+        while k >= row_start + w {
+            y += 1;
+            row_start += w;
+        }
+        let (ty, tx) = (y + dy, k - row_start + dx);
+        ((0..h).contains(&ty) && (0..w).contains(&tx)).then_some(((ty * w + tx) as u32, v))
     }));
 }
 

@@ -72,7 +72,8 @@ pub struct Workspace {
     acts: Vec<Vec<f32>>,
     /// dA, then dZ in place, for the hidden layers.
     grads: Vec<Vec<f32>>,
-    /// Dropout scales per hidden layer (one row in unit mode, `rows` otherwise).
+    /// Dropout scales per hidden layer (one row in unit mode, `rows` otherwise;
+    /// grown on the first step, then reused).
     masks: Vec<Vec<f32>>,
     /// Which layers' masks the last forward pass used.
     mask_mode: Option<DropoutMode>,
@@ -118,10 +119,8 @@ impl Network {
                 .iter()
                 .map(|l| vec![0.0; capacity * l.outputs])
                 .collect(),
-            masks: layers[..hidden]
-                .iter()
-                .map(|l| vec![0.0; capacity * l.outputs])
-                .collect(),
+            // Sized on first use: one row in unit mode, a row per sample otherwise.
+            masks: vec![Vec::new(); hidden],
             mask_mode: None,
             masked: vec![false; hidden],
             w_panels: Panels::default(),
@@ -180,6 +179,9 @@ impl Network {
                 let d = dropout.unwrap();
                 let mask_rows = if d.mode == DropoutMode::Unit { 1 } else { rows };
                 let key = mix64(d.key ^ l as u64);
+                if ws.masks[l].len() < mask_rows * layer.outputs {
+                    ws.masks[l].resize(mask_rows * layer.outputs, 0.0);
+                }
                 for_row_blocks(
                     &mut ws.masks[l][..mask_rows * layer.outputs],
                     layer.outputs,

@@ -7,7 +7,7 @@
 //! become [`spmm`] calls (the second on [`ColumnBlocks`], the transpose of
 //! `X` cut into row blocks so each block's `dZ1` stays in cache).
 
-use super::transpose;
+use super::transpose::{copy_short, transpose};
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -58,11 +58,16 @@ impl SparseRows {
                 part
             })
             .collect();
+        // Sized exactly, and each part freed once copied: peak memory stays
+        // near one copy of the entries.
+        let total = parts.iter().map(|p| p.nnz()).sum::<usize>();
         let mut all = SparseRows {
             cols,
-            ptr: vec![0],
-            ..Default::default()
+            ptr: Vec::with_capacity(dense.len() / cols.max(1) + 1),
+            idx: Vec::with_capacity(total),
+            val: Vec::with_capacity(total),
         };
+        all.ptr.push(0);
         for p in parts {
             let base = all.idx.len();
             all.ptr.extend(p.ptr[1..].iter().map(|o| o + base));
@@ -293,7 +298,7 @@ impl Panels {
         for (t, panel) in self.data.chunks_exact_mut(rows * TILE).enumerate() {
             let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
             for (r, dst) in panel.chunks_exact_mut(TILE).enumerate() {
-                dst[..w].copy_from_slice(&src[r * cols + c0..r * cols + c0 + w]);
+                copy_short(&mut dst[..w], &src[r * cols + c0..r * cols + c0 + w]);
             }
         }
     }

@@ -391,3 +391,26 @@ fn quiet_prints_only_the_result_and_verbose_adds_detail() {
     assert!(!verbose.contains('\x1b'), "escape codes in piped output");
     fails_with(&["train", "-q", "-v"], &["--quiet", "--verbose"]);
 }
+
+/// Without the `cuda` feature, every command that takes `--device` says how
+/// to get CUDA support (with it, tests/gpu.rs checks the no-GPU message).
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn device_cuda_without_the_feature_says_how_to_build_it() {
+    for args in [
+        &["train", "--device", "cuda"][..],
+        &["eval", "--model", "m.safetensors", "--device", "cuda"],
+        &[
+            "predict",
+            "--model",
+            "m.safetensors",
+            "--device",
+            "cuda",
+            "x.png",
+        ],
+        &["bench", "--device", "cuda"],
+    ] {
+        fails_with(args, &["--device cuda", "--features cuda"]);
+    }
+    fails_with(&["train", "--device", "tpu"], &["--device", "cpu, cuda"]);
+}

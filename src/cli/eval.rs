@@ -1,11 +1,11 @@
 //! `scratchnet eval`.
 
-use super::Common;
+use super::{Common, DeviceArg};
 use anyhow::Result;
 use scratchnet::data::{Dataset, CLASSES};
+use scratchnet::device::logits;
 use scratchnet::model_io::Model;
-use scratchnet::nn::{Input, Network};
-use scratchnet::tensor::SparseRows;
+use scratchnet::nn::network::argmax;
 use scratchnet::train::metrics::{confusion, per_class_accuracy};
 use std::path::PathBuf;
 
@@ -22,9 +22,12 @@ pub struct EvalArgs {
     split: String,
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    args.device.device.check()?;
     let threads = args.common.threads()?;
     let model = Model::load(&args.model)?;
     let path = args.common.data_path();
@@ -38,14 +41,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "val" => &data.val,
         _ => &data.test,
     };
-    let net = Network::new(model.layout.clone(), threads);
-    let mut ws = net.workspace(2048);
-    let compressed = SparseRows::compress_if_sparse(&split.images, split.features);
-    let pred = net.predict(
+    let z = logits(
+        args.device.device,
+        &model.layout,
         &model.params,
-        Input::new(&split.images, compressed.as_ref()),
-        &mut ws,
-    );
+        &split.images,
+        threads,
+    )?;
+    let pred: Vec<u8> = z.chunks_exact(arch.classes).map(argmax).collect();
     let m = confusion(&split.labels, &pred);
     let correct: usize = (0..CLASSES).map(|c| m[c][c]).sum();
     println!("model {} ({arch})", args.model.display());

@@ -62,6 +62,14 @@ enum Command {
     Download(download::DownloadArgs),
 }
 
+/// `--device`, for the commands that compute with a model.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArg {
+    /// Where to compute: `cuda` needs an NVIDIA GPU and a build with `--features cuda`
+    #[arg(long, value_enum, default_value_t = scratchnet::device::Device::Cpu)]
+    pub device: scratchnet::device::Device,
+}
+
 /// Options shared by commands that read data and compute.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {

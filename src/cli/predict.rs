@@ -1,11 +1,12 @@
 //! `scratchnet predict`: classify your own images of digits.
 
-use super::Common;
+use super::{Common, DeviceArg};
 use anyhow::{bail, Context, Result};
 use scratchnet::data::image_prep::{load_digit, SIDE};
+use scratchnet::device::logits;
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
-use scratchnet::nn::{Input, Network};
+use scratchnet::nn::softmax_ce::softmax;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -30,6 +31,8 @@ pub struct PredictArgs {
     csv: bool,
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), help = "Worker threads [default: all cores]")]
     threads: Option<u16>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "pgm", "ppm", "pnm", "pbm", "bmp"];
@@ -65,6 +68,7 @@ fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
+    args.device.device.check()?;
     let threads = Common {
         data: None,
         threads: args.threads,
@@ -84,10 +88,15 @@ pub fn run(args: PredictArgs) -> Result<()> {
     for f in &files {
         pixels.extend(load_digit(f)?);
     }
-    let net = Network::new(model.layout.clone(), threads);
-    let mut ws = net.workspace(256);
-    let probs = net.probabilities(&model.params, Input::Dense(&pixels), &mut ws);
     let classes = arch.classes;
+    let mut probs = logits(
+        args.device.device,
+        &model.layout,
+        &model.params,
+        &pixels,
+        threads,
+    )?;
+    softmax(&mut probs, classes);
     let rows = files.iter().zip(probs.chunks_exact(classes));
     if args.csv {
         println!(

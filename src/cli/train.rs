@@ -1,6 +1,6 @@
 //! `scratchnet train`.
 
-use super::{Common, Verbosity};
+use super::{Common, DeviceArg, Verbosity};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchnet::data::Dataset;
@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct TrainArgs {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Read options from a TOML file (same names as the flags, with underscores)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -257,6 +259,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             Trainer::new(cfg.clone(), &data, threads, init)?
         }
     };
+    trainer.use_device(args.device.device)?;
     if !quiet {
         println!(
             "scratchnet {}: data {} (train {}, val {}, test {}), {threads} thread{}",

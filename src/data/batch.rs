@@ -122,6 +122,13 @@ impl Batcher {
         &self.labels
     }
 
+    /// The sample ids of step `step` and its augmentation key (for
+    /// [`super::augment::random_shift`]): what a device gathers itself.
+    pub fn plan(&mut self, step: usize) -> (&[u32], u64) {
+        let (range, key) = self.ids(step);
+        (&self.perm[range], key)
+    }
+
     /// Where in `perm` the sample ids of step `step` are, and the step's
     /// augmentation key.
     fn ids(&mut self, step: usize) -> (std::ops::Range<usize>, u64) {

@@ -5,6 +5,7 @@ use super::config::TrainConfig;
 use super::metrics::EvalRecord;
 use crate::data::batch::Batcher;
 use crate::data::{Dataset, Split, CLASSES};
+use crate::device::Device;
 use crate::model_io::{Model, STATE_PREFIX};
 use crate::nn::dropout::stream_key;
 use crate::nn::network::Dropout;
@@ -59,6 +60,9 @@ pub struct Trainer<'d> {
     batcher: Batcher,
     /// The data compressed, when it is sparse enough to gain from it.
     sparse: Option<SparseData>,
+    /// Training on the GPU (`use_device`).
+    #[cfg(feature = "cuda")]
+    gpu: Option<GpuState>,
     ws: Workspace,
     eval_ws: Workspace,
     data: &'d Dataset,
@@ -110,6 +114,8 @@ impl<'d> Trainer<'d> {
         );
         Ok(Trainer {
             sparse: SparseData::new(data, batcher.is_whole_split()),
+            #[cfg(feature = "cuda")]
+            gpu: None,
             factors: cfg.l2_factors(&arch),
             keeps: cfg.keeps(&arch),
             grads: vec![0.0; net.layout.len],
@@ -143,6 +149,22 @@ impl<'d> Trainer<'d> {
         let i = self.step;
         let lr = self.cfg.lr_schedule().lr(self.cfg.lr, i, self.total_steps);
         let reports_j = self.evaluates_after(i);
+        let key = stream_key(self.cfg.seed, i as u64, DROPOUT);
+        #[cfg(feature = "cuda")]
+        let ce = match self.gpu.is_some() {
+            true => self.gpu_step(i, lr, key, reports_j)?,
+            false => self.cpu_step(i, lr, key, reports_j)?,
+        };
+        #[cfg(not(feature = "cuda"))]
+        let ce = self.cpu_step(i, lr, key, reports_j)?;
+        self.cfg.reg_schedule().after_step(i, &mut self.factors);
+        self.step += 1;
+        self.train_time += t0.elapsed();
+        Ok(ce)
+    }
+
+    /// Step `i` on the CPU; `key` keys its dropout masks.
+    fn cpu_step(&mut self, i: usize, lr: f32, key: u64, reports_j: bool) -> Result<f64> {
         let (x, y) = match &mut self.sparse {
             Some(s) => s.batch(&mut self.batcher, &self.data.train, i),
             None => {
@@ -153,7 +175,7 @@ impl<'d> Trainer<'d> {
         let dropout = self.keeps.iter().any(|&k| k < 1.0).then(|| Dropout {
             mode: self.cfg.dropout,
             keeps: &self.keeps,
-            key: stream_key(self.cfg.seed, i as u64, DROPOUT),
+            key,
         });
         let ce = self.net.loss_and_grads(
             &self.params,
@@ -187,15 +209,150 @@ impl<'d> Trainer<'d> {
             let name = t.map_or("?", |t| t.name.as_str());
             bail!("training diverged at iteration {i}: tensor {name} holds a non-finite value after the update (learning rate {lr:e}; try a lower --lr)");
         }
-        self.cfg.reg_schedule().after_step(i, &mut self.factors);
-        self.step += 1;
-        self.train_time += t0.elapsed();
         Ok(ce)
+    }
+
+    /// Step `i` on the GPU. The loss is read back (and the divergence
+    /// checks run) only at steps that report J; other steps return the last
+    /// loss read.
+    #[cfg(feature = "cuda")]
+    fn gpu_step(&mut self, i: usize, lr: f32, key: u64, reports_j: bool) -> Result<f64> {
+        use crate::data::augment::random_shift;
+        use crate::gpu::GpuStep;
+        let g = self.gpu.as_mut().expect("a GPU run");
+        let dropout = self
+            .keeps
+            .iter()
+            .any(|&k| k < 1.0)
+            .then_some((self.cfg.dropout, key));
+        // J's L2 term is of the weights before the update, as on the CPU.
+        let before = if reports_j {
+            Some(g.net.params()?)
+        } else {
+            None
+        };
+        let n = self.data.train.len();
+        let (loss, rows) = if self.batcher.is_whole_split() {
+            let step = GpuStep::Whole(&g.train);
+            (
+                g.net.step(step, lr, &self.factors, n, dropout, reports_j)?,
+                n,
+            )
+        } else {
+            let (ids, shift_key) = self.batcher.plan(i);
+            let shift = self.cfg.shift;
+            g.shifts.clear();
+            g.shifts.extend((0..ids.len()).map(|j| match shift {
+                0 => (0, 0),
+                s => random_shift(shift_key, j as u64, s),
+            }));
+            let step = GpuStep::Rows {
+                split: &g.train,
+                ids,
+                shifts: &g.shifts,
+                shape: self.data.shape,
+                into: &mut g.batch,
+            };
+            let rows = ids.len();
+            (
+                g.net.step(step, lr, &self.factors, n, dropout, reports_j)?,
+                rows,
+            )
+        };
+        self.samples += rows;
+        if let (Some(ce), Some(before)) = (loss, before) {
+            if !ce.is_finite() {
+                bail!("training diverged at iteration {i}: the loss is {ce} (try a lower --lr)");
+            }
+            let bad = g.net.non_finite()?;
+            if bad > 0 {
+                bail!("training diverged by iteration {i}: {bad} parameters are non-finite (learning rate {lr:e}; try a lower --lr)");
+            }
+            self.last_j = ce + l2::penalty(&before, &self.net.layout, &self.factors);
+            g.last_loss = ce;
+        }
+        Ok(g.last_loss)
+    }
+
+    /// Moves training to `device`: for CUDA, uploads the parameters, the
+    /// optimiser's state and the data (fails clearly without a GPU).
+    pub fn use_device(&mut self, device: Device) -> Result<()> {
+        device.check()?;
+        #[cfg(feature = "cuda")]
+        if device == Device::Cuda {
+            use crate::gpu::{open, GpuNet};
+            let ctx = open()?;
+            let rows = self.batcher.max_rows();
+            let net = GpuNet::new(
+                &ctx,
+                &self.net.layout,
+                &self.params,
+                &self.opt,
+                &self.keeps,
+                rows,
+            )?;
+            let d = self.data;
+            self.gpu = Some(GpuState {
+                train: net.upload(&d.train)?,
+                val: net.upload(&d.val)?,
+                test: net.upload(&d.test)?,
+                batch: net.batch_buffer(rows)?,
+                shifts: Vec::new(),
+                last_loss: f64::NAN,
+                net,
+            });
+            // The CPU's compressed copies are not needed any more.
+            self.sparse = None;
+        }
+        Ok(())
+    }
+
+    /// Brings the parameters and optimiser state back from the GPU, if
+    /// training runs there (before checkpoints and at the end).
+    fn sync_host(&mut self) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.gpu {
+            self.params = g.net.params()?;
+            g.net.sync_optimizer(&mut self.opt)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the device has finished the steps queued so far (a no-op
+    /// on the CPU); for timing.
+    pub fn wait(&self) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.gpu {
+            g.net.synchronize()?;
+        }
+        Ok(())
+    }
+
+    /// Accuracy on the test split (what `bench` times as inference).
+    pub fn test_accuracy(&mut self) -> Result<f64> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &mut self.gpu {
+            return g.net.accuracy(&g.test);
+        }
+        let t = &self.data.test;
+        let x = Input::new(&t.images, self.sparse.as_ref().map(|s| &s.test));
+        Ok(self
+            .net
+            .accuracy(&self.params, x, &t.labels, &mut self.eval_ws))
     }
 
     /// Accuracy on the three splits, without dropout.
     pub fn evaluate(&mut self, elapsed_s: f64) -> Result<EvalRecord> {
         let d = self.data;
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &mut self.gpu {
+            let (train_acc, val, test_acc) = (
+                g.net.accuracy(&g.train)?,
+                g.net.accuracy(&g.val)?,
+                g.net.accuracy(&g.test)?,
+            );
+            return Ok(self.record(elapsed_s, train_acc, val, test_acc));
+        }
         let sp = self.sparse.as_ref();
         let mut acc = |s: &crate::data::Split, c: Option<&SparseRows>| {
             let x = Input::new(&s.images, c);
@@ -205,7 +362,12 @@ impl<'d> Trainer<'d> {
         let train_acc = acc(&d.train, sp.map(|s| &s.train));
         let val = acc(&d.val, sp.map(|s| &s.val));
         let test_acc = acc(&d.test, sp.map(|s| &s.test));
-        Ok(EvalRecord {
+        Ok(self.record(elapsed_s, train_acc, val, test_acc))
+    }
+
+    fn record(&self, elapsed_s: f64, train_acc: f64, val: f64, test_acc: f64) -> EvalRecord {
+        let d = self.data;
+        EvalRecord {
             iter: self.step,
             epoch: self.step as f64 / self.steps_per_epoch() as f64,
             j: self.last_j,
@@ -218,7 +380,7 @@ impl<'d> Trainer<'d> {
                 self.total_steps,
             ),
             elapsed_s,
-        })
+        }
     }
 
     /// Whether the notebook's loop would evaluate after step `i` (0-based):
@@ -253,6 +415,7 @@ impl<'d> Trainer<'d> {
             let stop = ctl.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
                 && self.step < self.total_steps;
             if due || stop {
+                self.sync_host()?;
                 self.checkpoint().save(&ctl.checkpoint_path)?;
             }
             if stop {
@@ -263,6 +426,7 @@ impl<'d> Trainer<'d> {
             Some(r) => r,
             None => self.evaluate(start.elapsed().as_secs_f64())?,
         };
+        self.sync_host()?;
         let train_s = self.train_time.as_secs_f64();
         Ok(Outcome::Finished(Summary {
             last,
@@ -345,6 +509,19 @@ impl<'d> Trainer<'d> {
         t.factors = state.factors;
         Ok(t)
     }
+}
+
+/// A run on the GPU: the network there, the splits uploaded, the batch
+/// buffer and the last loss read back.
+#[cfg(feature = "cuda")]
+struct GpuState {
+    net: crate::gpu::GpuNet,
+    train: crate::gpu::GpuSplit,
+    val: crate::gpu::GpuSplit,
+    test: crate::gpu::GpuSplit,
+    batch: crate::gpu::GpuSplit,
+    shifts: Vec<(isize, isize)>,
+    last_loss: f64,
 }
 
 /// Compressed forms of the splits (for the sparse first layer), and the

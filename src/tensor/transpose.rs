@@ -64,7 +64,7 @@ pub fn par_transpose(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
         });
 }
 
-/// `dst.copy_from_slice(src)` for at most [`TILE`] floats, inline (a
+/// `dst.copy_from_slice(src)` for at most 16 floats, inline (a
 /// `memcpy` call per 64 bytes cost more than the copy).
 #[inline(always)]
 pub fn copy_short(dst: &mut [f32], src: &[f32]) {

@@ -84,11 +84,7 @@ pub struct GpuNet {
     acts: Vec<CudaSlice<f32>>,
     /// Per hidden layer: dA, then dZ in place.
     dacts: Vec<CudaSlice<f32>>,
-    /// Per layer and column: activation code (0 none, 1 relu, 2 tanh) and keep.
-    act_codes: Vec<CudaSlice<i32>>,
-    keeps: Vec<CudaSlice<f32>>,
-    /// Whether a layer has any keep below 1.
-    dropped: Vec<bool>,
+    cols: Vec<Columns>,
     ones: CudaSlice<f32>,
     /// Per-row losses or hits, and their sum.
     scratch: CudaSlice<f64>,
@@ -132,9 +128,7 @@ impl GpuNet {
         };
         let rows = capacity.max(EVAL_ROWS);
         let last = layout.layers.len() - 1;
-        let mut act_codes = Vec::new();
-        let mut keep_bufs = Vec::new();
-        let mut dropped = Vec::new();
+        let mut cols = Vec::new();
         for layer in &layout.layers {
             let mut codes = vec![0i32; layer.outputs];
             let mut kp = vec![1.0f32; layer.outputs];
@@ -149,9 +143,11 @@ impl GpuNet {
                     kp[b.cols.clone()].fill(keeps.get(b.index).copied().unwrap_or(1.0));
                 }
             }
-            dropped.push(kp.iter().any(|&k| k < 1.0));
-            act_codes.push(stream.clone_htod(&codes)?);
-            keep_bufs.push(stream.clone_htod(&kp)?);
+            cols.push(Columns {
+                dropped: kp.iter().any(|&k| k < 1.0),
+                act: stream.clone_htod(&codes)?,
+                keep: stream.clone_htod(&kp)?,
+            });
         }
         let opt = match opt {
             Optimizer::Adam(a) => DeviceOpt::Adam {
@@ -183,9 +179,7 @@ impl GpuNet {
                 .iter()
                 .map(|l| alloc(rows * l.outputs))
                 .collect::<Result<_, _>>()?,
-            act_codes,
-            keeps: keep_bufs,
-            dropped,
+            cols,
             ones: stream.clone_htod(&vec![1.0f32; rows])?,
             scratch: stream.alloc_zeros::<f64>(rows.max(layout.len))?,
             total: stream.alloc_zeros::<f64>(1)?,
@@ -351,20 +345,9 @@ impl GpuNet {
                 (false, true),
                 0.0,
             )?;
-            let (mode, key) = mask_args(dropout, self.dropped[l], l);
             let bias = self.params.slice(layer.b.clone());
-            let (rows_i, width) = (rows as i64, layer.outputs as i32);
-            let mut b = self.stream.launch_builder(&self.k.bias_act_forward);
-            b.arg(&mut z)
-                .arg(&bias)
-                .arg(&self.act_codes[l])
-                .arg(&self.keeps[l])
-                .arg(&rows_i)
-                .arg(&width)
-                .arg(&mode)
-                .arg(&key);
-            // SAFETY: as above.
-            unsafe { b.launch(launch_cfg(rows * layer.outputs)) }?;
+            let f = &self.k.bias_act_forward;
+            activation_kernel(&self.stream, f, &mut z, &bias, &self.cols[l], l, dropout)?;
         }
         Ok(())
     }
@@ -424,20 +407,10 @@ impl GpuNet {
                 (false, false),
                 0.0,
             )?;
-            let (mode, key) = mask_args(dropout, self.dropped[l - 1], l - 1);
             let a = self.acts[l - 1].slice(..rows * layer.inputs);
-            let (rows_i, width) = (rows as i64, layer.inputs as i32);
-            let mut b = self.stream.launch_builder(&self.k.act_backward);
-            b.arg(&mut da)
-                .arg(&a)
-                .arg(&self.act_codes[l - 1])
-                .arg(&self.keeps[l - 1])
-                .arg(&rows_i)
-                .arg(&width)
-                .arg(&mode)
-                .arg(&key);
-            // SAFETY: as above.
-            unsafe { b.launch(launch_cfg(rows * layer.inputs)) }?;
+            let f = &self.k.act_backward;
+            let cols = &self.cols[l - 1];
+            activation_kernel(&self.stream, f, &mut da, &a, cols, l - 1, dropout)?;
         }
         Ok(())
     }
@@ -581,6 +554,43 @@ impl GpuNet {
         }
         Ok(())
     }
+}
+
+/// Per layer: each column's activation code (0 none, 1 relu, 2 tanh) and
+/// keep probability, and whether any keep is below 1.
+struct Columns {
+    act: CudaSlice<i32>,
+    keep: CudaSlice<f32>,
+    dropped: bool,
+}
+
+/// Launches `bias_act_forward` or `act_backward` (one signature) on layer
+/// `l`'s block `x` (rows of `cols.act.len()`), with `y` the bias or outputs.
+fn activation_kernel(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    x: &mut CudaViewMut<'_, f32>,
+    y: &CudaView<'_, f32>,
+    cols: &Columns,
+    l: usize,
+    dropout: Option<(DropoutMode, u64)>,
+) -> Result<()> {
+    let (mode, key) = mask_args(dropout, cols.dropped, l);
+    let width = cols.act.len();
+    let rows = x.len() / width;
+    let (rows_i, width_i) = (rows as i64, width as i32);
+    let mut b = stream.launch_builder(f);
+    b.arg(x)
+        .arg(y)
+        .arg(&cols.act)
+        .arg(&cols.keep)
+        .arg(&rows_i)
+        .arg(&width_i)
+        .arg(&mode)
+        .arg(&key);
+    // SAFETY: the arguments match the kernel's signature and sizes.
+    unsafe { b.launch(launch_cfg(rows * width)) }?;
+    Ok(())
 }
 
 /// The kernel's dropout mode code and the layer's mask key.

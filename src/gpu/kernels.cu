@@ -78,8 +78,8 @@ extern "C" __global__ void softmax_ce(float* z, const unsigned char* labels, i64
         int classes, float scale, double* loss) {
     INDEX(rows)
     float* row = z + i * classes;
-    float m = -INFINITY;
-    for (int c = 0; c < classes; c++) m = fmaxf(m, row[c]);
+    float m = row[0];  // (NVRTC has no INFINITY macro)
+    for (int c = 1; c < classes; c++) m = fmaxf(m, row[c]);
     float sum = 0.0f;
     for (int c = 0; c < classes; c++) { row[c] = expf(row[c] - m); sum += row[c]; }
     float inv = 1.0f / sum;

@@ -163,37 +163,32 @@ fn activation_kernels_match_the_cpu_in_every_dropout_mode() {
         let bias = values(width, 2);
         let mut cpu = z.clone();
         forward_rows(&mut cpu, width, &bias, &l.branches, cpu_mask_rows);
-        let mut gpu = z.clone();
-        unsafe {
-            fwd(
-                gpu.as_mut_ptr(),
-                bias.as_ptr(),
-                act.as_ptr(),
-                keep.as_ptr(),
-                rows as i64,
-                width as i32,
-                mode,
-                key,
-            )
+        // Both kernels take (x, y, act, keep, rows, width, mode, key).
+        let launch = |f: unsafe extern "C" fn(_, _, _, _, _, _, _, _), x: &mut [f32], y: &[f32]| {
+            // SAFETY: the buffers hold rows x width (x) and width or
+            // rows x width (y) floats, as the kernels read.
+            unsafe {
+                f(
+                    x.as_mut_ptr(),
+                    y.as_ptr(),
+                    act.as_ptr(),
+                    keep.as_ptr(),
+                    rows as i64,
+                    width as i32,
+                    mode,
+                    key,
+                )
+            }
         };
+        let mut gpu = z.clone();
+        launch(fwd, &mut gpu, &bias);
         assert_close(&format!("forward, mode {mode}"), &cpu, &gpu, 1e-6);
 
         let d = values(rows * width, 3);
         let mut cpu_d = d.clone();
         backward_rows(&mut cpu_d, &cpu, width, &l.branches, &keeps, cpu_mask_rows);
         let mut gpu_d = d.clone();
-        unsafe {
-            bwd(
-                gpu_d.as_mut_ptr(),
-                cpu.as_ptr(),
-                act.as_ptr(),
-                keep.as_ptr(),
-                rows as i64,
-                width as i32,
-                mode,
-                key,
-            )
-        };
+        launch(bwd, &mut gpu_d, &cpu);
         assert_close(&format!("backward, mode {mode}"), &cpu_d, &gpu_d, 1e-6);
     }
 }

@@ -8,9 +8,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use scratchnet::data::{Dataset, Split, CLASSES};
+use scratchnet::device::{logits, Device};
 use scratchnet::model_io::Model;
-use scratchnet::nn::{Input, Network};
-use scratchnet::tensor::SparseRows;
+use scratchnet::nn::network::argmax;
 use scratchnet::train::metrics::confusion;
 use scratchnet::train::EvalRecord;
 use std::path::{Path, PathBuf};
@@ -72,14 +72,15 @@ pub fn run(args: PlotArgs) -> Result<()> {
                 path.display()
             );
         }
-        let net = Network::new(model.layout.clone(), threads);
         let test = &data.test;
-        let compressed = SparseRows::compress_if_sparse(&test.images, test.features);
-        let pred = net.predict(
+        let z = logits(
+            Device::Cpu,
+            &model.layout,
             &model.params,
-            Input::new(&test.images, compressed.as_ref()),
-            &mut net.workspace(2048),
-        );
+            &test.images,
+            threads,
+        )?;
+        let pred: Vec<u8> = z.chunks_exact(CLASSES).map(argmax).collect();
         let m = confusion(&data.test.labels, &pred);
         let png = args.out.join("confusion.png");
         heat_map(BitMapBackend::new(&png, (760, 700)).into_drawing_area(), &m)?;

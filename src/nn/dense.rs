@@ -3,9 +3,7 @@
 //! Transposes are views, so no product copies its operands.
 
 use crate::tensor::par::map_row_blocks;
-use crate::tensor::{
-    matmul, par_transpose, spmm, spmm_t, ColumnBlocks, Mat, MatMut, Panels, SparseView,
-};
+use crate::tensor::{matmul, par_transpose, spmm_t, ColumnBlocks, Mat, MatMut};
 use multiversion::multiversion;
 
 /// Shapes of one dense layer at one batch size.
@@ -69,16 +67,6 @@ pub fn backward(
             threads,
         );
     }
-}
-
-/// [`forward`] for compressed input rows: `w` is first repacked into
-/// `w_panels` (its transpose, in column panels), then only non-zero inputs
-/// are multiplied.
-pub fn forward_sparse(z: &mut [f32], inp: SparseView<'_>, w: &[f32], w_panels: &mut Panels) {
-    let (inputs, batch) = (inp.cols(), inp.rows());
-    let outputs = w.len() / inputs.max(1);
-    w_panels.pack_transposed(w, inputs, outputs);
-    spmm(&mut z[..batch * outputs], inp, w_panels, false);
 }
 
 /// [`backward`] for compressed input rows (given grouped by column), with

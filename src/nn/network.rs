@@ -7,7 +7,7 @@ use super::dropout::{fill_mask, mix64, DropoutMode};
 use super::params::Layout;
 use super::softmax_ce;
 use crate::tensor::par::for_row_blocks;
-use crate::tensor::{ColumnBlocks, Panels, SparseRows, SparseView};
+use crate::tensor::{spmm, ColumnBlocks, Panels, SparseRows, SparseView};
 use std::ops::Range;
 
 /// A batch of network inputs, `[rows, inputs]`.
@@ -78,7 +78,8 @@ pub struct Workspace {
     /// Which layers' masks the last forward pass used.
     mask_mode: Option<DropoutMode>,
     masked: Vec<bool>,
-    /// The first layer's weight, repacked for compressed input.
+    /// The first layer's weight, repacked for compressed input (once per
+    /// forward pass, or per `logits_chunks` call).
     w_panels: Panels,
     /// The first layer's weight gradient `[in, out]`, for compressed input.
     dwt: Vec<f32>,
@@ -137,6 +138,19 @@ impl Network {
         ws: &'w mut Workspace,
         dropout: Option<&Dropout<'_>>,
     ) -> &'w mut [f32] {
+        self.forward_with(params, x, ws, dropout, true)
+    }
+
+    /// [`Network::forward`]; `repack` false reuses the first layer's packed
+    /// weight from the previous call (same `params`, next chunk of rows).
+    fn forward_with<'w>(
+        &self,
+        params: &[f32],
+        x: Input<'_>,
+        ws: &'w mut Workspace,
+        dropout: Option<&Dropout<'_>>,
+        repack: bool,
+    ) -> &'w mut [f32] {
         let inputs = self.layout.arch.inputs;
         let rows = x.rows(inputs);
         assert!(
@@ -163,7 +177,10 @@ impl Network {
             let w = &params[layer.w.clone()];
             match (l, x) {
                 (0, Input::Sparse { rows, .. }) => {
-                    dense::forward_sparse(out, rows, w, &mut ws.w_panels)
+                    if repack {
+                        ws.w_panels.pack_transposed(w, layer.inputs, layer.outputs);
+                    }
+                    spmm(out, rows, &ws.w_panels, false)
                 }
                 (0, Input::Dense(x)) => dense::forward(out, x, w, d, self.threads),
                 _ => dense::forward(out, &before[l - 1], w, d, self.threads),
@@ -322,21 +339,11 @@ impl Network {
         let mut first = 0;
         while first < n {
             let rows = ws.capacity.min(n - first);
-            let logits = self.forward(params, images.slice(first..first + rows, inputs), ws, None);
+            let x = images.slice(first..first + rows, inputs);
+            let logits = self.forward_with(params, x, ws, None, first == 0);
             f(first, logits);
             first += rows;
         }
-    }
-
-    /// Class probabilities of each image (`[n, classes]`).
-    pub fn probabilities(&self, params: &[f32], images: Input<'_>, ws: &mut Workspace) -> Vec<f32> {
-        let classes = self.layout.arch.classes;
-        let mut out = Vec::with_capacity(images.rows(self.layout.arch.inputs) * classes);
-        self.logits_chunks(params, images, ws, |_, logits| {
-            softmax_ce::softmax(logits, classes);
-            out.extend_from_slice(logits);
-        });
-        out
     }
 
     /// Predicted class of each image (argmax of the logits).

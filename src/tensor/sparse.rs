@@ -210,8 +210,7 @@ impl ColumnBlocks {
         self.block_rows = block_rows;
         self.blocks.resize_with(n_blocks, SparseRows::default);
         for (b, t) in self.blocks.iter_mut().enumerate() {
-            let rows = m.slice(b * block_rows..((b + 1) * block_rows).min(m.rows()));
-            transpose_into(t, rows, &mut self.counts);
+            transpose_into(t, row_block(m, b, block_rows), &mut self.counts);
         }
     }
 
@@ -222,8 +221,7 @@ impl ColumnBlocks {
             .into_par_iter()
             .map(|b| {
                 let mut t = SparseRows::default();
-                let rows = m.slice(b * block_rows..((b + 1) * block_rows).min(m.rows()));
-                transpose_into(&mut t, rows, &mut Vec::new());
+                transpose_into(&mut t, row_block(m, b, block_rows), &mut Vec::new());
                 t
             })
             .collect();
@@ -234,14 +232,15 @@ impl ColumnBlocks {
         }
     }
 
-    pub fn block_rows(&self) -> usize {
-        self.block_rows
-    }
-
     /// The transposed blocks, in row order.
     pub fn blocks(&self) -> &[SparseRows] {
         &self.blocks
     }
+}
+
+/// Rows `b*block_rows..(b+1)*block_rows` of `m` (fewer in the last block).
+fn row_block(m: SparseView<'_>, b: usize, block_rows: usize) -> SparseView<'_> {
+    m.slice(b * block_rows..((b + 1) * block_rows).min(m.rows()))
 }
 
 /// `t = mᵀ` (a counting sort of the entries by column; rows stay in order
@@ -281,9 +280,9 @@ const CHUNK_ROWS: usize = 64;
 
 /// A dense `rows x cols` matrix stored as column panels: panel `t` holds
 /// columns `t*TILE..(t+1)*TILE` of every row contiguously (zero-padded), so
-/// one panel (50 KB for MNIST's first layer) fits L1 whole. With plain
+/// one panel (50 KB for MNIST's first layer) is contiguous. With plain
 /// row-major storage the 768-byte row stride mapped a tile onto a quarter of
-/// L1's sets and every load missed.
+/// L1's sets, and the kernel ran no faster than the dense product.
 #[derive(Clone, Debug, Default)]
 pub struct Panels {
     rows: usize,
@@ -387,14 +386,23 @@ fn spmm_rows_portable(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate
     for (c, out_chunk) in out.chunks_mut(CHUNK_ROWS * n).enumerate() {
         for t in 0..n.div_ceil(TILE) {
             let (panel, c0) = (b.panel(t), t * TILE);
-            let w = TILE.min(n - c0);
             for (r, out_row) in out_chunk.chunks_exact_mut(n).enumerate() {
                 let (idx, val) = a.row(c * CHUNK_ROWS + r);
-                let sum = row_tile(idx, val, panel);
-                for (d, s) in out_row[c0..c0 + w].iter_mut().zip(sum) {
-                    *d = if accumulate { *d + s } else { s };
-                }
+                store(out_row, c0, &[row_tile(idx, val, panel)], accumulate);
             }
+        }
+    }
+}
+
+/// Writes (or, when `accumulate`, adds) consecutive tiles of sums into `row`
+/// from column `c0`, dropping the panels' zero padding past the row's end.
+#[inline(always)]
+fn store(row: &mut [f32], c0: usize, sums: &[[f32; TILE]], accumulate: bool) {
+    for (i, sum) in sums.iter().enumerate() {
+        let c = c0 + i * TILE;
+        let w = TILE.min(row.len() - c);
+        for (d, &s) in row[c..c + w].iter_mut().zip(sum) {
+            *d = if accumulate { *d + s } else { s };
         }
     }
 }
@@ -438,7 +446,7 @@ fn row_tile(idx: &[u32], val: &[f32], panel: &[f32]) -> [f32; TILE] {
 /// accumulators in registers).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Panels, SparseView, CHUNK_ROWS, TILE};
+    use super::{store, Panels, SparseView, CHUNK_ROWS, TILE};
     use std::arch::x86_64::*;
 
     /// Panels per pass (8 accumulators; 3 measured slower, 1 no better than
@@ -457,18 +465,12 @@ mod avx512 {
                 for (r, out_row) in out_chunk.chunks_exact_mut(n).enumerate() {
                     let (idx, val) = a.row(c * CHUNK_ROWS + r);
                     let mut sums = [[0.0f32; TILE]; GROUP];
-                    match g {
-                        3 => row_tiles::<3>(idx, val, b, t, &mut sums),
-                        2 => row_tiles::<2>(idx, val, b, t, &mut sums),
-                        _ => row_tiles::<1>(idx, val, b, t, &mut sums),
+                    if g == GROUP {
+                        row_tiles::<GROUP>(idx, val, b, t, &mut sums);
+                    } else {
+                        row_tiles::<1>(idx, val, b, t, &mut sums);
                     }
-                    for (i, sum) in sums[..g].iter().enumerate() {
-                        let c0 = (t + i) * TILE;
-                        let w = TILE.min(n - c0);
-                        for (d, &s) in out_row[c0..c0 + w].iter_mut().zip(sum) {
-                            *d = if accumulate { *d + s } else { s };
-                        }
-                    }
+                    store(out_row, t * TILE, &sums[..g], accumulate);
                 }
                 t += g;
             }

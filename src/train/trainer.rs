@@ -330,44 +330,37 @@ impl<'d> Trainer<'d> {
 
     /// Accuracy on the test split (what `bench` times as inference).
     pub fn test_accuracy(&mut self) -> Result<f64> {
+        self.accuracy_on(2)
+    }
+
+    /// Accuracy on split `which` (0 train, 1 val, 2 test), without dropout,
+    /// where training runs: the GPU's copy, or the compressed or dense split.
+    fn accuracy_on(&mut self, which: usize) -> Result<f64> {
         #[cfg(feature = "cuda")]
         if let Some(g) = &mut self.gpu {
-            return g.net.accuracy(&g.test);
+            return g.net.accuracy([&g.train, &g.val, &g.test][which]);
         }
-        let t = &self.data.test;
-        let x = Input::new(&t.images, self.sparse.as_ref().map(|s| &s.test));
+        let d = self.data;
+        let split = [&d.train, &d.val, &d.test][which];
+        let compressed = self
+            .sparse
+            .as_ref()
+            .map(|s| [&s.train, &s.val, &s.test][which]);
+        let x = Input::new(&split.images, compressed);
         Ok(self
             .net
-            .accuracy(&self.params, x, &t.labels, &mut self.eval_ws))
+            .accuracy(&self.params, x, &split.labels, &mut self.eval_ws))
     }
 
     /// Accuracy on the three splits, without dropout.
     pub fn evaluate(&mut self, elapsed_s: f64) -> Result<EvalRecord> {
+        let (train_acc, val, test_acc) = (
+            self.accuracy_on(0)?,
+            self.accuracy_on(1)?,
+            self.accuracy_on(2)?,
+        );
         let d = self.data;
-        #[cfg(feature = "cuda")]
-        if let Some(g) = &mut self.gpu {
-            let (train_acc, val, test_acc) = (
-                g.net.accuracy(&g.train)?,
-                g.net.accuracy(&g.val)?,
-                g.net.accuracy(&g.test)?,
-            );
-            return Ok(self.record(elapsed_s, train_acc, val, test_acc));
-        }
-        let sp = self.sparse.as_ref();
-        let mut acc = |s: &crate::data::Split, c: Option<&SparseRows>| {
-            let x = Input::new(&s.images, c);
-            self.net
-                .accuracy(&self.params, x, &s.labels, &mut self.eval_ws)
-        };
-        let train_acc = acc(&d.train, sp.map(|s| &s.train));
-        let val = acc(&d.val, sp.map(|s| &s.val));
-        let test_acc = acc(&d.test, sp.map(|s| &s.test));
-        Ok(self.record(elapsed_s, train_acc, val, test_acc))
-    }
-
-    fn record(&self, elapsed_s: f64, train_acc: f64, val: f64, test_acc: f64) -> EvalRecord {
-        let d = self.data;
-        EvalRecord {
+        Ok(EvalRecord {
             iter: self.step,
             epoch: self.step as f64 / self.steps_per_epoch() as f64,
             j: self.last_j,
@@ -380,7 +373,7 @@ impl<'d> Trainer<'d> {
                 self.total_steps,
             ),
             elapsed_s,
-        }
+        })
     }
 
     /// Whether the notebook's loop would evaluate after step `i` (0-based):

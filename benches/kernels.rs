@@ -152,11 +152,16 @@ fn softmax_cross_entropy(bencher: Bencher, rows: usize) {
         .bench_local_refs(|z| loss_and_grad(z, &labels, 10, 1.0 / rows as f32));
 }
 
+/// The optimiser step with the notebook's L2 terms and the finiteness check
+/// (all one pass).
 #[divan::bench]
 fn adam_step_all_parameters(bencher: Bencher) {
-    let n = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap()).len;
+    let layout = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap());
+    let n = layout.len;
     let (mut p, g, mut adam) = (values(n), values(n), Adam::new(n, 0.9, 0.999, 1e-8, true));
-    bencher.bench_local(|| adam.step(black_box(&mut p), &g, 1e-3));
+    let mut decay = Vec::new();
+    scratchnet::nn::l2::decay(&layout, &[1.19, 1.05, 1.07, 2.22], 50_000, &mut decay);
+    bencher.bench_local(|| adam.step(black_box(&mut p), &g, &decay, 1e-3));
 }
 
 /// The bundled MNIST training images (real sparsity matters here).

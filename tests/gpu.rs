@@ -153,7 +153,8 @@ fn one_step_matches_the_cpu_on_odd_shapes() {
                 &mut ws,
                 dropout.as_ref(),
             );
-            l2::add_grad(&mut grads, &params, &layout, &factors, rows);
+            let mut decay = Vec::new();
+            l2::decay(&layout, &factors, rows, &mut decay);
             let mut cpu_opt = Optimizer::new(kind, layout.len, 0.9, 0.999, 1e-7, 0.0);
             // SGD at rate 1 leaves params - grads; Adam's first step is about
             // lr·sign(g), so it is compared where g is clearly non-zero.
@@ -163,7 +164,7 @@ fn one_step_matches_the_cpu_on_odd_shapes() {
                 1e-3
             };
             let mut cpu = params.clone();
-            cpu_opt.step(&mut cpu, &grads, lr);
+            assert!(cpu_opt.step(&mut cpu, &grads, &decay, lr));
             // GPU: the same step.
             let opt = Optimizer::new(kind, layout.len, 0.9, 0.999, 1e-7, 0.0);
             let mut gnet = GpuNet::new(&ctx, &layout, &params, &opt, &keeps, rows).unwrap();

@@ -31,18 +31,22 @@ pub fn shift_entries(
     dx: isize,
     dy: isize,
 ) {
-    let (h, w) = (h as isize, w as isize);
-    // Entries come in pixel order, so the row advances instead of dividing.
-    let (mut y, mut row_start) = (0isize, 0isize);
-    out.push_row(idx.iter().zip(val).filter_map(|(&k, &v)| {
-        let k = k as isize;
-        while k >= row_start + w {
-            y += 1;
-            row_start += w;
+    let (hi, wi) = (h as i64, w as i64);
+    // k / w as a multiply and shift: exact while k < 2³² / w, which every
+    // pixel index of an image that fits in memory is.
+    let inv = (1u64 << 32) / w.max(1) as u64 + 1;
+    let (dx, dy) = (dx as i64, dy as i64);
+    out.push_row_with(idx.len(), |dst_idx, dst_val| {
+        let mut m = 0;
+        for (&k, &v) in idx.iter().zip(val) {
+            let y = ((k as u64 * inv) >> 32) as i64;
+            let (ty, tx) = (y + dy, k as i64 - y * wi + dx);
+            dst_idx[m] = (ty * wi + tx) as u32;
+            dst_val[m] = v;
+            m += ((0..hi).contains(&ty) & (0..wi).contains(&tx)) as usize;
         }
-        let (ty, tx) = (y + dy, k - row_start + dx);
-        ((0..h).contains(&ty) && (0..w).contains(&tx)).then_some(((ty * w + tx) as u32, v))
-    }));
+        m
+    });
 }
 
 /// A shift in `-max..=max` on each axis for sample `i` of stream `key`.

@@ -12,6 +12,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 /// Stream ids, so shuffling and augmentation never share random numbers.
 const SHUFFLE: u64 = 1;
 const AUGMENT: u64 = 2;
+/// Rows gathered ahead of the one being copied (enough to cover a trip to
+/// memory).
+const PREFETCH_AHEAD: usize = 4;
 
 /// Produces the batch of any training step; a step's batch is a pure function
 /// of (seed, step), which makes runs resumable and reproducible.
@@ -109,13 +112,25 @@ impl Batcher {
         let (shift, shape) = (self.shift, self.shape);
         out.clear(compressed.cols());
         self.labels.clear();
+        let rows = compressed.view();
         for (j, &id) in ids.iter().enumerate() {
-            let (idx, val) = compressed.view().row(id as usize);
+            // The rows are scattered over the split: ask for a later one
+            // now, or each row starts with a wait on memory.
+            if let Some(&ahead) = ids.get(j + PREFETCH_AHEAD) {
+                let (idx, val) = rows.row(ahead as usize);
+                prefetch(idx);
+                prefetch(val);
+            }
+            let (idx, val) = rows.row(id as usize);
             if shift > 0 {
                 let (dx, dy) = random_shift(key, j as u64, shift);
                 shift_entries(idx, val, out, shape, dx, dy);
             } else {
-                out.push_row(idx.iter().copied().zip(val.iter().copied()));
+                out.push_row_with(idx.len(), |i, v| {
+                    i.copy_from_slice(idx);
+                    v.copy_from_slice(val);
+                    idx.len()
+                });
             }
             self.labels.push(split.labels[id as usize]);
         }
@@ -150,6 +165,19 @@ impl Batcher {
         let rows = self.max_rows();
         let range = k * rows..((k + 1) * rows).min(self.perm.len());
         (range, stream_key(self.seed, step as u64, AUGMENT))
+    }
+}
+
+/// Asks the CPU to bring `data` into cache (a hint: no effect on results).
+fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in (0..std::mem::size_of_val(data)).step_by(64) {
+        // SAFETY: prefetching is a hint that never faults, and the address
+        // lies within `data`.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().cast::<i8>().add(line));
+        }
     }
 }
 

@@ -111,7 +111,8 @@ extern "C" __global__ void sum_f64(const double* x, i64 n, double* out) {
     if (threadIdx.x == 0) out[0] = part[0];
 }
 
-// nn::l2::add_grad for one weight tensor: g += k p.
+// The L2 term for one weight tensor (optim::Decay, which the CPU adds inside
+// its update): g += k p.
 extern "C" __global__ void add_scaled(float* g, const float* p, float k, i64 n) {
     INDEX(n)
     g[i] += k * p[i];

@@ -1,10 +1,8 @@
 //! Adam, with or without bias correction (the notebook used none).
 
+use super::{for_each_piece, Decay, CHUNK};
 use multiversion::multiversion;
 use rayon::prelude::*;
-
-/// Elements per parallel chunk: an update is cheap, so chunks are large.
-const CHUNK: usize = 1 << 14;
 
 /// Adam's state: first and second moments of every parameter.
 #[derive(Clone, Debug)]
@@ -33,8 +31,9 @@ impl Adam {
     }
 
     /// `v = b1 v + (1-b1) g; s = b2 s + (1-b2) g²; p -= lr v̂ / (sqrt(ŝ) + eps)`,
-    /// where v̂ = v and ŝ = s without bias correction, else divided by (1 - bᵗ).
-    pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) {
+    /// where v̂ = v and ŝ = s without bias correction, else divided by (1 - bᵗ),
+    /// and `g` includes `decay`. False if some parameter is not finite after.
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32], decay: &[Decay], lr: f32) -> bool {
         self.t += 1;
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         let (c1, c2) = if self.bias_correction {
@@ -56,18 +55,49 @@ impl Adam {
                     .par_chunks_mut(CHUNK)
                     .zip(self.s.par_chunks_mut(CHUNK)),
             )
-            .for_each(|((p, g), (v, s))| update(p, g, v, s, [b1, b2, eps, step, inv_sqrt_c2]));
+            .enumerate()
+            .map(|(i, ((p, g), (v, s)))| {
+                let mut finite = true;
+                for_each_piece(i * CHUNK, p.len(), decay, |r, k| {
+                    let consts = [b1, b2, eps, step, inv_sqrt_c2, k];
+                    let (p, g) = (&mut p[r.clone()], &g[r.clone()]);
+                    finite &= update(p, g, &mut v[r.clone()], &mut s[r], consts);
+                });
+                finite
+            })
+            .reduce(|| true, |a, b| a & b)
     }
 }
 
+/// One piece of [`Adam::step`]; true if every updated parameter is finite
+/// (Σ p·0 is 0 unless some p is infinite or NaN, summed in 16 lanes).
 #[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
-fn update(p: &mut [f32], g: &[f32], v: &mut [f32], s: &mut [f32], k: [f32; 5]) {
-    let [b1, b2, eps, step, inv_sqrt_c2] = k;
-    for (((p, &g), v), s) in p.iter_mut().zip(g).zip(v).zip(s) {
+fn update(p: &mut [f32], g: &[f32], v: &mut [f32], s: &mut [f32], c: [f32; 6]) -> bool {
+    let [b1, b2, eps, step, inv_sqrt_c2, k] = c;
+    let one = |p: &mut f32, g: f32, v: &mut f32, s: &mut f32| {
+        let g = g + k * *p;
         *v = b1 * *v + (1.0 - b1) * g;
         *s = b2 * *s + (1.0 - b2) * g * g;
         *p -= step * *v / (s.sqrt() * inv_sqrt_c2 + eps);
+        *p * 0.0
+    };
+    // Whole groups of 16 (fixed-size, so they vectorise), then the rest.
+    let whole = p.len() / 16 * 16;
+    let (p, p_rest) = p.split_at_mut(whole);
+    let (v, v_rest) = v.split_at_mut(whole);
+    let (s, s_rest) = s.split_at_mut(whole);
+    let mut lanes = [0.0f32; 16];
+    let groups = p.chunks_exact_mut(16).zip(g.chunks_exact(16));
+    for ((p, g), (v, s)) in groups.zip(v.chunks_exact_mut(16).zip(s.chunks_exact_mut(16))) {
+        for j in 0..16 {
+            lanes[j] += one(&mut p[j], g[j], &mut v[j], &mut s[j]);
+        }
     }
+    let mut rest = 0.0;
+    for (j, p) in p_rest.iter_mut().enumerate() {
+        rest += one(p, g[whole + j], &mut v_rest[j], &mut s_rest[j]);
+    }
+    lanes.iter().sum::<f32>() + rest == 0.0
 }
 
 #[cfg(test)]
@@ -79,13 +109,13 @@ mod tests {
     fn known_answer_without_bias_correction() {
         let mut a = Adam::new(2, 0.9, 0.999, 1e-7, false);
         let mut p = vec![1.0f32, -2.0];
-        a.step(&mut p, &[0.5, -0.1], 0.001);
+        assert!(a.step(&mut p, &[0.5, -0.1], &[], 0.001));
         // v = 0.05, s = 0.00025 -> p -= 0.001 * 0.05 / (0.0158113883 + 1e-7)
         let want0 = 1.0 - 0.001 * 0.05 / (0.000_25f64.sqrt() + 1e-7);
         let want1 = -2.0 + 0.001 * 0.01 / (0.000_01f64.sqrt() + 1e-7);
         assert!((p[0] as f64 - want0).abs() < 1e-7, "{} vs {want0}", p[0]);
         assert!((p[1] as f64 - want1).abs() < 1e-7, "{} vs {want1}", p[1]);
-        a.step(&mut p, &[0.5, -0.1], 0.001);
+        assert!(a.step(&mut p, &[0.5, -0.1], &[], 0.001));
         let (v, s) = (0.9 * 0.05 + 0.1 * 0.5, 0.999 * 0.000_25 + 0.001 * 0.25);
         let want0 = want0 - 0.001 * v / (f64::sqrt(s) + 1e-7);
         assert!((p[0] as f64 - want0).abs() < 1e-7, "{} vs {want0}", p[0]);
@@ -96,13 +126,13 @@ mod tests {
         // With correction the first step is lr * sign(g) (up to eps), whatever |g|.
         let mut a = Adam::new(3, 0.9, 0.999, 1e-8, true);
         let mut p = vec![0.0f32; 3];
-        a.step(&mut p, &[3.0, -0.02, 0.0], 0.01);
+        assert!(a.step(&mut p, &[3.0, -0.02, 0.0], &[], 0.01));
         assert!(
             (p[0] + 0.01).abs() < 1e-6 && (p[1] - 0.01).abs() < 1e-6 && p[2] == 0.0,
             "{p:?}"
         );
         // Second step, same gradient: v̂ = g, ŝ = g², so again lr * sign(g).
-        a.step(&mut p, &[3.0, -0.02, 0.0], 0.01);
+        assert!(a.step(&mut p, &[3.0, -0.02, 0.0], &[], 0.01));
         assert!(
             (p[0] + 0.02).abs() < 1e-6 && (p[1] - 0.02).abs() < 1e-6,
             "{p:?}"

@@ -87,15 +87,35 @@ impl SparseRows {
         self.ptr.push(0);
     }
 
-    /// Appends a row given by its (column, value) entries in column order.
-    pub fn push_row(&mut self, entries: impl Iterator<Item = (u32, f32)>) {
-        for (k, v) in entries {
-            // `spmm` relies on this bound (it reads without checks).
-            assert!((k as usize) < self.cols, "column {k} of {}", self.cols);
-            self.idx.push(k);
-            self.val.push(v);
-        }
-        self.ptr.push(self.idx.len());
+    /// Appends a row that `fill` writes into room for `max` entries
+    /// (columns, values), returning how many it wrote, in column order.
+    /// Branch-free writers can write every candidate and advance past the
+    /// kept ones; buffers grow only to the entries plus `max`.
+    pub fn push_row_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u32], &mut [f32]) -> usize,
+    ) {
+        let n = self.idx.len();
+        self.idx.resize(n + max, 0);
+        self.val.resize(n + max, 0.0);
+        let m = fill(&mut self.idx[n..], &mut self.val[n..]).min(max);
+        self.idx.truncate(n + m);
+        self.val.truncate(n + m);
+        self.end_row(m);
+    }
+
+    /// Closes the row of the last `m` entries, checking the bound `spmm`
+    /// relies on (it reads without checks).
+    fn end_row(&mut self, m: usize) {
+        let n = self.idx.len();
+        let max = self.idx[n - m..].iter().fold(0, |a, &k| a.max(k));
+        assert!(
+            m == 0 || (max as usize) < self.cols,
+            "column {max} of {}",
+            self.cols
+        );
+        self.ptr.push(n);
     }
 
     /// Refills `self` from `dense`, reusing its buffers (no allocation once
@@ -105,25 +125,17 @@ impl SparseRows {
         if cols == 0 {
             return;
         }
-        // Branch-free: write every entry at the end, advance past non-zeros.
-        let mut n = 0;
         for row in dense.chunks_exact(cols) {
-            // Room for a full row past the entries so far (memory stays
-            // at the entries plus one row).
-            self.idx.resize(n + cols, 0);
-            self.val.resize(n + cols, 0.0);
-            let (idx, val) = (&mut self.idx[n..], &mut self.val[n..]);
-            let mut m = 0;
-            for (k, &v) in row.iter().enumerate() {
-                idx[m] = k as u32;
-                val[m] = v;
-                m += (v != 0.0) as usize;
-            }
-            n += m;
-            self.ptr.push(n);
+            self.push_row_with(cols, |idx, val| {
+                let mut m = 0;
+                for (k, &v) in row.iter().enumerate() {
+                    idx[m] = k as u32;
+                    val[m] = v;
+                    m += (v != 0.0) as usize;
+                }
+                m
+            });
         }
-        self.idx.truncate(n);
-        self.val.truncate(n);
     }
 
     pub fn rows(&self) -> usize {
@@ -198,38 +210,31 @@ impl<'a> SparseView<'a> {
 pub struct ColumnBlocks {
     block_rows: usize,
     blocks: Vec<SparseRows>,
-    /// Scratch: entries per column of the block being built.
-    counts: Vec<usize>,
+    /// Scratch of each block: its entries per column.
+    counts: Vec<Vec<usize>>,
 }
 
 impl ColumnBlocks {
-    /// Rebuilds from `m`, reusing buffers (no allocation once grown).
+    /// Rebuilds from `m`, blocks in parallel, reusing buffers (no
+    /// allocation once grown).
     pub fn fill(&mut self, m: SparseView<'_>, block_rows: usize) {
         let block_rows = block_rows.max(1);
         let n_blocks = m.rows().div_ceil(block_rows);
         self.block_rows = block_rows;
         self.blocks.resize_with(n_blocks, SparseRows::default);
-        for (b, t) in self.blocks.iter_mut().enumerate() {
-            transpose_into(t, row_block(m, b, block_rows), &mut self.counts);
-        }
+        self.counts.resize_with(n_blocks, Vec::new);
+        self.blocks
+            .par_iter_mut()
+            .zip(&mut self.counts)
+            .enumerate()
+            .for_each(|(b, (t, counts))| transpose_into(t, row_block(m, b, block_rows), counts));
     }
 
-    /// Builds from `m` with every block built in parallel.
+    /// A new [`ColumnBlocks::fill`]ed from `m`.
     pub fn new(m: SparseView<'_>, block_rows: usize) -> ColumnBlocks {
-        let block_rows = block_rows.max(1);
-        let blocks = (0..m.rows().div_ceil(block_rows))
-            .into_par_iter()
-            .map(|b| {
-                let mut t = SparseRows::default();
-                transpose_into(&mut t, row_block(m, b, block_rows), &mut Vec::new());
-                t
-            })
-            .collect();
-        ColumnBlocks {
-            block_rows,
-            blocks,
-            counts: Vec::new(),
-        }
+        let mut c = ColumnBlocks::default();
+        c.fill(m, block_rows);
+        c
     }
 
     /// The transposed blocks, in row order.

@@ -10,10 +10,9 @@ use crate::model_io::{Model, STATE_PREFIX};
 use crate::nn::dropout::stream_key;
 use crate::nn::network::Dropout;
 use crate::nn::{l2, Input, Layout, Network, Workspace};
-use crate::optim::Optimizer;
+use crate::optim::{Decay, Optimizer};
 use crate::tensor::{ColumnBlocks, SparseRows};
 use anyhow::{bail, Context, Result};
-use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +55,8 @@ pub struct Trainer<'d> {
     opt: Optimizer,
     /// Current L2 factors (the schedule changes them).
     factors: Vec<f32>,
+    /// This step's L2 terms, for the optimiser (reused).
+    decay: Vec<Decay>,
     keeps: Vec<f32>,
     batcher: Batcher,
     /// The data compressed, when it is sparse enough to gain from it.
@@ -117,6 +118,7 @@ impl<'d> Trainer<'d> {
             #[cfg(feature = "cuda")]
             gpu: None,
             factors: cfg.l2_factors(&arch),
+            decay: Vec::new(),
             keeps: cfg.keeps(&arch),
             grads: vec![0.0; net.layout.len],
             ws: net.workspace(batcher.max_rows()),
@@ -192,15 +194,16 @@ impl<'d> Trainer<'d> {
             self.last_j = ce + l2::penalty(&self.params, &self.net.layout, &self.factors);
         }
         self.samples += y.len();
-        l2::add_grad(
-            &mut self.grads,
-            &self.params,
+        l2::decay(
             &self.net.layout,
             &self.factors,
             self.data.train.len(),
+            &mut self.decay,
         );
-        self.opt.step(&mut self.params, &self.grads, lr);
-        if !all_finite(&self.params) {
+        if !self
+            .opt
+            .step(&mut self.params, &self.grads, &self.decay, lr)
+        {
             let t = self
                 .net
                 .layout
@@ -565,19 +568,6 @@ impl SparseData {
         };
         (input, labels)
     }
-}
-
-/// One vectorised pass: Σ p·0 is 0 unless some p is infinite or NaN
-/// (summed in 16 lanes, so the compiler may keep them in one register).
-#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
-fn all_finite(v: &[f32]) -> bool {
-    let mut lanes = [0.0f32; 16];
-    let chunks = v.chunks_exact(16);
-    let rest = chunks.remainder().iter().fold(0.0, |a, &p| a + p * 0.0);
-    for c in chunks {
-        lanes.iter_mut().zip(c).for_each(|(l, &p)| *l += p * 0.0);
-    }
-    lanes.iter().sum::<f32>() + rest == 0.0
 }
 
 /// Where and when [`Trainer::run`] writes checkpoints, and its stop flag.

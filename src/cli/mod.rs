@@ -11,6 +11,7 @@ mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
+use scratchnet::tensor::flush_denormals;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,8 +91,11 @@ impl Common {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
+        // Every thread that computes: this one (serial parts) and the pool's.
+        flush_denormals();
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
+            .start_handler(|_| flush_denormals())
             .build_global()
             .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))?;
         Ok(n)

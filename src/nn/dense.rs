@@ -3,7 +3,7 @@
 //! Transposes are views, so no product copies its operands.
 
 use crate::tensor::par::map_row_blocks;
-use crate::tensor::{matmul, par_transpose, spmm_t, ColumnBlocks, Mat, MatMut};
+use crate::tensor::{matmul, spmm_t, ColumnBlocks, Mat, MatMut};
 use multiversion::multiversion;
 
 /// Shapes of one dense layer at one batch size.
@@ -70,21 +70,12 @@ pub fn backward(
 }
 
 /// [`backward`] for compressed input rows (given grouped by column), with
-/// no input gradient (only the first layer sees compressed input):
-/// `dwt = inpᵀ · dz` is computed `[in, out]`, then copied into `dw`.
-pub fn backward_sparse(
-    dw: &mut [f32],
-    db: &mut [f32],
-    dz: &[f32],
-    inp: &ColumnBlocks,
-    dwt: &mut [f32],
-) {
+/// no input gradient (only the first layer sees compressed input).
+pub fn backward_sparse(dw: &mut [f32], db: &mut [f32], dz: &[f32], inp: &ColumnBlocks) {
     let outputs = db.len();
-    let inputs = dw.len() / outputs.max(1);
     let rows = inp.blocks().iter().map(|b| b.cols()).sum::<usize>();
     let dz = &dz[..rows * outputs];
-    spmm_t(dwt, inp, dz, outputs);
-    par_transpose(dw, dwt, inputs, outputs);
+    spmm_t(dw, inp, dz, outputs);
     column_sums(db, dz);
 }
 

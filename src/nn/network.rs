@@ -81,8 +81,6 @@ pub struct Workspace {
     /// The first layer's weight, repacked for compressed input (once per
     /// forward pass, or per `logits_chunks` call).
     w_panels: Panels,
-    /// The first layer's weight gradient `[in, out]`, for compressed input.
-    dwt: Vec<f32>,
 }
 
 impl Workspace {
@@ -125,7 +123,6 @@ impl Network {
             mask_mode: None,
             masked: vec![false; hidden],
             w_panels: Panels::default(),
-            dwt: Vec::new(),
         }
     }
 
@@ -287,8 +284,7 @@ impl Network {
             match (l, x) {
                 (0, Input::Sparse { by_column, .. }) => {
                     let by_column = by_column.expect("a backward pass needs inputs by column");
-                    ws.dwt.resize(layer.w.len(), 0.0);
-                    dense::backward_sparse(dw, db, dz, by_column, &mut ws.dwt);
+                    dense::backward_sparse(dw, db, dz, by_column);
                 }
                 (0, Input::Dense(x)) => dense::backward(None, dw, db, dz, x, w, d, self.threads),
                 _ => {

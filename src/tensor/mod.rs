@@ -11,4 +11,4 @@ pub mod transpose;
 pub use fp::flush_denormals;
 pub use matmul::{matmul, matmul_reference, Mat, MatMut};
 pub use sparse::{spmm, spmm_t, ColumnBlocks, Panels, SparseRows, SparseView};
-pub use transpose::{par_transpose, transpose};
+pub use transpose::transpose;

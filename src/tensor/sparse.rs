@@ -296,13 +296,15 @@ pub struct Panels {
 }
 
 impl Panels {
-    /// Repacks row-major `src` (`rows x cols`), reusing the buffer.
-    pub fn pack(&mut self, src: &[f32], rows: usize, cols: usize) {
+    /// Repacks `rows x cols` from `src`, whose row `r` starts at
+    /// `r * stride` (a column range of a wider matrix), reusing the buffer.
+    pub fn pack(&mut self, src: &[f32], rows: usize, cols: usize, stride: usize) {
         self.resize(rows, cols);
         for (t, panel) in self.data.chunks_exact_mut(rows * TILE).enumerate() {
             let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
             for (r, dst) in panel.chunks_exact_mut(TILE).enumerate() {
-                copy_short(&mut dst[..w], &src[r * cols + c0..r * cols + c0 + w]);
+                let at = r * stride + c0;
+                copy_short(&mut dst[..w], &src[at..at + w]);
             }
         }
     }
@@ -528,36 +530,45 @@ mod avx512 {
 }
 
 thread_local! {
-    /// Each worker's packed block of `D` in [`spmm_t`] (kept, so steps do
+    /// Each worker's packed columns of a block of `D` and its rows of the
+    /// product before they are transposed, in [`spmm_t`] (kept, so steps do
     /// not allocate).
-    static BLOCK_PANELS: std::cell::RefCell<Panels> = Default::default();
+    static SPMM_T_SCRATCH: std::cell::RefCell<(Panels, Vec<f32>)> = Default::default();
 }
 
-/// `Σ_b spmm(block b of xt, D's rows of block b)`: the product `Xᵀ·D` for
-/// `X` given as [`ColumnBlocks`] and `D` row-major `rows x n`. Threads split
-/// the output rows; each output row sums the blocks in order.
+/// `out = (Xᵀ·D)ᵀ = Dᵀ·X`, `n x m` row-major (a layer's `[out, in]` weight
+/// gradient), for `X` given as [`ColumnBlocks`] (`m` columns) and `D`
+/// row-major `rows x n`. Threads split `D`'s columns (`out`'s rows): each
+/// packs only its columns of each block of `D`, right before multiplying
+/// them (so they are still in its cache), sums the blocks in order into its
+/// own `m x w` buffer, and writes that transposed into its rows of `out`.
+/// Each sum's order is fixed by the kernel, whatever the split.
 pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize) {
     let Some(first) = xt.blocks.first() else {
         out.fill(0.0);
         return;
     };
     let m = first.rows();
-    assert_eq!(out.len(), m * n, "output is not cols x n");
-    if n == 0 {
+    assert_eq!(out.len(), m * n, "output is not n x cols");
+    if n == 0 || m == 0 {
         return;
     }
-    let per_task = m.div_ceil(2 * rayon::current_num_threads()).max(8);
-    out.par_chunks_mut(per_task * n)
+    // Whole pairs of tiles per thread where possible (the AVX-512 kernel
+    // runs two tiles per pass).
+    let tiles = n.div_ceil(TILE);
+    let per_task = (tiles.div_ceil(rayon::current_num_threads()).div_ceil(2) * 2 * TILE).min(n);
+    out.par_chunks_mut(per_task * m)
         .enumerate()
-        .for_each(|(t, chunk)| {
-            let rows = t * per_task..t * per_task + chunk.len() / n;
-            BLOCK_PANELS.with_borrow_mut(|panels| {
+        .for_each(|(t, rows_of_out)| {
+            let (c0, w) = (t * per_task, rows_of_out.len() / m);
+            SPMM_T_SCRATCH.with_borrow_mut(|(panels, acc)| {
+                acc.resize(m * w, 0.0);
                 for (b, block) in xt.blocks.iter().enumerate() {
                     let first = b * xt.block_rows;
-                    let d_block = &d[first * n..(first + block.cols()) * n];
-                    panels.pack(d_block, block.cols(), n);
-                    spmm_rows(chunk, block.rows_view(rows.clone()), panels, b > 0);
+                    panels.pack(&d[first * n + c0..], block.cols(), w, n);
+                    spmm_rows(acc, block.view(), panels, b > 0);
                 }
+                transpose(rows_of_out, m, acc, w, m, w);
             });
         });
 }
@@ -627,7 +638,7 @@ mod tests {
                 let mut fast = sparse_dense(m, n, 1.0, 5);
                 let mut slow = fast.clone();
                 let mut panels = Panels::default();
-                panels.pack(&b, k, n);
+                panels.pack(&b, k, n, n);
                 spmm(&mut fast, sx.view(), &panels, accumulate);
                 matmul_reference(
                     MatMut::new(&mut slow, m, n),
@@ -655,15 +666,15 @@ mod tests {
             let mut reused = ColumnBlocks::default();
             reused.fill(SparseRows::from_dense(&x[..k], k).view(), 3);
             reused.fill(sx.view(), block_rows);
-            let mut slow = vec![0.0; k * n];
+            let mut slow = vec![0.0; n * k];
             matmul_reference(
-                MatMut::new(&mut slow, k, n),
-                Mat::new(&x, m, k).t(),
-                Mat::new(&d, m, n),
+                MatMut::new(&mut slow, n, k),
+                Mat::new(&d, m, n).t(),
+                Mat::new(&x, m, k),
                 false,
             );
             for xt in [&parallel, &reused] {
-                let mut fast = vec![f32::NAN; k * n];
+                let mut fast = vec![f32::NAN; n * k];
                 spmm_t(&mut fast, xt, &d, n);
                 assert_close(&fast, &slow, &format!("{m}x{k} blocks of {block_rows}"));
             }

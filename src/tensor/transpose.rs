@@ -1,8 +1,6 @@
 //! Out-of-place transpose in square tiles, for the two copies the sparse
 //! first layer needs (its weight into column panels, its gradient back).
 
-use rayon::prelude::*;
-
 /// Side of the tiles copied at a time (a source and a destination tile fit L1).
 const TILE: usize = 16;
 
@@ -121,22 +119,6 @@ mod avx512 {
     }
 }
 
-/// [`transpose`] into a dense `cols x rows` destination, threads taking
-/// bands of destination rows.
-pub fn par_transpose(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
-    assert_eq!(src.len(), rows * cols, "source is not rows x cols");
-    assert_eq!(dst.len(), rows * cols, "destination is not cols x rows");
-    if rows == 0 {
-        return;
-    }
-    dst.par_chunks_mut(TILE * rows)
-        .enumerate()
-        .for_each(|(band, out)| {
-            let c0 = band * TILE;
-            transpose(out, rows, &src[c0..], cols, rows, out.len() / rows);
-        });
-}
-
 /// `dst.copy_from_slice(src)` for at most 16 floats, inline (a
 /// `memcpy` call per 64 bytes cost more than the copy).
 #[inline(always)]
@@ -172,12 +154,6 @@ mod tests {
                 }
             }
             assert!(dst.chunks(ds).all(|d| d[rows..].iter().all(|&v| v == -1.0)));
-            let dense: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-            let mut par = vec![0.0; rows * cols];
-            par_transpose(&mut par, &dense, rows, cols);
-            let mut serial = vec![0.0; rows * cols];
-            transpose(&mut serial, rows, &dense, cols, rows, cols);
-            assert_eq!(par, serial);
         }
     }
 }

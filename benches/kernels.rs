@@ -4,6 +4,7 @@
 //! optimiser step. Threads: 2 (the development machine's cores).
 
 use divan::{black_box, Bencher};
+use scratchnet::data::batch::Batcher;
 use scratchnet::data::Dataset;
 use scratchnet::nn::activation::{backward_rows, forward_rows, MaskRows};
 use scratchnet::nn::arch::NOTEBOOK_ARCH;
@@ -164,13 +165,17 @@ fn adam_step_all_parameters(bencher: Bencher) {
     bencher.bench_local(|| adam.step(black_box(&mut p), &g, &decay, 1e-3));
 }
 
-/// The bundled MNIST training images (real sparsity matters here).
-fn mnist_rows(rows: usize) -> &'static [f32] {
+/// The bundled MNIST (real sparsity matters here).
+fn mnist() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
-    let d = DATA.get_or_init(|| {
+    DATA.get_or_init(|| {
         Dataset::load(&scratchnet::data::default_data_dir(), None).expect("bundled MNIST")
-    });
-    &d.train.images[..rows * 784]
+    })
+}
+
+/// The first `rows` training images.
+fn mnist_rows(rows: usize) -> &'static [f32] {
+    &mnist().train.images[..rows * 784]
 }
 
 /// The sparse first layer: forward `X·W1ᵀ` (from the transposed weight)
@@ -193,14 +198,18 @@ fn sparse_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
     bencher.bench_local(|| spmm_t(black_box(&mut dwt), &xt, &dz, 192));
 }
 
-/// Per-step preparation of a minibatch: compress it and group it by column.
+/// Per-step preparation of a minibatch as the trainer does it: gather 128
+/// shifted rows from the compressed training split and group them by column.
 #[divan::bench]
 fn sparse_prepare_minibatch(bencher: Bencher) {
-    let dense = mnist_rows(128);
-    let (mut x, mut xt) = (SparseRows::default(), ColumnBlocks::default());
+    let d = mnist();
+    let train = SparseRows::from_dense(&d.train.images, 784);
+    let mut batcher = Batcher::new(d.train.len(), Some(128), 1, 1, d.shape);
+    let (mut x, mut xt, mut step) = (SparseRows::default(), ColumnBlocks::default(), 0);
     bencher.bench_local(|| {
-        x.fill_from_dense(black_box(dense), 784);
+        batcher.get_compressed(&d.train, &train, step, &mut x);
         xt.fill(x.view(), 512);
+        step += 1;
     });
 }
 

@@ -6,6 +6,7 @@
 
 use super::{open_maybe_gz, read_exact_len, read_up_to, Split, CLASSES, PIXEL_SCALE};
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -111,7 +112,11 @@ pub fn read_split(images: &Path, labels: &Path) -> Result<(Split, (usize, usize)
             labels.display()
         );
     }
-    let images = img.data.iter().map(|&b| b as f32 * PIXEL_SCALE).collect();
+    let images = img
+        .data
+        .par_iter()
+        .map(|&b| b as f32 * PIXEL_SCALE)
+        .collect();
     Ok((
         Split {
             images,

@@ -37,15 +37,15 @@ pub struct SparseView<'a> {
 pub const SPARSE_BELOW: f64 = 0.3;
 
 /// Where each `cols`-wide row's non-zero entries start in its compressed
-/// form, and (last) how many there are; counted in parallel.
+/// form, and (last) how many there are; counted in parallel. Zero-width
+/// data has no rows.
 fn row_starts(dense: &[f32], cols: usize) -> Vec<usize> {
-    let mut ptr = vec![0; dense.len() / cols.max(1) + 1];
-    if cols > 0 {
-        ptr[1..]
-            .par_iter_mut()
-            .zip(dense.par_chunks_exact(cols))
-            .for_each(|(p, row)| *p = row.iter().filter(|&&v| v != 0.0).count());
-    }
+    let rows = if cols == 0 { 0 } else { dense.len() / cols };
+    let mut ptr = vec![0; rows + 1];
+    ptr[1..]
+        .par_iter_mut()
+        .zip(dense.par_chunks_exact(cols.max(1)))
+        .for_each(|(p, row)| *p = row.iter().filter(|&&v| v != 0.0).count());
     for r in 1..ptr.len() {
         ptr[r] += ptr[r - 1];
     }
@@ -76,7 +76,8 @@ impl SparseRows {
         const BLOCK: usize = 4096;
         let mut tasks = Vec::new();
         let (mut idx_rest, mut val_rest) = (&mut idx[..], &mut val[..]);
-        for (b, rows) in dense.chunks(BLOCK * cols.max(1)).enumerate() {
+        let rows = &dense[..(ptr.len() - 1) * cols];
+        for (b, rows) in rows.chunks(BLOCK * cols.max(1)).enumerate() {
             let n = ptr[b * BLOCK + rows.len() / cols] - ptr[b * BLOCK];
             let (i, i_rest) = std::mem::take(&mut idx_rest).split_at_mut(n);
             let (v, v_rest) = std::mem::take(&mut val_rest).split_at_mut(n);
@@ -608,6 +609,7 @@ mod tests {
 
     #[test]
     fn compressing_round_trips_and_slices() {
+        assert_eq!(SparseRows::from_dense(&[1.0, 2.0], 0).rows(), 0);
         for (rows, cols) in [(0, 5), (1, 1), (7, 13), (5000, 33)] {
             let dense = sparse_dense(rows, cols, 0.2, 1);
             let s = SparseRows::from_dense(&dense, cols);

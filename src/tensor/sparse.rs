@@ -40,7 +40,7 @@ pub const SPARSE_BELOW: f64 = 0.3;
 /// form, and (last) how many there are; counted in parallel. Zero-width
 /// data has no rows.
 fn row_starts(dense: &[f32], cols: usize) -> Vec<usize> {
-    let rows = if cols == 0 { 0 } else { dense.len() / cols };
+    let rows = dense.len().checked_div(cols).unwrap_or(0);
     let mut ptr = vec![0; rows + 1];
     ptr[1..]
         .par_iter_mut()

@@ -179,7 +179,7 @@ fn mnist_rows(rows: usize) -> &'static [f32] {
 }
 
 /// The sparse first layer: forward `X·W1ᵀ` (from the transposed weight)
-/// and weight gradient `Xᵀ·dZ1`, on real images; compare with
+/// and weight gradient `dW1 = dZ1ᵀ·X`, on real images; compare with
 /// `gemm_full_batch_each` 0 and 3.
 #[divan::bench(args = [128, 50_000])]
 fn sparse_first_layer_forward(bencher: Bencher, rows: usize) {
@@ -194,8 +194,8 @@ fn sparse_first_layer_forward(bencher: Bencher, rows: usize) {
 fn sparse_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
     let x = SparseRows::from_dense(mnist_rows(rows), 784);
     let xt = ColumnBlocks::new(x.view(), 512);
-    let (dz, mut dwt) = (values(rows * 192), vec![0.0f32; 784 * 192]);
-    bencher.bench_local(|| spmm_t(black_box(&mut dwt), &xt, &dz, 192));
+    let (dz, mut dw) = (values(rows * 192), vec![0.0f32; 192 * 784]);
+    bencher.bench_local(|| spmm_t(black_box(&mut dw), &xt, &dz, 192));
 }
 
 /// Per-step preparation of a minibatch as the trainer does it: gather 128

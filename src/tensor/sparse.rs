@@ -3,9 +3,9 @@
 //!
 //! An MNIST image is about 81% zeros, and the first layer does 90% of the
 //! network's arithmetic, so skipping the zeros is the largest speed-up there
-//! is: the forward product `X·W1ᵀ` and the weight gradient `Xᵀ·dZ1` both
-//! become [`spmm`] calls (the second on [`ColumnBlocks`], the transpose of
-//! `X` cut into row blocks so each block's `dZ1` stays in cache).
+//! is: the forward product `X·W1ᵀ` is [`spmm`], and the weight gradient
+//! `dW1 = dZ1ᵀ·X` is [`spmm_t`], the same kernel run on [`ColumnBlocks`] (the
+//! transpose of `X` cut into row blocks so each block's `dZ1` stays in cache).
 
 use super::transpose::{copy_short, transpose};
 use multiversion::multiversion;

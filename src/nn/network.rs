@@ -7,7 +7,7 @@ use super::dropout::{fill_mask, mix64, DropoutMode};
 use super::params::Layout;
 use super::softmax_ce;
 use crate::tensor::par::for_row_blocks;
-use crate::tensor::{spmm, ColumnBlocks, Panels, SparseRows, SparseView};
+use crate::tensor::{spmm, Aligned, ColumnBlocks, Panels, SparseRows, SparseView};
 use std::ops::Range;
 
 /// A batch of network inputs, `[rows, inputs]`.
@@ -69,9 +69,11 @@ pub struct Dropout<'a> {
 pub struct Workspace {
     capacity: usize,
     /// Layer outputs `[rows, outputs]`; the last holds logits, then dZ.
-    acts: Vec<Vec<f32>>,
+    /// Aligned, as are `grads`: the sparse weight gradient reads `dZ1` by
+    /// 16-float rows.
+    acts: Vec<Aligned>,
     /// dA, then dZ in place, for the hidden layers.
-    grads: Vec<Vec<f32>>,
+    grads: Vec<Aligned>,
     /// Dropout scales per hidden layer (one row in unit mode, `rows` otherwise;
     /// grown on the first step, then reused).
     masks: Vec<Vec<f32>>,
@@ -112,11 +114,11 @@ impl Network {
             capacity,
             acts: layers
                 .iter()
-                .map(|l| vec![0.0; capacity * l.outputs])
+                .map(|l| Aligned::zeros(capacity * l.outputs))
                 .collect(),
             grads: layers[..hidden]
                 .iter()
-                .map(|l| vec![0.0; capacity * l.outputs])
+                .map(|l| Aligned::zeros(capacity * l.outputs))
                 .collect(),
             // Sized on first use: one row in unit mode, a row per sample otherwise.
             masks: vec![Vec::new(); hidden],

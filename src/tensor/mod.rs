@@ -1,13 +1,16 @@
-//! The few numeric primitives the network needs: strided matrix views and
-//! their product, compressed sparse rows and their product, a transpose, a
-//! deterministic parallel row loop, and the threads' floating-point mode.
+//! The few numeric primitives the network needs: cache-line-aligned
+//! buffers, strided matrix views and their product, compressed sparse rows
+//! and their product, a transpose, a deterministic parallel row loop, and the
+//! threads' floating-point mode.
 
+pub mod aligned;
 pub mod fp;
 pub mod matmul;
 pub mod par;
 pub mod sparse;
 pub mod transpose;
 
+pub use aligned::Aligned;
 pub use fp::flush_denormals;
 pub use matmul::{matmul, matmul_reference, Mat, MatMut};
 pub use sparse::{spmm, spmm_t, ColumnBlocks, Panels, SparseRows, SparseView};

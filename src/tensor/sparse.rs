@@ -8,6 +8,7 @@
 //! transpose of `X` cut into row blocks so each block's `dZ1` stays in cache).
 
 use super::transpose::{copy_short, transpose};
+use super::Aligned;
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -292,12 +293,13 @@ const CHUNK_ROWS: usize = 64;
 /// columns `t*TILE..(t+1)*TILE` of every row contiguously (zero-padded), so
 /// one panel (50 KB for MNIST's first layer) is contiguous. With plain
 /// row-major storage the 768-byte row stride mapped a tile onto a quarter of
-/// L1's sets, and the kernel ran no faster than the dense product.
+/// L1's sets, and the kernel ran no faster than the dense product. The data
+/// starts on a cache line, so each panel row is one line (see [`Aligned`]).
 #[derive(Clone, Debug, Default)]
 pub struct Panels {
     rows: usize,
     cols: usize,
-    data: Vec<f32>,
+    data: Aligned,
 }
 
 impl Panels {
@@ -336,8 +338,8 @@ impl Panels {
         if (rows, cols) != (self.rows, self.cols) || self.data.is_empty() {
             self.rows = rows;
             self.cols = cols;
-            self.data.clear();
-            self.data.resize(cols.div_ceil(TILE) * rows * TILE, 0.0);
+            self.data.resize(0);
+            self.data.resize(cols.div_ceil(TILE) * rows * TILE);
         }
     }
 

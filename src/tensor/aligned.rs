@@ -74,7 +74,7 @@ mod tests {
     use super::*;
 
     fn on_a_line(a: &Aligned) -> bool {
-        a.as_ptr() as usize % LINE == 0
+        (a.as_ptr() as usize).is_multiple_of(LINE)
     }
 
     #[test]
@@ -85,7 +85,11 @@ mod tests {
         a.resize(3);
         assert_eq!(&a[..], [1.0, 2.0, 3.0]);
         a.resize(4);
-        assert_eq!(&a[..], [1.0, 2.0, 3.0, 0.0], "regrown within the buffer: zeros");
+        assert_eq!(
+            &a[..],
+            [1.0, 2.0, 3.0, 0.0],
+            "regrown within the buffer: zeros"
+        );
         for len in [100, 1000, 150_528] {
             a.resize(len);
             assert!(on_a_line(&a), "{len}");

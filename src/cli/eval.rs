@@ -21,14 +21,14 @@ pub struct EvalArgs {
     #[arg(long, default_value = "test", value_parser = ["train", "val", "test"])]
     split: String,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     #[command(flatten)]
     device: DeviceArg,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
     args.device.device.check()?;
-    let threads = args.common.threads()?;
+    let threads = args.common.threads();
     let model = Model::load(&args.model)?;
     let path = args.common.data_path();
     let data = Dataset::load(&path, None)?;

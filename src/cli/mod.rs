@@ -84,21 +84,9 @@ pub struct Common {
 }
 
 impl Common {
-    /// Sets up the thread pool and returns the thread count.
-    pub fn threads(&self) -> anyhow::Result<usize> {
-        let n = self.threads.map(usize::from).unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
-        // Every thread that computes: this one (serial parts) and the pool's.
-        flush_denormals();
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .start_handler(|_| flush_denormals())
-            .build_global()
-            .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))?;
-        Ok(n)
+    /// The thread count: the pool's, which `main` sized from `--threads`.
+    pub fn threads(&self) -> usize {
+        rayon::current_num_threads()
     }
 
     pub fn data_path(&self) -> PathBuf {
@@ -108,6 +96,36 @@ impl Common {
     }
 }
 
+impl Command {
+    /// `--threads`, for the commands that compute.
+    fn threads(&self) -> Option<u16> {
+        match self {
+            Command::Train(a) => a.common.threads,
+            Command::Eval(a) => a.common.threads,
+            Command::Plot(a) => a.common.threads,
+            Command::Sweep(a) => a.common.threads,
+            Command::Bench(a) => a.common.threads,
+            Command::Predict(a) => a.threads,
+            Command::Info(_) | Command::Completions(_) | Command::Download(_) => None,
+        }
+    }
+}
+
+/// Starts the pool of `threads` (default: all cores), every thread with
+/// subnormals flushed to zero.
+fn start_pool(threads: Option<u16>) -> anyhow::Result<()> {
+    let n = threads.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .start_handler(|_| flush_denormals())
+        .build_global()
+        .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let v = match (cli.quiet, cli.verbose) {
@@ -115,7 +133,16 @@ pub fn main() -> ExitCode {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    let result = match cli.command {
+    if let Err(e) = start_pool(cli.command.threads()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    // The command runs on a pool thread, serial parts included: a parallel
+    // section then starts from inside the pool, instead of waking it from
+    // outside and sleeping until it ends (a third thread on two cores). A
+    // default-preset training step, measured alternating in one process:
+    // 1.10 -> 0.98 ms.
+    let result = rayon::scope(|_| match cli.command {
         Command::Train(a) => train::run(*a, v),
         Command::Eval(a) => eval::run(a),
         Command::Download(a) => download::run(a, v),
@@ -125,7 +152,7 @@ pub fn main() -> ExitCode {
         Command::Sweep(a) => sweep::run(a, v),
         Command::Plot(a) => plot::run(a),
         Command::Completions(a) => completions::run(a),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

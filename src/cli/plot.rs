@@ -30,7 +30,7 @@ pub struct PlotArgs {
     #[arg(long, default_value = "plots", value_name = "DIR")]
     out: PathBuf,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
 }
 
 const FONT: &str = "sans-serif";
@@ -61,7 +61,7 @@ pub fn run(args: PlotArgs) -> Result<()> {
         println!("wrote {} and {}", png.display(), svg.display());
     }
     if let Some(mp) = &args.model {
-        let threads = args.common.threads()?;
+        let threads = args.common.threads();
         let model = Model::load(mp)?;
         let path = args.common.data_path();
         let data = Dataset::load(&path, None)?;

@@ -1,6 +1,6 @@
 //! `scratchnet predict`: classify your own images of digits.
 
-use super::{Common, DeviceArg};
+use super::DeviceArg;
 use anyhow::{bail, Context, Result};
 use scratchnet::data::image_prep::{load_digit, SIDE};
 use scratchnet::device::logits;
@@ -30,7 +30,7 @@ pub struct PredictArgs {
     #[arg(long)]
     csv: bool,
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), help = "Worker threads [default: all cores]")]
-    threads: Option<u16>,
+    pub(super) threads: Option<u16>,
     #[command(flatten)]
     device: DeviceArg,
 }
@@ -69,11 +69,7 @@ fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     args.device.device.check()?;
-    let threads = Common {
-        data: None,
-        threads: args.threads,
-    }
-    .threads()?;
+    let threads = rayon::current_num_threads();
     let model = Model::load(&args.model)?;
     let arch = &model.layout.arch;
     if arch.inputs != SIDE * SIDE {

@@ -53,7 +53,7 @@ pub struct SweepArgs {
     #[arg(long, default_value = "sweep", value_name = "DIR")]
     out: PathBuf,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
 }
 
 /// An inclusive range `lo:hi`.
@@ -127,7 +127,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
             args.keep.1
         );
     }
-    let threads = args.common.threads()?;
+    let threads = args.common.threads();
     let mut base = json!({"preset": args.preset});
     match (args.epochs, args.iters) {
         (Some(e), _) => base["epochs"] = json!(e),

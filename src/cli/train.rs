@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
   scratchnet train --resume checkpoint.safetensors --save seed.safetensors   # after Ctrl-C")]
 pub struct TrainArgs {
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     #[command(flatten)]
     device: DeviceArg,
     /// Read options from a TOML file (same names as the flags, with underscores)
@@ -201,7 +201,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     let quiet = v == Verbosity::Quiet;
-    let threads = args.common.threads()?;
+    let threads = args.common.threads();
     let mut overrides = serde_json::to_value(&args.flags)?;
     // `--init` names a file; the scheme flag maps onto the config's `init` key.
     if let Some(s) = overrides

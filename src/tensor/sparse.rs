@@ -131,6 +131,15 @@ impl SparseRows {
         self.end_row(m);
     }
 
+    /// Appends the rows of `other` (same width).
+    pub fn append(&mut self, other: &SparseRows) {
+        assert_eq!(self.cols, other.cols, "appending rows of another width");
+        let base = self.idx.len();
+        self.idx.extend_from_slice(&other.idx);
+        self.val.extend_from_slice(&other.val);
+        self.ptr.extend(other.ptr.iter().skip(1).map(|&p| base + p));
+    }
+
     /// Closes the row of the last `m` entries, checking the bound `spmm`
     /// relies on (it reads without checks).
     fn end_row(&mut self, m: usize) {
@@ -628,6 +637,10 @@ mod tests {
             if rows > 3 {
                 let part = s.view().slice(2..rows - 1);
                 assert_eq!(part.to_dense(), dense[2 * cols..(rows - 1) * cols]);
+                let mut joined = SparseRows::from_dense(&dense[..3 * cols], cols);
+                joined.append(&SparseRows::from_dense(&dense[3 * cols..], cols));
+                assert_eq!(joined.view().to_dense(), dense);
+                assert_eq!(joined.nnz(), s.nnz());
             }
             let sparse_enough = (s.nnz() as f64) < SPARSE_BELOW * dense.len() as f64;
             let c = SparseRows::compress_if_sparse(&dense, cols);

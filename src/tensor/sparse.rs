@@ -238,11 +238,17 @@ impl ColumnBlocks {
         self.block_rows = block_rows;
         self.blocks.resize_with(n_blocks, SparseRows::default);
         self.counts.resize_with(n_blocks, Vec::new);
+        // Fewer blocks than threads (a minibatch): each block's columns are
+        // split among the threads too.
+        let threads = rayon::current_num_threads();
+        let parts = if n_blocks < threads { threads } else { 1 };
         self.blocks
             .par_iter_mut()
             .zip(&mut self.counts)
             .enumerate()
-            .for_each(|(b, (t, counts))| transpose_into(t, row_block(m, b, block_rows), counts));
+            .for_each(|(b, (t, counts))| {
+                transpose_into(t, row_block(m, b, block_rows), counts, parts)
+            });
     }
 
     /// A new [`ColumnBlocks::fill`]ed from `m`.
@@ -264,8 +270,10 @@ fn row_block(m: SparseView<'_>, b: usize, block_rows: usize) -> SparseView<'_> {
 }
 
 /// `t = mᵀ` (a counting sort of the entries by column; rows stay in order
-/// within each column).
-fn transpose_into(t: &mut SparseRows, m: SparseView<'_>, counts: &mut Vec<usize>) {
+/// within each column). The entries are counted in one pass, then `parts`
+/// tasks each place the entries of a range of columns (about equal counts),
+/// reading only those of each row (its columns are sorted).
+fn transpose_into(t: &mut SparseRows, m: SparseView<'_>, counts: &mut Vec<usize>, parts: usize) {
     let cols = m.cols();
     counts.clear();
     counts.resize(cols + 1, 0);
@@ -281,15 +289,46 @@ fn transpose_into(t: &mut SparseRows, m: SparseView<'_>, counts: &mut Vec<usize>
     t.ptr.extend_from_slice(counts);
     t.idx.resize(span.len(), 0);
     t.val.resize(span.len(), 0.0);
-    for r in 0..m.rows() {
-        let (idx, val) = m.row(r);
-        for (&k, &v) in idx.iter().zip(val) {
-            let at = &mut counts[k as usize];
-            t.idx[*at] = r as u32;
-            t.val[*at] = v;
-            *at += 1;
-        }
+    // Column ranges with about equal entries; each task gets its slices of
+    // `t` and of `counts`, which it advances as each column's next slot.
+    let (nnz, parts) = (span.len(), parts.max(1));
+    let mut tasks = Vec::with_capacity(parts);
+    let (mut idx_rest, mut val_rest) = (&mut t.idx[..], &mut t.val[..]);
+    let mut counts_rest = &mut counts[..cols];
+    let (mut c0, mut base) = (0, 0);
+    for p in 1..=parts {
+        let c1 = if p == parts {
+            cols
+        } else {
+            (c0 + counts_rest.partition_point(|&c| c < nnz * p / parts)).min(cols)
+        };
+        let (next, rest) = std::mem::take(&mut counts_rest).split_at_mut(c1 - c0);
+        let end = rest.first().copied().unwrap_or(nnz);
+        counts_rest = rest;
+        let (i, i_rest) = std::mem::take(&mut idx_rest).split_at_mut(end - base);
+        let (v, v_rest) = std::mem::take(&mut val_rest).split_at_mut(end - base);
+        (idx_rest, val_rest) = (i_rest, v_rest);
+        tasks.push((c0 as u32, base, next, i, v));
+        (c0, base) = (c1, end);
     }
+    tasks
+        .into_par_iter()
+        .for_each(|(c0, base, next, idx, val)| {
+            let c1 = c0 + next.len() as u32;
+            for r in 0..m.rows() {
+                let (ks, vs) = m.row(r);
+                let (a, b) = (
+                    ks.partition_point(|&k| k < c0),
+                    ks.partition_point(|&k| k < c1),
+                );
+                for (&k, &v) in ks[a..b].iter().zip(&vs[a..b]) {
+                    let at = &mut next[(k - c0) as usize];
+                    idx[*at - base] = r as u32;
+                    val[*at - base] = v;
+                    *at += 1;
+                }
+            }
+        });
 }
 
 /// Output columns per pass: one AVX-512 register.
@@ -677,6 +716,34 @@ mod tests {
                     accumulate,
                 );
                 assert_close(&fast, &slow, &format!("{m}x{k}·{k}x{n} acc={accumulate}"));
+            }
+        }
+    }
+
+    #[test]
+    fn column_split_transposes_match() {
+        // Empty columns at both ends and in the middle; more parts than
+        // columns with entries.
+        for (rows, cols, density) in [(300, 784, 0.19), (5, 9, 0.3), (40, 3, 0.9), (0, 4, 0.5)] {
+            let mut dense = sparse_dense(rows, cols, density, 10);
+            for r in 0..rows {
+                dense[r * cols] = 0.0;
+                dense[r * cols + cols / 2] = 0.0;
+            }
+            let x = SparseRows::from_dense(&dense, cols);
+            let mut whole = SparseRows::default();
+            transpose_into(&mut whole, x.view(), &mut Vec::new(), 1);
+            let mut expect = vec![0.0; rows * cols];
+            transpose(&mut expect, rows, &dense, cols, rows, cols);
+            assert_eq!(whole.view().to_dense(), expect, "{rows}x{cols}");
+            for parts in [2, 3, 7, 20] {
+                let mut split = SparseRows::default();
+                transpose_into(&mut split, x.view(), &mut Vec::new(), parts);
+                assert_eq!(
+                    (&split.ptr, &split.idx, &split.val),
+                    (&whole.ptr, &whole.idx, &whole.val),
+                    "{rows}x{cols} in {parts} parts"
+                );
             }
         }
     }

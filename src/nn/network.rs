@@ -7,7 +7,10 @@ use super::dropout::{fill_mask, mix64, DropoutMode};
 use super::params::Layout;
 use super::softmax_ce;
 use crate::tensor::par::for_row_blocks;
-use crate::tensor::{spmm, Aligned, ColumnBlocks, Panels, SparseRows, SparseView};
+use crate::tensor::{
+    spmm, spmm_by_columns, Aligned, ColumnBlocks, ColumnParts, Panels, SparseRows, SparseView,
+    COLUMN_SPLIT_ROWS,
+};
 use std::ops::Range;
 
 /// A batch of network inputs, `[rows, inputs]`.
@@ -81,8 +84,11 @@ pub struct Workspace {
     mask_mode: Option<DropoutMode>,
     masked: Vec<bool>,
     /// The first layer's weight, repacked for compressed input (once per
-    /// forward pass, or per `logits_chunks` call).
+    /// forward pass, or per `logits_chunks` call: its first chunk is its
+    /// largest, so later chunks never need a packing the first skipped).
     w_panels: Panels,
+    /// The same, per thread, for few rows.
+    w_parts: ColumnParts,
 }
 
 impl Workspace {
@@ -125,6 +131,7 @@ impl Network {
             mask_mode: None,
             masked: vec![false; hidden],
             w_panels: Panels::default(),
+            w_parts: ColumnParts::default(),
         }
     }
 
@@ -175,6 +182,9 @@ impl Network {
             };
             let w = &params[layer.w.clone()];
             match (l, x) {
+                (0, Input::Sparse { rows, .. }) if rows.rows() <= COLUMN_SPLIT_ROWS => {
+                    spmm_by_columns(out, rows, w, layer.outputs, &mut ws.w_parts)
+                }
                 (0, Input::Sparse { rows, .. }) => {
                     if repack {
                         ws.w_panels.pack_transposed(w, layer.inputs, layer.outputs);

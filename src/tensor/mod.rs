@@ -13,5 +13,8 @@ pub mod transpose;
 pub use aligned::Aligned;
 pub use fp::flush_denormals;
 pub use matmul::{matmul, matmul_reference, Mat, MatMut};
-pub use sparse::{spmm, spmm_t, ColumnBlocks, Panels, SparseRows, SparseView};
+pub use sparse::{
+    spmm, spmm_by_columns, spmm_t, ColumnBlocks, ColumnParts, Panels, SparseRows, SparseView,
+    COLUMN_SPLIT_ROWS,
+};
 pub use transpose::transpose;

@@ -365,7 +365,7 @@ impl Panels {
     }
 
     /// Packs the transpose of row-major `src` (`cols x rows`), as a layer's
-    /// `[out, in]` weight becomes the `[in, out]` operand.
+    /// `[out, in]` weight becomes the `[in, out]` operand; panels in parallel.
     pub fn pack_transposed(&mut self, src: &[f32], rows: usize, cols: usize) {
         self.resize(rows, cols);
         if rows == 0 {
@@ -374,10 +374,18 @@ impl Panels {
         self.data
             .par_chunks_mut(rows * TILE)
             .enumerate()
-            .for_each(|(t, panel)| {
-                let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
-                transpose(panel, TILE, &src[c0 * rows..(c0 + w) * rows], rows, w, rows);
-            });
+            .for_each(|(t, panel)| pack_panel(panel, t, src, rows, cols));
+    }
+
+    /// [`Panels::pack_transposed`] on the calling thread only.
+    fn pack_transposed_here(&mut self, src: &[f32], rows: usize, cols: usize) {
+        self.resize(rows, cols);
+        if rows == 0 {
+            return;
+        }
+        for (t, panel) in self.data.chunks_mut(rows * TILE).enumerate() {
+            pack_panel(panel, t, src, rows, cols);
+        }
     }
 
     /// Sizes the buffer; padding columns are zeroed when the shape changes
@@ -402,6 +410,72 @@ impl Panels {
     fn panel(&self, t: usize) -> &[f32] {
         &self.data[t * self.rows * TILE..(t + 1) * self.rows * TILE]
     }
+}
+
+/// Panel `t` of the transpose of `src` (`cols x rows`, row-major).
+fn pack_panel(panel: &mut [f32], t: usize, src: &[f32], rows: usize, cols: usize) {
+    let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
+    transpose(panel, TILE, &src[c0 * rows..(c0 + w) * rows], rows, w, rows);
+}
+
+/// Below this many rows, [`spmm_by_columns`] splits the output columns
+/// among the threads (a minibatch); above it, the rows ([`spmm`]).
+pub const COLUMN_SPLIT_ROWS: usize = 512;
+
+/// The threads' own operands in [`spmm_by_columns`]: each part's panels and
+/// its columns of the product (kept, so steps do not allocate).
+#[derive(Clone, Debug, Default)]
+pub struct ColumnParts {
+    parts: Vec<(Panels, Aligned)>,
+}
+
+/// `out = a · wᵀ` for a layer's `[n, k]` weight `w` (`k = a.cols()`; `out`
+/// is `a.rows() x n`), the threads splitting the output columns: each packs
+/// only its panels of `wᵀ`, right before multiplying them, so they stay in
+/// its own cache. [`spmm`] after a shared packing has each thread read half
+/// the panels from the other core's cache, which cost more than the
+/// product itself for a 128-row minibatch. Each output is summed as
+/// [`spmm`] sums it, so the results are the same bits.
+pub fn spmm_by_columns(
+    out: &mut [f32],
+    a: SparseView<'_>,
+    w: &[f32],
+    n: usize,
+    parts: &mut ColumnParts,
+) {
+    let (rows, k) = (a.rows(), a.cols());
+    assert_eq!(out.len(), rows * n, "output is not rows x n");
+    assert_eq!(w.len(), n * k, "weight is not n x k");
+    if n == 0 {
+        return;
+    }
+    // Whole groups of tiles per part where possible.
+    let per_thread = n.div_ceil(TILE).div_ceil(rayon::current_num_threads());
+    let width = (per_thread.div_ceil(GROUP) * GROUP * TILE).min(n);
+    parts.parts.resize_with(n.div_ceil(width), Default::default);
+    parts
+        .parts
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(p, (panels, product))| {
+            let c0 = p * width;
+            let cols = width.min(n - c0);
+            panels.pack_transposed_here(&w[c0 * k..(c0 + cols) * k], k, cols);
+            product.resize(rows * cols);
+            spmm_rows(product, a, panels, false);
+        });
+    let parts = &parts.parts;
+    out.par_chunks_mut(CHUNK_ROWS * n)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (i, row) in chunk.chunks_exact_mut(n).enumerate() {
+                let r = c * CHUNK_ROWS + i;
+                for (p, (_, product)) in parts.iter().enumerate() {
+                    let cols = width.min(n - p * width);
+                    row[p * width..][..cols].copy_from_slice(&product[r * cols..][..cols]);
+                }
+            }
+        });
 }
 
 /// `out[r, :] (+)= Σ_{(k, v) in row r of a} v · b[k, :]`: `out` is
@@ -717,6 +791,29 @@ mod tests {
                 );
                 assert_close(&fast, &slow, &format!("{m}x{k}·{k}x{n} acc={accumulate}"));
             }
+        }
+    }
+
+    #[test]
+    fn column_split_product_is_the_row_split_one() {
+        // One part, several, a last part of one partial tile; batch 1; reused parts.
+        let mut parts = ColumnParts::default();
+        for (m, k, n) in [
+            (1, 784, 192),
+            (128, 784, 192),
+            (7, 13, 5),
+            (300, 29, 131),
+            (9, 50, 33),
+        ] {
+            let x = SparseRows::from_dense(&sparse_dense(m, k, 0.2, 11), k);
+            let w = sparse_dense(n, k, 1.0, 12);
+            let mut panels = Panels::default();
+            panels.pack_transposed(&w, k, n);
+            let mut by_rows = vec![0.0; m * n];
+            spmm(&mut by_rows, x.view(), &panels, false);
+            let mut by_columns = vec![f32::NAN; m * n];
+            spmm_by_columns(&mut by_columns, x.view(), &w, n, &mut parts);
+            assert_eq!(by_columns, by_rows, "{m}x{k}·{k}x{n}");
         }
     }
 

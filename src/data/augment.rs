@@ -31,9 +31,13 @@ pub fn shift_entries(
     dx: isize,
     dy: isize,
 ) {
-    // k / w as a multiply and shift: exact while k < 2³² / w, which every
-    // pixel index of an image that fits in memory is.
-    let inv = (1u64 << 32) / w.max(1) as u64 + 1;
+    let mv = Move {
+        h,
+        w,
+        dx,
+        dy,
+        inv: (1u64 << 32) / w.max(1) as u64 + 1,
+    };
     out.push_row_with(idx.len(), |dst_idx, dst_val| {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -43,24 +47,34 @@ pub fn shift_entries(
             // SAFETY: the CPU has AVX-512F; `dst_*` have room for every
             // entry (`push_row_with` gives `idx.len()`); `inv < 2³²` as
             // w >= 2, and pixel indices fit i32 (checked just above).
-            return unsafe { avx512::shift(idx, val, dst_idx, dst_val, (h, w), (dx, dy), inv) };
+            return unsafe { avx512::shift((idx, val), (dst_idx, dst_val), mv) };
         }
-        shift_portable(idx, val, dst_idx, dst_val, (h, w), (dx, dy), inv)
+        shift_portable((idx, val), (dst_idx, dst_val), mv)
     });
+}
+
+/// A row's column indices and values.
+type Entries<'a> = (&'a [u32], &'a [f32]);
+/// Room for a row's column indices and values.
+type EntriesMut<'a> = (&'a mut [u32], &'a mut [f32]);
+
+/// A shift of `h x w` images by `(dx, dy)`, with `inv` for dividing by `w`
+/// as a multiply and shift (`k / w = (k · inv) >> 32`: exact while
+/// `k < 2³² / w`, which every pixel index of an image that fits in memory is).
+#[derive(Clone, Copy, Debug)]
+struct Move {
+    h: usize,
+    w: usize,
+    dx: isize,
+    dy: isize,
+    inv: u64,
 }
 
 /// The entries of [`shift_entries`] one at a time (branch-free: every entry
 /// is written, and only the kept ones advance); returns how many it kept.
-fn shift_portable(
-    idx: &[u32],
-    val: &[f32],
-    dst_idx: &mut [u32],
-    dst_val: &mut [f32],
-    (h, w): (usize, usize),
-    (dx, dy): (isize, isize),
-    inv: u64,
-) -> usize {
-    let (hi, wi, dx, dy) = (h as i64, w as i64, dx as i64, dy as i64);
+fn shift_portable((idx, val): Entries, (dst_idx, dst_val): EntriesMut, mv: Move) -> usize {
+    let inv = mv.inv;
+    let (hi, wi, dx, dy) = (mv.h as i64, mv.w as i64, mv.dx as i64, mv.dy as i64);
     let mut m = 0;
     for (&k, &v) in idx.iter().zip(val) {
         let y = ((k as u64 * inv) >> 32) as i64;
@@ -76,25 +90,24 @@ fn shift_portable(
 /// compressing stores (the scalar loop was most of a minibatch's gather).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::{Entries, EntriesMut, Move};
     use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU must support AVX-512F; `dst_idx` and `dst_val` must hold
     /// `idx.len()` entries; `inv < 2³²`; `h·w` must fit i32.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn shift(
-        idx: &[u32],
-        val: &[f32],
-        dst_idx: &mut [u32],
-        dst_val: &mut [f32],
-        (h, w): (usize, usize),
-        (dx, dy): (isize, isize),
-        inv: u64,
-    ) -> usize {
+    pub unsafe fn shift((idx, val): Entries, (dst_idx, dst_val): EntriesMut, mv: Move) -> usize {
         assert!(dst_idx.len() >= idx.len() && dst_val.len() >= idx.len() && val.len() == idx.len());
-        let inv = _mm512_set1_epi64(inv as i64);
-        let (wv, hv) = (_mm512_set1_epi32(w as i32), _mm512_set1_epi32(h as i32));
-        let (dxv, dyv) = (_mm512_set1_epi32(dx as i32), _mm512_set1_epi32(dy as i32));
+        let inv = _mm512_set1_epi64(mv.inv as i64);
+        let (wv, hv) = (
+            _mm512_set1_epi32(mv.w as i32),
+            _mm512_set1_epi32(mv.h as i32),
+        );
+        let (dxv, dyv) = (
+            _mm512_set1_epi32(mv.dx as i32),
+            _mm512_set1_epi32(mv.dy as i32),
+        );
         let mut m = 0;
         for i in (0..idx.len()).step_by(16) {
             let n = (idx.len() - i).min(16);
@@ -187,8 +200,9 @@ mod tests {
                     (1, h as isize - 1),
                 ] {
                     let inv = (1u64 << 32) / w as u64 + 1;
+                    let mv = Move { h, w, dx, dy, inv };
                     let mut a = (vec![0u32; idx.len()], vec![0.0f32; idx.len()]);
-                    let ka = shift_portable(&idx, &val, &mut a.0, &mut a.1, (h, w), (dx, dy), inv);
+                    let ka = shift_portable((&idx, &val), (&mut a.0, &mut a.1), mv);
                     let mut out = SparseRows::default();
                     out.clear(n);
                     shift_entries(&idx, &val, &mut out, (h, w), dx, dy);

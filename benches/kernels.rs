@@ -11,7 +11,10 @@ use scratchnet::nn::arch::NOTEBOOK_ARCH;
 use scratchnet::nn::softmax_ce::loss_and_grad;
 use scratchnet::nn::{Arch, Layout};
 use scratchnet::optim::Adam;
-use scratchnet::tensor::{matmul, spmm, spmm_t, ColumnBlocks, Mat, MatMut, Panels, SparseRows};
+use scratchnet::tensor::{
+    matmul, spmm, spmm_by_columns, spmm_t, ColumnBlocks, ColumnParts, Mat, MatMut, Panels,
+    SparseRows,
+};
 use std::sync::OnceLock;
 
 const THREADS: usize = 2;
@@ -188,6 +191,16 @@ fn sparse_first_layer_forward(bencher: Bencher, rows: usize) {
     let mut wt = Panels::default();
     wt.pack_transposed(&w, 784, 192);
     bencher.bench_local(|| spmm(black_box(&mut z), x.view(), &wt, false));
+}
+
+/// The forward product as a minibatch step runs it: each thread packs its
+/// own panels of the weight, then multiplies them (packing included).
+#[divan::bench(args = [128, 512])]
+fn sparse_first_layer_forward_by_columns(bencher: Bencher, rows: usize) {
+    let x = SparseRows::from_dense(mnist_rows(rows), 784);
+    let (w, mut z) = (values(192 * 784), vec![0.0f32; rows * 192]);
+    let mut parts = ColumnParts::default();
+    bencher.bench_local(|| spmm_by_columns(black_box(&mut z), x.view(), &w, 192, &mut parts));
 }
 
 #[divan::bench(args = [128, 50_000])]

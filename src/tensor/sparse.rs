@@ -3,7 +3,8 @@
 //!
 //! An MNIST image is about 81% zeros, and the first layer does 90% of the
 //! network's arithmetic, so skipping the zeros is the largest speed-up there
-//! is: the forward product `X·W1ᵀ` is [`spmm`], and the weight gradient
+//! is: the forward product `X·W1ᵀ` is [`spmm`] ([`spmm_by_columns`] for a
+//! minibatch, packing the weight as it goes), and the weight gradient
 //! `dW1 = dZ1ᵀ·X` is [`spmm_t`], the same kernel run on [`ColumnBlocks`] (the
 //! transpose of `X` cut into row blocks so each block's `dZ1` stays in cache).
 

@@ -167,33 +167,72 @@ impl<'d> Trainer<'d> {
 
     /// Step `i` on the CPU; `key` keys its dropout masks.
     fn cpu_step(&mut self, i: usize, lr: f32, key: u64, reports_j: bool) -> Result<f64> {
-        let (x, y) = match &mut self.sparse {
-            Some(s) => s.batch(&mut self.batcher, &self.data.train, i),
-            None => {
-                let (x, y) = self.batcher.get(&self.data.train, i);
-                (Input::Dense(x), y)
-            }
-        };
         let dropout = self.keeps.iter().any(|&k| k < 1.0).then(|| Dropout {
             mode: self.cfg.dropout,
             keeps: &self.keeps,
             key,
         });
-        let ce = self.net.loss_and_grads(
-            &self.params,
-            &mut self.grads,
-            x,
-            y,
-            &mut self.ws,
-            dropout.as_ref(),
-        );
+        let (net, params, grads, ws) = (&self.net, &self.params, &mut self.grads, &mut self.ws);
+        let (batcher, split) = (&mut self.batcher, &self.data.train);
+        let (ce, rows) = match &mut self.sparse {
+            Some(SparseData {
+                train,
+                train_by_column: Some(by_column),
+                ..
+            }) => {
+                let x = Input::Sparse {
+                    rows: train.view(),
+                    by_column: Some(by_column),
+                };
+                let ce = net.loss_and_grads(params, grads, x, &split.labels, ws, dropout.as_ref());
+                (ce, split.len())
+            }
+            Some(SparseData {
+                train,
+                batches: [now, next],
+                ..
+            }) => {
+                if now.step != Some(i) {
+                    now.fill(batcher, split, train, i);
+                }
+                // Step i computes while another thread prepares step i + 1
+                // (the preparation is mostly serial work).
+                let more = i + 1 < self.total_steps;
+                let (ce, ()) = rayon::join(
+                    || {
+                        net.loss_and_grads(
+                            params,
+                            grads,
+                            now.input(),
+                            &now.labels,
+                            ws,
+                            dropout.as_ref(),
+                        )
+                    },
+                    || {
+                        if more {
+                            next.fill(batcher, split, train, i + 1)
+                        }
+                    },
+                );
+                let rows = now.labels.len();
+                std::mem::swap(now, next);
+                (ce, rows)
+            }
+            None => {
+                let (x, y) = batcher.get(split, i);
+                let ce =
+                    net.loss_and_grads(params, grads, Input::Dense(x), y, ws, dropout.as_ref());
+                (ce, y.len())
+            }
+        };
         if !ce.is_finite() {
             bail!("training diverged at iteration {i}: the loss is {ce} (try a lower --lr)");
         }
         if reports_j {
             self.last_j = ce + l2::penalty(&self.params, &self.net.layout, &self.factors);
         }
-        self.samples += y.len();
+        self.samples += rows;
         l2::decay(
             &self.net.layout,
             &self.factors,
@@ -521,15 +560,43 @@ struct GpuState {
 }
 
 /// Compressed forms of the splits (for the sparse first layer), and the
-/// reused buffers of each step's compressed batch.
+/// reused buffers of the compressed minibatches.
 struct SparseData {
     train: SparseRows,
     val: SparseRows,
     test: SparseRows,
     /// `train` by column, when every batch is the whole split.
     train_by_column: Option<ColumnBlocks>,
-    batch: SparseRows,
-    batch_by_column: ColumnBlocks,
+    /// This step's batch and the next one's, prepared while this one computes.
+    batches: [Batch; 2],
+}
+
+/// A compressed minibatch: rows, the same by column, labels.
+#[derive(Default)]
+struct Batch {
+    /// The step whose batch this is.
+    step: Option<usize>,
+    rows: SparseRows,
+    by_column: ColumnBlocks,
+    labels: Vec<u8>,
+}
+
+impl Batch {
+    /// Makes this step `step`'s batch.
+    fn fill(&mut self, batcher: &mut Batcher, split: &Split, train: &SparseRows, step: usize) {
+        let labels = batcher.get_compressed(split, train, step, &mut self.rows);
+        self.labels.clear();
+        self.labels.extend_from_slice(labels);
+        self.by_column.fill(self.rows.view(), GRAD_BLOCK_ROWS);
+        self.step = Some(step);
+    }
+
+    fn input(&self) -> Input<'_> {
+        Input::Sparse {
+            rows: self.rows.view(),
+            by_column: Some(&self.by_column),
+        }
+    }
 }
 
 impl SparseData {
@@ -542,31 +609,8 @@ impl SparseData {
             test: SparseRows::from_dense(&data.test.images, f),
             train_by_column: whole_split.then(|| ColumnBlocks::new(train.view(), GRAD_BLOCK_ROWS)),
             train,
-            batch: SparseRows::default(),
-            batch_by_column: ColumnBlocks::default(),
+            batches: Default::default(),
         })
-    }
-
-    /// The training input and labels of step `step`.
-    fn batch<'a>(
-        &'a mut self,
-        batcher: &'a mut Batcher,
-        split: &'a Split,
-        step: usize,
-    ) -> (Input<'a>, &'a [u8]) {
-        if let Some(by_column) = &self.train_by_column {
-            let rows = self.train.view();
-            let by_column = Some(by_column);
-            return (Input::Sparse { rows, by_column }, &split.labels);
-        }
-        let labels = batcher.get_compressed(split, &self.train, step, &mut self.batch);
-        self.batch_by_column
-            .fill(self.batch.view(), GRAD_BLOCK_ROWS);
-        let input = Input::Sparse {
-            rows: self.batch.view(),
-            by_column: Some(&self.batch_by_column),
-        };
-        (input, labels)
     }
 }
 

@@ -81,7 +81,7 @@ fn flop_per_sample(net: &Network) -> (f64, f64) {
 pub fn run(args: BenchArgs) -> Result<()> {
     let device = args.device.device;
     device.check()?;
-    let threads = args.common.threads();
+    let threads = rayon::current_num_threads();
     let path = args.common.data_path();
     let data50 = Dataset::load(&path, Some(10_000))?;
     let mut rows = Vec::new();

@@ -28,7 +28,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     args.device.device.check()?;
-    let threads = args.common.threads();
+    let threads = rayon::current_num_threads();
     let model = Model::load(&args.model)?;
     let path = args.common.data_path();
     let data = Dataset::load(&path, None)?;

@@ -84,11 +84,6 @@ pub struct Common {
 }
 
 impl Common {
-    /// The thread count: the pool's, which `main` sized from `--threads`.
-    pub fn threads(&self) -> usize {
-        rayon::current_num_threads()
-    }
-
     pub fn data_path(&self) -> PathBuf {
         self.data
             .clone()

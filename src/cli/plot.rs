@@ -61,7 +61,7 @@ pub fn run(args: PlotArgs) -> Result<()> {
         println!("wrote {} and {}", png.display(), svg.display());
     }
     if let Some(mp) = &args.model {
-        let threads = args.common.threads();
+        let threads = rayon::current_num_threads();
         let model = Model::load(mp)?;
         let path = args.common.data_path();
         let data = Dataset::load(&path, None)?;

@@ -127,7 +127,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
             args.keep.1
         );
     }
-    let threads = args.common.threads();
+    let threads = rayon::current_num_threads();
     let mut base = json!({"preset": args.preset});
     match (args.epochs, args.iters) {
         (Some(e), _) => base["epochs"] = json!(e),

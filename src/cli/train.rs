@@ -201,7 +201,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     let quiet = v == Verbosity::Quiet;
-    let threads = args.common.threads();
+    let threads = rayon::current_num_threads();
     let mut overrides = serde_json::to_value(&args.flags)?;
     // `--init` names a file; the scheme flag maps onto the config's `init` key.
     if let Some(s) = overrides

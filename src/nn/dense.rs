@@ -26,11 +26,7 @@ pub fn forward(z: &mut [f32], inp: &[f32], w: &[f32], d: Dims, threads: usize) {
         Mat::new(&inp[..batch * inputs], batch, inputs),
         Mat::new(w, outputs, inputs).t(),
         false,
-        if batch * inputs * outputs < SMALL_PRODUCT {
-            1
-        } else {
-            threads
-        },
+        product_threads(d, threads),
     );
 }
 
@@ -55,8 +51,7 @@ pub fn backward(
     let dz = &dz[..batch * outputs];
     let dzm = Mat::new(dz, batch, outputs);
     // Small products (a minibatch's) each on one thread, the two at once.
-    let small = batch * inputs * outputs < SMALL_PRODUCT;
-    let each = if small { 1 } else { threads };
+    let each = product_threads(d, threads);
     let mut weight = || {
         matmul(
             MatMut::new(dw, outputs, inputs),
@@ -78,7 +73,7 @@ pub fn backward(
             );
         }
     };
-    if small {
+    if each == 1 {
         rayon::join(weight, input);
     } else {
         weight();
@@ -92,6 +87,15 @@ pub fn backward(
 /// process: 687 -> 663, 759 -> 737, 825 -> 812 and 819 -> 805 us (four
 /// runs); in the last two nearly all of it came from the forward product.
 const SMALL_PRODUCT: usize = 1 << 22;
+
+/// Threads for one of this layer's products: one below [`SMALL_PRODUCT`].
+fn product_threads(d: Dims, threads: usize) -> usize {
+    if d.batch * d.inputs * d.outputs < SMALL_PRODUCT {
+        1
+    } else {
+        threads
+    }
+}
 
 /// [`backward`] for compressed input rows (given grouped by column), with
 /// no input gradient (only the first layer sees compressed input).

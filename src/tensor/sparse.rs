@@ -430,6 +430,14 @@ pub struct ColumnParts {
     parts: Vec<(Panels, Aligned)>,
 }
 
+/// How many of `n` output columns each thread takes when threads split them
+/// ([`spmm_by_columns`], [`spmm_t`]): whole groups of tiles where possible
+/// (the AVX-512 kernel runs [`GROUP`] tiles per pass).
+fn columns_per_thread(n: usize) -> usize {
+    let per_thread = n.div_ceil(TILE).div_ceil(rayon::current_num_threads());
+    (per_thread.div_ceil(GROUP) * GROUP * TILE).min(n)
+}
+
 /// `out = a · wᵀ` for a layer's `[n, k]` weight `w` (`k = a.cols()`; `out`
 /// is `a.rows() x n`), the threads splitting the output columns: each packs
 /// only its panels of `wᵀ`, right before multiplying them, so they stay in
@@ -450,9 +458,7 @@ pub fn spmm_by_columns(
     if n == 0 {
         return;
     }
-    // Whole groups of tiles per part where possible.
-    let per_thread = n.div_ceil(TILE).div_ceil(rayon::current_num_threads());
-    let width = (per_thread.div_ceil(GROUP) * GROUP * TILE).min(n);
+    let width = columns_per_thread(n);
     parts.parts.resize_with(n.div_ceil(width), Default::default);
     parts
         .parts
@@ -689,11 +695,7 @@ pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize) {
     if n == 0 || m == 0 {
         return;
     }
-    // Whole groups of tiles per thread where possible (the AVX-512 kernel
-    // runs GROUP tiles per pass).
-    let tiles = n.div_ceil(TILE);
-    let per_thread = tiles.div_ceil(rayon::current_num_threads());
-    let per_task = (per_thread.div_ceil(GROUP) * GROUP * TILE).min(n);
+    let per_task = columns_per_thread(n);
     out.par_chunks_mut(per_task * m)
         .enumerate()
         .for_each(|(t, rows_of_out)| {

@@ -4,6 +4,7 @@
 //! threads' floating-point mode.
 
 pub mod aligned;
+pub mod column_pairs;
 pub mod fp;
 pub mod matmul;
 pub mod par;
@@ -11,10 +12,10 @@ pub mod sparse;
 pub mod transpose;
 
 pub use aligned::Aligned;
+pub use column_pairs::{spmm_t, ColumnBlocks};
 pub use fp::flush_denormals;
 pub use matmul::{matmul, matmul_reference, Mat, MatMut};
 pub use sparse::{
-    spmm, spmm_by_columns, spmm_t, ColumnBlocks, ColumnParts, Panels, SparseRows, SparseView,
-    COLUMN_SPLIT_ROWS,
+    spmm, spmm_by_columns, ColumnParts, Panels, SparseRows, SparseView, COLUMN_SPLIT_ROWS,
 };
 pub use transpose::transpose;

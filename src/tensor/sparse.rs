@@ -5,8 +5,9 @@
 //! network's arithmetic, so skipping the zeros is the largest speed-up there
 //! is: the forward product `X·W1ᵀ` is [`spmm`] ([`spmm_by_columns`] for a
 //! minibatch, packing the weight as it goes), and the weight gradient
-//! `dW1 = dZ1ᵀ·X` is [`spmm_t`], the same kernel run on [`ColumnBlocks`] (the
-//! transpose of `X` cut into row blocks so each block's `dZ1` stays in cache).
+//! `dW1 = dZ1ᵀ·X` is [`spmm_t`](super::spmm_t), a kernel of the same form run
+//! on [`ColumnBlocks`](super::ColumnBlocks) (the transpose of `X` cut into row
+//! blocks so each block's `dZ1` stays in cache, its rows merged in pairs).
 
 use super::transpose::{copy_short, transpose};
 use super::Aligned;
@@ -219,124 +220,11 @@ impl<'a> SparseView<'a> {
     }
 }
 
-/// The transpose of a matrix, one [`SparseRows`] per block of `block_rows`
-/// rows: block `b` holds `X[b*block_rows.., :]ᵀ`, so `Xᵀ·D` is the sum over
-/// blocks of `spmm(block, D's rows of that block)`.
-#[derive(Clone, Debug, Default)]
-pub struct ColumnBlocks {
-    block_rows: usize,
-    blocks: Vec<SparseRows>,
-    /// Scratch of each block: its entries per column.
-    counts: Vec<Vec<usize>>,
-}
-
-impl ColumnBlocks {
-    /// Rebuilds from `m`, blocks in parallel, reusing buffers (no
-    /// allocation once grown).
-    pub fn fill(&mut self, m: SparseView<'_>, block_rows: usize) {
-        let block_rows = block_rows.max(1);
-        let n_blocks = m.rows().div_ceil(block_rows);
-        self.block_rows = block_rows;
-        self.blocks.resize_with(n_blocks, SparseRows::default);
-        self.counts.resize_with(n_blocks, Vec::new);
-        // Fewer blocks than threads (a minibatch): each block's columns are
-        // split among the threads too.
-        let threads = rayon::current_num_threads();
-        let parts = if n_blocks < threads { threads } else { 1 };
-        self.blocks
-            .par_iter_mut()
-            .zip(&mut self.counts)
-            .enumerate()
-            .for_each(|(b, (t, counts))| {
-                transpose_into(t, row_block(m, b, block_rows), counts, parts)
-            });
-    }
-
-    /// A new [`ColumnBlocks::fill`]ed from `m`.
-    pub fn new(m: SparseView<'_>, block_rows: usize) -> ColumnBlocks {
-        let mut c = ColumnBlocks::default();
-        c.fill(m, block_rows);
-        c
-    }
-
-    /// The transposed blocks, in row order.
-    pub fn blocks(&self) -> &[SparseRows] {
-        &self.blocks
-    }
-}
-
-/// Rows `b*block_rows..(b+1)*block_rows` of `m` (fewer in the last block).
-fn row_block(m: SparseView<'_>, b: usize, block_rows: usize) -> SparseView<'_> {
-    m.slice(b * block_rows..((b + 1) * block_rows).min(m.rows()))
-}
-
-/// `t = mᵀ` (a counting sort of the entries by column; rows stay in order
-/// within each column). The entries are counted in one pass, then `parts`
-/// tasks each place the entries of a range of columns (about equal counts),
-/// reading only those of each row (its columns are sorted).
-fn transpose_into(t: &mut SparseRows, m: SparseView<'_>, counts: &mut Vec<usize>, parts: usize) {
-    let cols = m.cols();
-    counts.clear();
-    counts.resize(cols + 1, 0);
-    let span = m.ptr[0]..m.ptr[m.rows()];
-    for &k in &m.idx[span.clone()] {
-        counts[k as usize + 1] += 1;
-    }
-    for k in 0..cols {
-        counts[k + 1] += counts[k];
-    }
-    t.cols = m.rows();
-    t.ptr.clear();
-    t.ptr.extend_from_slice(counts);
-    t.idx.resize(span.len(), 0);
-    t.val.resize(span.len(), 0.0);
-    // Column ranges with about equal entries; each task gets its slices of
-    // `t` and of `counts`, which it advances as each column's next slot.
-    let (nnz, parts) = (span.len(), parts.max(1));
-    let mut tasks = Vec::with_capacity(parts);
-    let (mut idx_rest, mut val_rest) = (&mut t.idx[..], &mut t.val[..]);
-    let mut counts_rest = &mut counts[..cols];
-    let (mut c0, mut base) = (0, 0);
-    for p in 1..=parts {
-        let c1 = if p == parts {
-            cols
-        } else {
-            (c0 + counts_rest.partition_point(|&c| c < nnz * p / parts)).min(cols)
-        };
-        let (next, rest) = std::mem::take(&mut counts_rest).split_at_mut(c1 - c0);
-        let end = rest.first().copied().unwrap_or(nnz);
-        counts_rest = rest;
-        let (i, i_rest) = std::mem::take(&mut idx_rest).split_at_mut(end - base);
-        let (v, v_rest) = std::mem::take(&mut val_rest).split_at_mut(end - base);
-        (idx_rest, val_rest) = (i_rest, v_rest);
-        tasks.push((c0 as u32, base, next, i, v));
-        (c0, base) = (c1, end);
-    }
-    tasks
-        .into_par_iter()
-        .for_each(|(c0, base, next, idx, val)| {
-            let c1 = c0 + next.len() as u32;
-            for r in 0..m.rows() {
-                let (ks, vs) = m.row(r);
-                let (a, b) = (
-                    ks.partition_point(|&k| k < c0),
-                    ks.partition_point(|&k| k < c1),
-                );
-                for (&k, &v) in ks[a..b].iter().zip(&vs[a..b]) {
-                    let at = &mut next[(k - c0) as usize];
-                    idx[*at - base] = r as u32;
-                    val[*at - base] = v;
-                    *at += 1;
-                }
-            }
-        });
-}
-
 /// Output columns per pass: one AVX-512 register.
 pub const TILE: usize = 16;
 /// Rows per chunk: their entries (about 150 per MNIST image) stay in L2
 /// while every column tile re-reads them.
-const CHUNK_ROWS: usize = 64;
+pub(super) const CHUNK_ROWS: usize = 64;
 
 /// A dense `rows x cols` matrix stored as column panels: panel `t` holds
 /// columns `t*TILE..(t+1)*TILE` of every row contiguously (zero-padded), so
@@ -408,7 +296,7 @@ impl Panels {
         self.cols
     }
 
-    fn panel(&self, t: usize) -> &[f32] {
+    pub(super) fn panel(&self, t: usize) -> &[f32] {
         &self.data[t * self.rows * TILE..(t + 1) * self.rows * TILE]
     }
 }
@@ -433,7 +321,7 @@ pub struct ColumnParts {
 /// How many of `n` output columns each thread takes when threads split them
 /// ([`spmm_by_columns`], [`spmm_t`]): whole groups of tiles where possible
 /// (the AVX-512 kernel runs [`GROUP`] tiles per pass).
-fn columns_per_thread(n: usize) -> usize {
+pub(super) fn columns_per_thread(n: usize) -> usize {
     let per_thread = n.div_ceil(TILE).div_ceil(rayon::current_num_threads());
     (per_thread.div_ceil(GROUP) * GROUP * TILE).min(n)
 }
@@ -540,7 +428,7 @@ fn spmm_rows_portable(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate
 /// Writes (or, when `accumulate`, adds) consecutive tiles of sums into `row`
 /// from column `c0`, dropping the panels' zero padding past the row's end.
 #[inline(always)]
-fn store(row: &mut [f32], c0: usize, sums: &[[f32; TILE]], accumulate: bool) {
+pub(super) fn store(row: &mut [f32], c0: usize, sums: &[[f32; TILE]], accumulate: bool) {
     for (i, sum) in sums.iter().enumerate() {
         let c = c0 + i * TILE;
         let w = TILE.min(row.len() - c);
@@ -589,7 +477,7 @@ fn row_tile(idx: &[u32], val: &[f32], panel: &[f32]) -> [f32; TILE] {
 /// rows 2.14 -> 2.01 ms; a default-preset training step 1.22 -> 1.17 ms. A
 /// minibatch's gradient rows (one per pixel, ~24 entries for 128 images) are
 /// short, so the per-row work of each pass counts, and fewer passes do less.
-const GROUP: usize = 3;
+pub(super) const GROUP: usize = 3;
 // `avx512::spmm_rows` dispatches groups of 1 to 3 panels.
 const _: () = assert!(GROUP == 3);
 
@@ -671,54 +559,13 @@ mod avx512 {
     }
 }
 
-thread_local! {
-    /// Each worker's packed columns of a block of `D` and its rows of the
-    /// product before they are transposed, in [`spmm_t`] (kept, so steps do
-    /// not allocate).
-    static SPMM_T_SCRATCH: std::cell::RefCell<(Panels, Vec<f32>)> = Default::default();
-}
-
-/// `out = (Xᵀ·D)ᵀ = Dᵀ·X`, `n x m` row-major (a layer's `[out, in]` weight
-/// gradient), for `X` given as [`ColumnBlocks`] (`m` columns) and `D`
-/// row-major `rows x n`. Threads split `D`'s columns (`out`'s rows): each
-/// packs only its columns of each block of `D`, right before multiplying
-/// them (so they are still in its cache), sums the blocks in order into its
-/// own `m x w` buffer, and writes that transposed into its rows of `out`.
-/// Each sum's order is fixed by the kernel, whatever the split.
-pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize) {
-    let Some(first) = xt.blocks.first() else {
-        out.fill(0.0);
-        return;
-    };
-    let m = first.rows();
-    assert_eq!(out.len(), m * n, "output is not n x cols");
-    if n == 0 || m == 0 {
-        return;
-    }
-    let per_task = columns_per_thread(n);
-    out.par_chunks_mut(per_task * m)
-        .enumerate()
-        .for_each(|(t, rows_of_out)| {
-            let (c0, w) = (t * per_task, rows_of_out.len() / m);
-            SPMM_T_SCRATCH.with_borrow_mut(|(panels, acc)| {
-                acc.resize(m * w, 0.0);
-                for (b, block) in xt.blocks.iter().enumerate() {
-                    let first = b * xt.block_rows;
-                    panels.pack(&d[first * n + c0..], block.cols(), w, n);
-                    spmm_rows(acc, block.view(), panels, b > 0);
-                }
-                transpose(rows_of_out, m, acc, w, m, w);
-            });
-        });
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::tensor::{matmul_reference, Mat, MatMut};
+    use crate::tensor::{matmul_reference, spmm_t, ColumnBlocks, Mat, MatMut};
 
     /// `rows x cols` with about `density` of the entries non-zero.
-    fn sparse_dense(rows: usize, cols: usize, density: f64, seed: u64) -> Vec<f32> {
+    pub(crate) fn sparse_dense(rows: usize, cols: usize, density: f64, seed: u64) -> Vec<f32> {
         (0..rows * cols)
             .map(|i| {
                 let h = crate::nn::dropout::mix64(seed ^ i as u64);
@@ -731,7 +578,7 @@ mod tests {
             .collect()
     }
 
-    fn assert_close(fast: &[f32], slow: &[f32], what: &str) {
+    pub(crate) fn assert_close(fast: &[f32], slow: &[f32], what: &str) {
         assert_eq!(fast.len(), slow.len());
         let worst = fast
             .iter()
@@ -817,64 +664,6 @@ mod tests {
             let mut by_columns = vec![f32::NAN; m * n];
             spmm_by_columns(&mut by_columns, x.view(), &w, n, &mut parts);
             assert_eq!(by_columns, by_rows, "{m}x{k}·{k}x{n}");
-        }
-    }
-
-    #[test]
-    fn column_split_transposes_match() {
-        // Empty columns at both ends and in the middle; more parts than
-        // columns with entries.
-        for (rows, cols, density) in [(300, 784, 0.19), (5, 9, 0.3), (40, 3, 0.9), (0, 4, 0.5)] {
-            let mut dense = sparse_dense(rows, cols, density, 10);
-            for r in 0..rows {
-                dense[r * cols] = 0.0;
-                dense[r * cols + cols / 2] = 0.0;
-            }
-            let x = SparseRows::from_dense(&dense, cols);
-            let mut whole = SparseRows::default();
-            transpose_into(&mut whole, x.view(), &mut Vec::new(), 1);
-            let mut expect = vec![0.0; rows * cols];
-            transpose(&mut expect, rows, &dense, cols, rows, cols);
-            assert_eq!(whole.view().to_dense(), expect, "{rows}x{cols}");
-            for parts in [2, 3, 7, 20] {
-                let mut split = SparseRows::default();
-                transpose_into(&mut split, x.view(), &mut Vec::new(), parts);
-                assert_eq!(
-                    (&split.ptr, &split.idx, &split.val),
-                    (&whole.ptr, &whole.idx, &whole.val),
-                    "{rows}x{cols} in {parts} parts"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn transposed_product_matches_dense_reference() {
-        for (m, k, n, block_rows) in [
-            (1, 784, 192, 512),
-            (1000, 784, 192, 256),
-            (37, 11, 70, 5),
-            (12, 7, 3, 100),
-        ] {
-            let x = sparse_dense(m, k, 0.2, 6);
-            let d = sparse_dense(m, n, 1.0, 7);
-            let sx = SparseRows::from_dense(&x, k);
-            let parallel = ColumnBlocks::new(sx.view(), block_rows);
-            let mut reused = ColumnBlocks::default();
-            reused.fill(SparseRows::from_dense(&x[..k], k).view(), 3);
-            reused.fill(sx.view(), block_rows);
-            let mut slow = vec![0.0; n * k];
-            matmul_reference(
-                MatMut::new(&mut slow, n, k),
-                Mat::new(&d, m, n).t(),
-                Mat::new(&x, m, k),
-                false,
-            );
-            for xt in [&parallel, &reused] {
-                let mut fast = vec![f32::NAN; n * k];
-                spmm_t(&mut fast, xt, &d, n);
-                assert_close(&fast, &slow, &format!("{m}x{k} blocks of {block_rows}"));
-            }
         }
     }
 

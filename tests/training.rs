@@ -122,6 +122,26 @@ fn save_load_eval_round_trip_gives_identical_predictions() {
 }
 
 #[test]
+fn evaluation_on_paired_images_agrees_with_the_dense_path() {
+    // The trainer evaluates the validation and test images merged in pairs
+    // of similar ones, labels reordered alike; the dense path is the plain
+    // product. Rounding differs, so a near-tie may flip: 2 images of 10,000.
+    let mut t = Trainer::new(config(json!({"iters": 30})), mnist(), 2, None).unwrap();
+    finish(&mut t);
+    let mut ws = t.net.workspace(1000);
+    let test = &mnist().test;
+    let dense = t
+        .net
+        .accuracy(&t.params, Input::Dense(&test.images), &test.labels, &mut ws);
+    let paired = t.test_accuracy().unwrap();
+    assert!(dense > 0.8, "dense accuracy {dense}");
+    assert!(
+        (paired - dense).abs() <= 2e-4,
+        "paired {paired}, dense {dense}"
+    );
+}
+
+#[test]
 fn init_from_file_starts_from_those_weights() {
     let layout = Trainer::new(config(json!({"iters": 1})), mnist(), 1, None)
         .unwrap()

@@ -8,8 +8,8 @@ use super::params::Layout;
 use super::softmax_ce;
 use crate::tensor::par::for_row_blocks;
 use crate::tensor::{
-    spmm, spmm_by_columns, Aligned, ColumnBlocks, ColumnParts, Panels, SparseRows, SparseView,
-    COLUMN_SPLIT_ROWS,
+    spmm, spmm_by_columns, spmm_paired, Aligned, ColumnBlocks, ColumnParts, PairView, Panels,
+    SparseRows, SparseView, COLUMN_SPLIT_ROWS,
 };
 use std::ops::Range;
 
@@ -23,6 +23,9 @@ pub enum Input<'a> {
         rows: SparseView<'a>,
         by_column: Option<&'a ColumnBlocks>,
     },
+    /// Mostly-zero rows merged in pairs of similar rows (forward only; see
+    /// [`crate::tensor::pairs`]): outputs come in the pairs' row order.
+    Paired(PairView<'a>),
 }
 
 impl<'a> Input<'a> {
@@ -45,6 +48,7 @@ impl<'a> Input<'a> {
                 rows: rows.slice(range),
                 by_column: None,
             },
+            Input::Paired(rows) => Input::Paired(rows.slice(range)),
         }
     }
 
@@ -53,6 +57,7 @@ impl<'a> Input<'a> {
         match self {
             Input::Dense(x) => x.len() / inputs.max(1),
             Input::Sparse { rows, .. } => rows.rows(),
+            Input::Paired(rows) => rows.rows(),
         }
     }
 }
@@ -169,6 +174,7 @@ impl Network {
             Input::Sparse { rows, .. } => {
                 assert_eq!(rows.cols(), inputs, "input is not inputs wide")
             }
+            Input::Paired(rows) => assert_eq!(rows.cols(), inputs, "input is not inputs wide"),
         }
         let layers = &self.layout.layers;
         ws.mask_mode = dropout.map(|d| d.mode);
@@ -190,6 +196,12 @@ impl Network {
                         ws.w_panels.pack_transposed(w, layer.inputs, layer.outputs);
                     }
                     spmm(out, rows, &ws.w_panels, false)
+                }
+                (0, Input::Paired(rows)) => {
+                    if repack {
+                        ws.w_panels.pack_transposed(w, layer.inputs, layer.outputs);
+                    }
+                    spmm_paired(out, rows, &ws.w_panels)
                 }
                 (0, Input::Dense(x)) => dense::forward(out, x, w, d, self.threads),
                 _ => dense::forward(out, &before[l - 1], w, d, self.threads),
@@ -298,6 +310,7 @@ impl Network {
                     let by_column = by_column.expect("a backward pass needs inputs by column");
                     dense::backward_sparse(dw, db, dz, by_column);
                 }
+                (0, Input::Paired(_)) => panic!("a backward pass needs inputs by column"),
                 (0, Input::Dense(x)) => dense::backward(None, dw, db, dz, x, w, d, self.threads),
                 _ => {
                     let (inp, dinp) = (&ws.acts[l - 1], Some(&mut lower[l - 1][..]));
@@ -344,9 +357,15 @@ impl Network {
     ) {
         let inputs = self.layout.arch.inputs;
         let n = images.rows(inputs);
+        // Paired rows are cut between pairs.
+        let most = match images {
+            Input::Paired(_) => ws.capacity & !1,
+            _ => ws.capacity,
+        };
+        assert!(most > 0 || n == 0, "a workspace for no rows");
         let mut first = 0;
         while first < n {
-            let rows = ws.capacity.min(n - first);
+            let rows = most.min(n - first);
             let x = images.slice(first..first + rows, inputs);
             let logits = self.forward_with(params, x, ws, None, first == 0);
             f(first, logits);

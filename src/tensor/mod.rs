@@ -4,17 +4,17 @@
 //! threads' floating-point mode.
 
 pub mod aligned;
-pub mod column_pairs;
 pub mod fp;
 pub mod matmul;
+pub mod pairs;
 pub mod par;
 pub mod sparse;
 pub mod transpose;
 
 pub use aligned::Aligned;
-pub use column_pairs::{spmm_t, ColumnBlocks};
 pub use fp::flush_denormals;
 pub use matmul::{matmul, matmul_reference, Mat, MatMut};
+pub use pairs::{pair_order, spmm_paired, spmm_t, ColumnBlocks, PairRows, PairView};
 pub use sparse::{
     spmm, spmm_by_columns, ColumnParts, Panels, SparseRows, SparseView, COLUMN_SPLIT_ROWS,
 };

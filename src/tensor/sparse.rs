@@ -201,6 +201,11 @@ impl<'a> SparseView<'a> {
         }
     }
 
+    /// Stored entries of these rows.
+    pub fn entries(&self) -> usize {
+        self.ptr[self.rows()] - self.ptr[0]
+    }
+
     /// Column indices and values of row `r`.
     pub fn row(&self, r: usize) -> (&'a [u32], &'a [f32]) {
         let span = self.ptr[r]..self.ptr[r + 1];

@@ -11,7 +11,7 @@ use crate::nn::dropout::stream_key;
 use crate::nn::network::Dropout;
 use crate::nn::{l2, Input, Layout, Network, Workspace};
 use crate::optim::{Decay, Optimizer};
-use crate::tensor::{ColumnBlocks, SparseRows};
+use crate::tensor::{pair_order, ColumnBlocks, PairRows, SparseRows};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -384,14 +384,17 @@ impl<'d> Trainer<'d> {
         }
         let d = self.data;
         let split = [&d.train, &d.val, &d.test][which];
-        let compressed = self
-            .sparse
-            .as_ref()
-            .map(|s| [&s.train, &s.val, &s.test][which]);
-        let x = Input::new(&split.images, compressed);
+        let (x, labels) = match (&self.sparse, which) {
+            (None, _) => (Input::Dense(&split.images), &split.labels[..]),
+            (Some(s), 0) => (Input::new(&split.images, Some(&s.train)), &split.labels[..]),
+            (Some(s), _) => {
+                let e = if which == 1 { &s.val } else { &s.test };
+                (Input::Paired(e.rows.view()), &e.labels[..])
+            }
+        };
         Ok(self
             .net
-            .accuracy(&self.params, x, &split.labels, &mut self.eval_ws))
+            .accuracy(&self.params, x, labels, &mut self.eval_ws))
     }
 
     /// Accuracy on the three splits, without dropout.
@@ -563,8 +566,8 @@ struct GpuState {
 /// reused buffers of the compressed minibatches.
 struct SparseData {
     train: SparseRows,
-    val: SparseRows,
-    test: SparseRows,
+    val: EvalSplit,
+    test: EvalSplit,
     /// `train` by column, when every batch is the whole split.
     train_by_column: Option<ColumnBlocks>,
     /// This step's batch and the next one's, prepared while this one computes.
@@ -605,12 +608,32 @@ impl SparseData {
         let f = data.features();
         let train = SparseRows::compress_if_sparse(&data.train.images, f)?;
         Some(SparseData {
-            val: SparseRows::from_dense(&data.val.images, f),
-            test: SparseRows::from_dense(&data.test.images, f),
+            val: EvalSplit::new(&data.val),
+            test: EvalSplit::new(&data.test),
             train_by_column: whole_split.then(|| ColumnBlocks::new(train.view(), GRAD_BLOCK_ROWS)),
             train,
             batches: Default::default(),
         })
+    }
+}
+
+/// A split only evaluated: its images compressed and merged in pairs of
+/// similar ones (the forward product's fastest form, see
+/// [`crate::tensor::pairs`]), and its labels in the same order (accuracy
+/// does not depend on the order).
+struct EvalSplit {
+    rows: PairRows,
+    labels: Vec<u8>,
+}
+
+impl EvalSplit {
+    fn new(split: &Split) -> EvalSplit {
+        let x = SparseRows::from_dense(&split.images, split.features);
+        let order = pair_order(x.view());
+        EvalSplit {
+            rows: PairRows::from_rows(x.view(), &order),
+            labels: order.iter().map(|&r| split.labels[r as usize]).collect(),
+        }
     }
 }
 

@@ -23,9 +23,13 @@ pub enum Input<'a> {
         rows: SparseView<'a>,
         by_column: Option<&'a ColumnBlocks>,
     },
-    /// Mostly-zero rows merged in pairs of similar rows (forward only; see
-    /// [`crate::tensor::pairs`]): outputs come in the pairs' row order.
-    Paired(PairView<'a>),
+    /// Mostly-zero rows merged in pairs of similar rows (see
+    /// [`crate::tensor::pairs`]), in the pairs' row order, and the same by
+    /// column for a backward pass.
+    Paired {
+        rows: PairView<'a>,
+        by_column: Option<&'a ColumnBlocks>,
+    },
 }
 
 impl<'a> Input<'a> {
@@ -48,7 +52,10 @@ impl<'a> Input<'a> {
                 rows: rows.slice(range),
                 by_column: None,
             },
-            Input::Paired(rows) => Input::Paired(rows.slice(range)),
+            Input::Paired { rows, .. } => Input::Paired {
+                rows: rows.slice(range),
+                by_column: None,
+            },
         }
     }
 
@@ -57,7 +64,7 @@ impl<'a> Input<'a> {
         match self {
             Input::Dense(x) => x.len() / inputs.max(1),
             Input::Sparse { rows, .. } => rows.rows(),
-            Input::Paired(rows) => rows.rows(),
+            Input::Paired { rows, .. } => rows.rows(),
         }
     }
 }
@@ -174,7 +181,9 @@ impl Network {
             Input::Sparse { rows, .. } => {
                 assert_eq!(rows.cols(), inputs, "input is not inputs wide")
             }
-            Input::Paired(rows) => assert_eq!(rows.cols(), inputs, "input is not inputs wide"),
+            Input::Paired { rows, .. } => {
+                assert_eq!(rows.cols(), inputs, "input is not inputs wide")
+            }
         }
         let layers = &self.layout.layers;
         ws.mask_mode = dropout.map(|d| d.mode);
@@ -197,7 +206,7 @@ impl Network {
                     }
                     spmm(out, rows, &ws.w_panels, false)
                 }
-                (0, Input::Paired(rows)) => {
+                (0, Input::Paired { rows, .. }) => {
                     if repack {
                         ws.w_panels.pack_transposed(w, layer.inputs, layer.outputs);
                     }
@@ -306,11 +315,10 @@ impl Network {
             let (lower, upper) = ws.grads.split_at_mut(l.min(last));
             let dz: &[f32] = if l == last { &ws.acts[last] } else { &upper[0] };
             match (l, x) {
-                (0, Input::Sparse { by_column, .. }) => {
+                (0, Input::Sparse { by_column, .. } | Input::Paired { by_column, .. }) => {
                     let by_column = by_column.expect("a backward pass needs inputs by column");
                     dense::backward_sparse(dw, db, dz, by_column);
                 }
-                (0, Input::Paired(_)) => panic!("a backward pass needs inputs by column"),
                 (0, Input::Dense(x)) => dense::backward(None, dw, db, dz, x, w, d, self.threads),
                 _ => {
                     let (inp, dinp) = (&ws.acts[l - 1], Some(&mut lower[l - 1][..]));
@@ -359,7 +367,7 @@ impl Network {
         let n = images.rows(inputs);
         // Paired rows are cut between pairs.
         let most = match images {
-            Input::Paired(_) => ws.capacity & !1,
+            Input::Paired { .. } => ws.capacity & !1,
             _ => ws.capacity,
         };
         assert!(most > 0 || n == 0, "a workspace for no rows");

@@ -114,12 +114,20 @@ impl PairRows {
     /// counted in one pass, then `parts` tasks each place those of a range
     /// of pairs (about equal counts), reading only those of each row (its
     /// columns are sorted). `counts` is scratch.
-    fn transpose_from(&mut self, m: SparseView<'_>, counts: &mut Vec<usize>, parts: usize) {
+    fn transpose_from(&mut self, m: impl Rows, counts: &mut Vec<usize>, parts: usize) {
         let pairs = m.cols().div_ceil(2);
         counts.clear();
         counts.resize(pairs + 1, 0);
         for r in 0..m.rows() {
-            for_each_pair(m.row(r), |j| counts[j + 1] += 1);
+            // A row's columns are sorted, so a pair's two come together.
+            let mut last = None;
+            m.for_each_in(r, 0..u32::MAX, |k, _| {
+                let j = k as usize / 2;
+                if last != Some(j) {
+                    counts[j + 1] += 1;
+                    last = Some(j);
+                }
+            });
         }
         for j in 0..pairs {
             counts[j + 1] += counts[j];
@@ -157,14 +165,10 @@ impl PairRows {
             .into_par_iter()
             .for_each(|(j0, base, next, idx, val)| {
                 let j1 = j0 + next.len();
+                let columns = 2 * j0 as u32..2 * j1 as u32;
                 for r in 0..m.rows() {
-                    let (ks, vs) = m.row(r);
-                    let (a, b) = (
-                        ks.partition_point(|&k| (k as usize) < 2 * j0),
-                        ks.partition_point(|&k| (k as usize) < 2 * j1),
-                    );
                     let mut slot = None;
-                    for (&k, &v) in ks[a..b].iter().zip(&vs[a..b]) {
+                    m.for_each_in(r, columns.clone(), |k, v| {
                         let j = k as usize / 2;
                         // The row's entries are sorted, so a pair's two
                         // columns come one after the other.
@@ -181,9 +185,70 @@ impl PairRows {
                         };
                         val[at][k as usize % 2] = v;
                         slot = Some((j, at));
-                    }
+                    });
                 }
             });
+    }
+}
+
+/// Rows with sorted columns that [`ColumnBlocks`] can regroup by column:
+/// compressed rows, or rows merged in pairs.
+pub trait Rows: Copy + Send + Sync {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Rows `range`.
+    fn slice(&self, range: Range<usize>) -> Self;
+    /// `f(column, value)` for each entry of row `r` in `columns`, in order.
+    fn for_each_in(&self, r: usize, columns: Range<u32>, f: impl FnMut(u32, f32));
+}
+
+impl Rows for SparseView<'_> {
+    fn rows(&self) -> usize {
+        SparseView::rows(self)
+    }
+
+    fn cols(&self) -> usize {
+        SparseView::cols(self)
+    }
+
+    fn slice(&self, range: Range<usize>) -> Self {
+        SparseView::slice(self, range)
+    }
+
+    fn for_each_in(&self, r: usize, columns: Range<u32>, mut f: impl FnMut(u32, f32)) {
+        let (ks, vs) = self.row(r);
+        let a = ks.partition_point(|&k| k < columns.start);
+        let b = ks.partition_point(|&k| k < columns.end);
+        for (&k, &v) in ks[a..b].iter().zip(&vs[a..b]) {
+            f(k, v);
+        }
+    }
+}
+
+impl Rows for PairView<'_> {
+    fn rows(&self) -> usize {
+        PairView::rows(self)
+    }
+
+    fn cols(&self) -> usize {
+        PairView::cols(self)
+    }
+
+    fn slice(&self, range: Range<usize>) -> Self {
+        PairView::slice(self, range)
+    }
+
+    /// A row's entries are those of its pair where its value is not 0
+    /// (compressed rows store no zeros).
+    fn for_each_in(&self, r: usize, columns: Range<u32>, mut f: impl FnMut(u32, f32)) {
+        let (ks, vs) = self.pair(r / 2);
+        let a = ks.partition_point(|&k| k < columns.start);
+        let b = ks.partition_point(|&k| k < columns.end);
+        for (&k, v) in ks[a..b].iter().zip(&vs[a..b]) {
+            if v[r % 2] != 0.0 {
+                f(k, v[r % 2]);
+            }
+        }
     }
 }
 
@@ -319,18 +384,6 @@ pub fn pair_order(m: SparseView<'_>) -> Vec<u32> {
     order
 }
 
-/// Calls `f(j)` once for each column pair `j` a row has entries in.
-fn for_each_pair((ks, _): (&[u32], &[f32]), mut f: impl FnMut(usize)) {
-    let mut last = None;
-    for &k in ks {
-        let j = k as usize / 2;
-        if last != Some(j) {
-            f(j);
-            last = Some(j);
-        }
-    }
-}
-
 /// The transpose of a matrix, one [`PairRows`] per block of `block_rows`
 /// rows: block `b` holds `X[b*block_rows.., :]ᵀ`, so `Xᵀ·D` is the sum over
 /// blocks of the block times `D`'s rows of that block.
@@ -345,7 +398,7 @@ pub struct ColumnBlocks {
 impl ColumnBlocks {
     /// Rebuilds from `m`, blocks in parallel, reusing buffers (no
     /// allocation once grown).
-    pub fn fill(&mut self, m: SparseView<'_>, block_rows: usize) {
+    pub fn fill(&mut self, m: impl Rows, block_rows: usize) {
         let block_rows = block_rows.max(1);
         let n_blocks = m.rows().div_ceil(block_rows);
         self.block_rows = block_rows;
@@ -367,7 +420,7 @@ impl ColumnBlocks {
     }
 
     /// A new [`ColumnBlocks::fill`]ed from `m`.
-    pub fn new(m: SparseView<'_>, block_rows: usize) -> ColumnBlocks {
+    pub fn new(m: impl Rows, block_rows: usize) -> ColumnBlocks {
         let mut c = ColumnBlocks::default();
         c.fill(m, block_rows);
         c
@@ -703,6 +756,16 @@ mod tests {
             for (a, b) in [(0, rows), (0, rows / 2 * 2), (rows / 4 * 2, rows)] {
                 let part = paired.view().slice(a..b).to_dense();
                 assert_eq!(part, expect[a * cols..b * cols], "rows {a}..{b}");
+            }
+            // Regrouped by column, the pairs are those rows regrouped.
+            let ordered = SparseRows::from_dense(&expect, cols);
+            for block_rows in [2, 64, 512] {
+                let from_pairs = ColumnBlocks::new(paired.view(), block_rows);
+                let from_rows = ColumnBlocks::new(ordered.view(), block_rows);
+                assert_eq!(from_pairs.blocks().len(), from_rows.blocks().len());
+                for (a, b) in from_pairs.blocks().iter().zip(from_rows.blocks()) {
+                    assert_eq!((&a.ptr, &a.idx, &a.val), (&b.ptr, &b.idx, &b.val));
+                }
             }
         }
     }

@@ -176,19 +176,18 @@ impl<'d> Trainer<'d> {
         let (batcher, split) = (&mut self.batcher, &self.data.train);
         let (ce, rows) = match &mut self.sparse {
             Some(SparseData {
-                train,
-                train_by_column: Some(by_column),
+                train: TrainRows::Whole { rows, by_column },
                 ..
             }) => {
-                let x = Input::Sparse {
-                    rows: train.view(),
+                let x = Input::Paired {
+                    rows: rows.rows.view(),
                     by_column: Some(by_column),
                 };
-                let ce = net.loss_and_grads(params, grads, x, &split.labels, ws, dropout.as_ref());
+                let ce = net.loss_and_grads(params, grads, x, &rows.labels, ws, dropout.as_ref());
                 (ce, split.len())
             }
             Some(SparseData {
-                train,
+                train: TrainRows::Batches(train),
                 batches: [now, next],
                 ..
             }) => {
@@ -384,13 +383,26 @@ impl<'d> Trainer<'d> {
         }
         let d = self.data;
         let split = [&d.train, &d.val, &d.test][which];
+        fn paired(p: &PairedSplit) -> (Input<'_>, &[u8]) {
+            let rows = p.rows.view();
+            (
+                Input::Paired {
+                    rows,
+                    by_column: None,
+                },
+                &p.labels[..],
+            )
+        }
         let (x, labels) = match (&self.sparse, which) {
             (None, _) => (Input::Dense(&split.images), &split.labels[..]),
-            (Some(s), 0) => (Input::new(&split.images, Some(&s.train)), &split.labels[..]),
-            (Some(s), _) => {
-                let e = if which == 1 { &s.val } else { &s.test };
-                (Input::Paired(e.rows.view()), &e.labels[..])
-            }
+            (Some(s), 0) => match &s.train {
+                TrainRows::Batches(rows) => {
+                    (Input::new(&split.images, Some(rows)), &split.labels[..])
+                }
+                TrainRows::Whole { rows, .. } => paired(rows),
+            },
+            (Some(s), 1) => paired(&s.val),
+            (Some(s), _) => paired(&s.test),
         };
         Ok(self
             .net
@@ -565,13 +577,25 @@ struct GpuState {
 /// Compressed forms of the splits (for the sparse first layer), and the
 /// reused buffers of the compressed minibatches.
 struct SparseData {
-    train: SparseRows,
-    val: EvalSplit,
-    test: EvalSplit,
-    /// `train` by column, when every batch is the whole split.
-    train_by_column: Option<ColumnBlocks>,
+    train: TrainRows,
+    val: PairedSplit,
+    test: PairedSplit,
     /// This step's batch and the next one's, prepared while this one computes.
     batches: [Batch; 2],
+}
+
+/// The training images, compressed.
+enum TrainRows {
+    /// Minibatches are gathered from these rows.
+    Batches(SparseRows),
+    /// Every batch is the whole split: its images merged in pairs, labels
+    /// reordered alike (the loss and the weight gradient are sums over all
+    /// images, so only their rounding depends on the order), and the same
+    /// by column for the weight gradient.
+    Whole {
+        rows: PairedSplit,
+        by_column: ColumnBlocks,
+    },
 }
 
 /// A compressed minibatch: rows, the same by column, labels.
@@ -607,32 +631,39 @@ impl SparseData {
     fn new(data: &Dataset, whole_split: bool) -> Option<SparseData> {
         let f = data.features();
         let train = SparseRows::compress_if_sparse(&data.train.images, f)?;
+        let train = if whole_split {
+            // Regrouped from the pairs, so the unpaired rows can go first
+            // (peak memory).
+            let rows = PairedSplit::new(train, &data.train.labels);
+            let by_column = ColumnBlocks::new(rows.rows.view(), GRAD_BLOCK_ROWS);
+            TrainRows::Whole { rows, by_column }
+        } else {
+            TrainRows::Batches(train)
+        };
+        let paired = |s: &Split| PairedSplit::new(SparseRows::from_dense(&s.images, f), &s.labels);
         Some(SparseData {
-            val: EvalSplit::new(&data.val),
-            test: EvalSplit::new(&data.test),
-            train_by_column: whole_split.then(|| ColumnBlocks::new(train.view(), GRAD_BLOCK_ROWS)),
+            val: paired(&data.val),
+            test: paired(&data.test),
             train,
             batches: Default::default(),
         })
     }
 }
 
-/// A split only evaluated: its images compressed and merged in pairs of
-/// similar ones (the forward product's fastest form, see
-/// [`crate::tensor::pairs`]), and its labels in the same order (accuracy
-/// does not depend on the order).
-struct EvalSplit {
+/// Compressed images merged in pairs of similar ones (the forward
+/// product's fastest form, see [`crate::tensor::pairs`]), and their labels
+/// in the same order (accuracy does not depend on the order).
+struct PairedSplit {
     rows: PairRows,
     labels: Vec<u8>,
 }
 
-impl EvalSplit {
-    fn new(split: &Split) -> EvalSplit {
-        let x = SparseRows::from_dense(&split.images, split.features);
-        let order = pair_order(x.view());
-        EvalSplit {
-            rows: PairRows::from_rows(x.view(), &order),
-            labels: order.iter().map(|&r| split.labels[r as usize]).collect(),
+impl PairedSplit {
+    fn new(images: SparseRows, labels: &[u8]) -> PairedSplit {
+        let order = pair_order(images.view());
+        PairedSplit {
+            rows: PairRows::from_rows(images.view(), &order),
+            labels: order.iter().map(|&r| labels[r as usize]).collect(),
         }
     }
 }

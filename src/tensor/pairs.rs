@@ -22,6 +22,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 use std::ops::Range;
 
+use super::par::{for_row_blocks, BLOCK_ROWS};
 use super::sparse::{columns_per_thread, store, Panels, SparseView, CHUNK_ROWS, GROUP, TILE};
 use super::transpose::transpose;
 
@@ -493,17 +494,12 @@ pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize) {
 pub fn spmm_paired(out: &mut [f32], a: PairView<'_>, b: &Panels) {
     let n = b.cols();
     assert_eq!(out.len(), a.rows() * n, "output is not rows x n");
-    if n == 0 {
-        return;
-    }
-    let per_task = a.pairs().div_ceil(4 * rayon::current_num_threads()).max(8);
-    out.par_chunks_mut(2 * per_task * n)
-        .enumerate()
-        .for_each(|(t, chunk)| {
-            let first = 2 * t * per_task;
-            let rows = a.slice(first..first + chunk.len() / n);
-            spmm_pairs(chunk, rows, b, false);
-        });
+    // Blocks of an even number of rows start on a pair.
+    const _: () = assert!(BLOCK_ROWS.is_multiple_of(2));
+    for_row_blocks(out, n, |first, block| {
+        let rows = a.slice(first..first + block.len() / n);
+        spmm_pairs(block, rows, b, false);
+    });
 }
 
 /// `out[2j + h, :] (+)= Σ_{(c, v) in pair j} v[h] · b[c, :]`: `out` is

@@ -7,7 +7,7 @@ use scratchnet::nn::dropout::{fill_mask, stream_key, DropoutMode};
 use scratchnet::nn::network::Dropout;
 use scratchnet::nn::params::BranchSlot;
 use scratchnet::nn::{softmax_ce, Activation, Arch, InitScheme, Input, Layout, Network};
-use scratchnet::tensor::{ColumnBlocks, SparseRows};
+use scratchnet::tensor::{pair_order, ColumnBlocks, PairRows, SparseRows};
 
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -299,4 +299,85 @@ fn sparse_input_gives_the_dense_loss_and_gradients() {
         net.predict(&params, Input::Dense(&x), &mut ws),
         net.predict(&params, Input::new(&x, Some(&compressed)), &mut ws)
     );
+}
+
+/// Many rows go through the network a block at a time, each block through
+/// every layer on one thread; a few rows (a minibatch) go layer by layer,
+/// each product split among the threads. The two must agree: the same
+/// logits for dense, compressed and paired input, and, where the dropout
+/// scales do not depend on the row (none, or per unit), the gradient of all
+/// the rows equal to the row-weighted gradients of chunks of them.
+#[test]
+fn many_rows_in_blocks_agree_with_few_rows_layer_by_layer() {
+    let (inputs, rows, chunk) = (61, 1301, 256);
+    let arch = Arch::parse("relu:37|tanh:20,relu:11", inputs, 10).unwrap();
+    let layout = Layout::new(&arch);
+    let net = Network::new(layout.clone(), 3);
+    let x: Vec<f32> = values(rows * inputs, 31)
+        .iter()
+        .map(|&v| if v > 0.6 { v } else { 0.0 })
+        .collect();
+    let labels: Vec<u8> = (0..rows).map(|i| (i * 3 % 10) as u8).collect();
+    let compressed = SparseRows::from_dense(&x, inputs);
+    let paired = PairRows::from_rows(compressed.view(), &pair_order(compressed.view()));
+    let params = layout.init(InitScheme::He, 9);
+    let logits = |input: Input<'_>, capacity: usize| {
+        let mut all = Vec::new();
+        let mut ws = net.workspace(capacity);
+        net.logits_chunks(&params, input, &mut ws, |_, l| all.extend_from_slice(l));
+        all
+    };
+    for (what, input) in [
+        ("dense", Input::Dense(&x)),
+        ("compressed", Input::new(&x, Some(&compressed))),
+        (
+            "paired",
+            Input::Paired {
+                rows: paired.view(),
+                by_column: None,
+            },
+        ),
+    ] {
+        let whole = logits(input, rows);
+        assert_eq!(whole.len(), rows * 10);
+        assert!(whole == logits(input, chunk), "{what}: logits differ");
+    }
+
+    let keeps = [0.8f32, 0.7, 0.9];
+    for mode in [None, Some(DropoutMode::Unit)] {
+        let dropout = mode.map(|mode| Dropout {
+            mode,
+            keeps: &keeps,
+            key: stream_key(6, 3, 0),
+        });
+        let grads = |r: std::ops::Range<usize>| {
+            let part = compressed.view().slice(r.clone());
+            let by_column = ColumnBlocks::new(part, 64);
+            let input = Input::Sparse {
+                rows: part,
+                by_column: Some(&by_column),
+            };
+            let mut g = vec![0.0; layout.len];
+            let mut ws = net.workspace(r.len());
+            net.loss_and_grads(
+                &params,
+                &mut g,
+                input,
+                &labels[r],
+                &mut ws,
+                dropout.as_ref(),
+            );
+            g
+        };
+        let whole = grads(0..rows);
+        let mut chunked = vec![0.0f64; layout.len];
+        for first in (0..rows).step_by(chunk) {
+            let r = first..rows.min(first + chunk);
+            let share = r.len() as f64 / rows as f64;
+            for (c, g) in chunked.iter_mut().zip(grads(r)) {
+                *c += share * g as f64;
+            }
+        }
+        assert_close(&format!("blocks ({mode:?})"), &whole, &chunked, 1e-4);
+    }
 }

@@ -4,9 +4,9 @@
 use super::activation::{self, MaskRows};
 use super::dense::{self, Dims};
 use super::dropout::{fill_mask, mix64, DropoutMode};
-use super::params::Layout;
+use super::params::{LayerLayout, Layout};
 use super::softmax_ce;
-use crate::tensor::par::for_row_blocks;
+use crate::tensor::par::{for_blocks, for_row_blocks, Disjoint};
 use crate::tensor::{
     spmm, spmm_by_columns, spmm_paired, Aligned, ColumnBlocks, ColumnParts, PairView, Panels,
     SparseRows, SparseView, COLUMN_SPLIT_ROWS,
@@ -186,78 +186,132 @@ impl Network {
             }
         }
         let layers = &self.layout.layers;
+        self.prepare_masks(ws, rows, dropout);
+        let Workspace {
+            acts,
+            masks,
+            masked,
+            w_panels,
+            w_parts,
+            ..
+        } = ws;
+        // A minibatch's compressed rows are multiplied by columns, each
+        // thread packing its own part of the weight; other compressed input
+        // by rows, through the weight packed here.
+        let by_columns = matches!(x, Input::Sparse { .. }) && rows <= COLUMN_SPLIT_ROWS;
+        if repack && !by_columns && !matches!(x, Input::Dense(_)) {
+            let first = &layers[0];
+            w_panels.pack_transposed(&params[first.w.clone()], first.inputs, first.outputs);
+        }
+        {
+            let bufs = Shared {
+                acts: acts.iter_mut().map(|a| Disjoint::new(a)).collect(),
+                masks: masks
+                    .iter_mut()
+                    .zip(masked.iter())
+                    .map(|(m, &on)| match dropout {
+                        Some(d) if on && d.mode == DropoutMode::Unit => Mask::Unit(m),
+                        Some(_) if on => Mask::Sample(Disjoint::new(m)),
+                        _ => Mask::Off,
+                    })
+                    .collect(),
+                panels: w_panels,
+            };
+            if rows <= COLUMN_SPLIT_ROWS {
+                // Few rows: each layer's product is split among the threads.
+                let parts = by_columns.then_some(w_parts);
+                self.forward_block(params, x, 0..rows, &bufs, dropout, parts, self.threads);
+            } else {
+                // Many rows: a block of rows goes through every layer on one
+                // thread, its activations still in cache from the layer below.
+                for_blocks(rows, |r| {
+                    self.forward_block(params, x, r, &bufs, dropout, None, 1)
+                });
+            }
+        }
+        &mut acts[layers.len() - 1][..rows * self.layout.arch.classes]
+    }
+
+    /// Marks the hidden layers that dropout masks this pass and sizes their
+    /// masks; a mask shared by all rows (unit mode) is drawn here, one per
+    /// row (sample mode) with its block's forward pass.
+    fn prepare_masks(&self, ws: &mut Workspace, rows: usize, dropout: Option<&Dropout<'_>>) {
+        let layers = &self.layout.layers;
         ws.mask_mode = dropout.map(|d| d.mode);
+        for (l, layer) in layers[..layers.len() - 1].iter().enumerate() {
+            ws.masked[l] =
+                dropout.is_some_and(|d| layer.branches.iter().any(|b| d.keeps[b.index] < 1.0));
+            let Some(d) = dropout.filter(|_| ws.masked[l]) else {
+                continue;
+            };
+            let mask_rows = if d.mode == DropoutMode::Unit { 1 } else { rows };
+            let mask = &mut ws.masks[l];
+            if mask.len() < mask_rows * layer.outputs {
+                mask.resize(mask_rows * layer.outputs, 0.0);
+            }
+            if d.mode == DropoutMode::Unit {
+                fill_masks(&mut mask[..layer.outputs], 0, l, layer, d);
+            }
+        }
+    }
+
+    /// Rows `r` of `x` through every layer into `bufs`, the products on
+    /// `threads` threads (`parts`: split by columns, for a minibatch).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_block(
+        &self,
+        params: &[f32],
+        x: Input<'_>,
+        r: Range<usize>,
+        bufs: &Shared<'_>,
+        dropout: Option<&Dropout<'_>>,
+        mut parts: Option<&mut ColumnParts>,
+        threads: usize,
+    ) {
+        let layers = &self.layout.layers;
         for (l, layer) in layers.iter().enumerate() {
-            let (before, rest) = ws.acts.split_at_mut(l);
-            let out = &mut rest[0][..rows * layer.outputs];
+            let rows_of = |width: usize| r.start * width..r.end * width;
+            // SAFETY: rows `r` of every buffer belong to this call alone
+            // (blocks of `for_blocks`, or all rows on the calling thread).
+            let out = unsafe { bufs.acts[l].range(rows_of(layer.outputs)) };
+            let w = &params[layer.w.clone()];
             let d = Dims {
-                batch: rows,
+                batch: r.len(),
                 inputs: layer.inputs,
                 outputs: layer.outputs,
             };
-            let w = &params[layer.w.clone()];
-            match (l, x) {
-                (0, Input::Sparse { rows, .. }) if rows.rows() <= COLUMN_SPLIT_ROWS => {
-                    spmm_by_columns(out, rows, w, layer.outputs, &mut ws.w_parts)
+            match (l, x.slice(r.clone(), self.layout.arch.inputs)) {
+                (0, Input::Sparse { rows, .. }) => match parts.as_deref_mut() {
+                    Some(parts) => spmm_by_columns(out, rows, w, layer.outputs, parts),
+                    None => spmm(out, rows, bufs.panels, false),
+                },
+                (0, Input::Paired { rows, .. }) => spmm_paired(out, rows, bufs.panels),
+                (0, Input::Dense(x)) => dense::forward(out, x, w, d, threads),
+                _ => {
+                    // SAFETY: as `out`, in the layer below.
+                    let below = unsafe { bufs.acts[l - 1].range(rows_of(layer.inputs)) };
+                    dense::forward(out, below, w, d, threads)
                 }
-                (0, Input::Sparse { rows, .. }) => {
-                    if repack {
-                        ws.w_panels.pack_transposed(w, layer.inputs, layer.outputs);
-                    }
-                    spmm(out, rows, &ws.w_panels, false)
-                }
-                (0, Input::Paired { rows, .. }) => {
-                    if repack {
-                        ws.w_panels.pack_transposed(w, layer.inputs, layer.outputs);
-                    }
-                    spmm_paired(out, rows, &ws.w_panels)
-                }
-                (0, Input::Dense(x)) => dense::forward(out, x, w, d, self.threads),
-                _ => dense::forward(out, &before[l - 1], w, d, self.threads),
             }
-
-            let hidden = l + 1 < layers.len();
-            let masked = hidden
-                && dropout.is_some_and(|d| layer.branches.iter().any(|b| d.keeps[b.index] < 1.0));
-            if hidden {
-                ws.masked[l] = masked;
-            }
-            if masked {
-                let d = dropout.unwrap();
-                let mask_rows = if d.mode == DropoutMode::Unit { 1 } else { rows };
-                let key = mix64(d.key ^ l as u64);
-                if ws.masks[l].len() < mask_rows * layer.outputs {
-                    ws.masks[l].resize(mask_rows * layer.outputs, 0.0);
+            let mask = match bufs.masks.get(l) {
+                Some(Mask::Unit(m)) => MaskRows::Unit(&m[..layer.outputs]),
+                Some(Mask::Sample(m)) => {
+                    // SAFETY: as `out`.
+                    let m = unsafe { m.range(rows_of(layer.outputs)) };
+                    fill_masks(
+                        m,
+                        r.start,
+                        l,
+                        layer,
+                        dropout.expect("masks come with dropout"),
+                    );
+                    MaskRows::Sample(m)
                 }
-                for_row_blocks(
-                    &mut ws.masks[l][..mask_rows * layer.outputs],
-                    layer.outputs,
-                    |first, block| {
-                        for b in &layer.branches {
-                            fill_mask(
-                                block,
-                                first,
-                                layer.outputs,
-                                b.cols.clone(),
-                                d.keeps[b.index],
-                                key,
-                            );
-                        }
-                    },
-                );
-            }
-            let mask = if masked {
-                Some((ws.masks[l].as_slice(), dropout.unwrap().mode))
-            } else {
-                None
+                _ => MaskRows::Off,
             };
             let bias = &params[layer.b.clone()];
-            for_row_blocks(out, layer.outputs, |first, block| {
-                let m = mask_rows(mask, first, block.len() / layer.outputs, layer.outputs);
-                activation::forward_rows(block, layer.outputs, bias, &layer.branches, m);
-            });
+            activation::forward_rows(out, layer.outputs, bias, &layer.branches, mask);
         }
-        &mut ws.acts[layers.len() - 1][..rows * self.layout.arch.classes]
     }
 
     /// Forward with `dropout`, the mean cross-entropy of `labels`, and the
@@ -404,6 +458,39 @@ impl Network {
         }
         let pred = self.predict(params, images, ws);
         pred.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64
+    }
+}
+
+/// The workspace's buffers during a forward pass, shared by tasks that
+/// each own a block of rows.
+struct Shared<'a> {
+    acts: Vec<Disjoint<'a>>,
+    masks: Vec<Mask<'a>>,
+    panels: &'a Panels,
+}
+
+/// A hidden layer's dropout scales during a forward pass.
+enum Mask<'a> {
+    Off,
+    /// One row for every sample, drawn before the pass.
+    Unit(&'a [f32]),
+    /// A row per sample, drawn block by block.
+    Sample(Disjoint<'a>),
+}
+
+/// Draws layer `l`'s dropout scales for `scale`'s rows, the first being
+/// row `first_row` of the batch.
+fn fill_masks(scale: &mut [f32], first_row: usize, l: usize, layer: &LayerLayout, d: &Dropout<'_>) {
+    let key = mix64(d.key ^ l as u64);
+    for b in &layer.branches {
+        fill_mask(
+            scale,
+            first_row,
+            layer.outputs,
+            b.cols.clone(),
+            d.keeps[b.index],
+            key,
+        );
     }
 }
 

@@ -5,6 +5,8 @@
 //! threads.
 
 use rayon::prelude::*;
+use std::marker::PhantomData;
+use std::ops::Range;
 
 /// Rows per block: big enough to amortise scheduling, small enough to balance.
 pub const BLOCK_ROWS: usize = 256;
@@ -45,4 +47,56 @@ where
         .enumerate()
         .map(|(i, block)| f(i * BLOCK_ROWS, block))
         .collect()
+}
+
+/// Runs `f(rows)` for the blocks of [`BLOCK_ROWS`] rows of `0..n` in
+/// parallel, for work that carries a block through several buffers.
+pub fn for_blocks<F>(n: usize, f: F)
+where
+    F: Fn(Range<usize>) + Sync + Send,
+{
+    (0..n.div_ceil(BLOCK_ROWS))
+        .into_par_iter()
+        .for_each(|b| f(b * BLOCK_ROWS..n.min((b + 1) * BLOCK_ROWS)));
+}
+
+/// A buffer written by parallel tasks, each through its own rows: what
+/// [`for_row_blocks`] does for one buffer, for a task that needs the same
+/// rows of several (every layer's activations of one block).
+#[derive(Clone, Copy)]
+pub struct Disjoint<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buf: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a `Disjoint` hands out only ranges its callers promise not to
+// share between threads (the contract of `range`).
+unsafe impl Send for Disjoint<'_> {}
+unsafe impl Sync for Disjoint<'_> {}
+
+impl<'a> Disjoint<'a> {
+    pub fn new(buf: &'a mut [f32]) -> Disjoint<'a> {
+        Disjoint {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: PhantomData,
+        }
+    }
+
+    /// Elements `r` of the buffer.
+    ///
+    /// # Safety
+    /// While the slice lives, no other slice from this buffer may overlap
+    /// `r`.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range(&self, r: Range<usize>) -> &'a mut [f32] {
+        assert!(
+            r.start <= r.end && r.end <= self.len,
+            "range {r:?} outside a buffer of {}",
+            self.len
+        );
+        // SAFETY: in bounds (checked above); unshared (the caller's promise).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
+    }
 }

@@ -9,6 +9,7 @@
 //! on [`ColumnBlocks`](super::ColumnBlocks) (the transpose of `X` cut into row
 //! blocks so each block's `dZ1` stays in cache, its rows merged in pairs).
 
+use super::par::for_row_blocks;
 use super::transpose::{copy_short, transpose};
 use super::Aligned;
 use multiversion::multiversion;
@@ -379,9 +380,9 @@ pub fn spmm_by_columns(
 }
 
 /// `out[r, :] (+)= Σ_{(k, v) in row r of a} v · b[k, :]`: `out` is
-/// `a.rows() x b.cols()` row-major. Rows are split among threads, and each
-/// row's sum has a fixed order, so the result does not depend on the thread
-/// count.
+/// `a.rows() x b.cols()` row-major. Blocks of rows are split among threads
+/// (one block runs on the calling thread), and each row's sum has a fixed
+/// order, so the result does not depend on the thread count.
 pub fn spmm(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
     let n = b.cols();
     assert_eq!(out.len(), a.rows() * n, "output is not rows x n");
@@ -389,18 +390,10 @@ pub fn spmm(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
     if n == 0 {
         return;
     }
-    let per_task = a.rows().div_ceil(4 * rayon::current_num_threads()).max(16);
-    out.par_chunks_mut(per_task * n)
-        .enumerate()
-        .for_each(|(t, chunk)| {
-            let first = t * per_task;
-            spmm_rows(
-                chunk,
-                a.slice(first..first + chunk.len() / n),
-                b,
-                accumulate,
-            );
-        });
+    for_row_blocks(out, n, |first, block| {
+        let rows = a.slice(first..first + block.len() / n);
+        spmm_rows(block, rows, b, accumulate);
+    });
 }
 
 /// [`spmm`] on one thread: AVX-512 where the CPU has it, else portable code

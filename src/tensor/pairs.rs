@@ -125,13 +125,13 @@ impl PairRows {
         counts.resize(pairs + 1, 0);
         for r in 0..m.rows() {
             // A row's columns are sorted, so a pair's two come together.
-            let mut last = None;
+            // (Branch-free: whether a column starts a pair is data, and
+            // mispredicting it cost more than the counting.)
+            let mut last = usize::MAX;
             m.for_each_in(r, 0..u32::MAX, |k, _| {
                 let j = k as usize / 2;
-                if last != Some(j) {
-                    counts[j + 1] += 1;
-                    last = Some(j);
-                }
+                counts[j + 1] += (j != last) as usize;
+                last = j;
             });
         }
         for j in 0..pairs {
@@ -172,24 +172,28 @@ impl PairRows {
                 let j1 = j0 + next.len();
                 let columns = 2 * j0 as u32..2 * j1 as u32;
                 for r in 0..m.rows() {
-                    let mut slot = None;
+                    // The row's entries are sorted, so a pair's two columns
+                    // come one after the other: an odd column's entry joins
+                    // the even one's slot when it had one. Branch-free (as
+                    // the count above): each entry writes its slot whole.
+                    let (mut last, mut at, mut even) = (usize::MAX, 0, 0.0);
                     m.for_each_in(r, columns.clone(), |k, v| {
                         let j = k as usize / 2;
-                        // The row's entries are sorted, so a pair's two
-                        // columns come one after the other.
-                        let at = match slot {
-                            Some((last, at)) if last == j => at,
-                            _ => {
-                                let next = &mut next[j - j0];
-                                let at = *next - base;
-                                *next += 1;
-                                idx[at] = r as u32;
-                                val[at] = [0.0; 2];
-                                at
-                            }
+                        let new = j != last;
+                        let next = &mut next[j - j0];
+                        at = if new { *next - base } else { at };
+                        *next += new as usize;
+                        let odd = k % 2 == 1;
+                        even = if !odd {
+                            v
+                        } else if new {
+                            0.0
+                        } else {
+                            even
                         };
-                        val[at][k as usize % 2] = v;
-                        slot = Some((j, at));
+                        idx[at] = r as u32;
+                        val[at] = [even, if odd { v } else { 0.0 }];
+                        last = j;
                     });
                 }
             });

@@ -350,12 +350,16 @@ fn many_rows_in_blocks_agree_with_few_rows_layer_by_layer() {
             keeps: &keeps,
             key: stream_key(6, 3, 0),
         });
-        let grads = |r: std::ops::Range<usize>| {
+        let grads = |r: std::ops::Range<usize>, sparse: bool| {
             let part = compressed.view().slice(r.clone());
             let by_column = ColumnBlocks::new(part, 64);
-            let input = Input::Sparse {
-                rows: part,
-                by_column: Some(&by_column),
+            let input = if sparse {
+                Input::Sparse {
+                    rows: part,
+                    by_column: Some(&by_column),
+                }
+            } else {
+                Input::Dense(&x[r.start * inputs..r.end * inputs])
             };
             let mut g = vec![0.0; layout.len];
             let mut ws = net.workspace(r.len());
@@ -369,15 +373,18 @@ fn many_rows_in_blocks_agree_with_few_rows_layer_by_layer() {
             );
             g
         };
-        let whole = grads(0..rows);
-        let mut chunked = vec![0.0f64; layout.len];
-        for first in (0..rows).step_by(chunk) {
-            let r = first..rows.min(first + chunk);
-            let share = r.len() as f64 / rows as f64;
-            for (c, g) in chunked.iter_mut().zip(grads(r)) {
-                *c += share * g as f64;
+        for sparse in [false, true] {
+            let whole = grads(0..rows, sparse);
+            let mut chunked = vec![0.0f64; layout.len];
+            for first in (0..rows).step_by(chunk) {
+                let r = first..rows.min(first + chunk);
+                let share = r.len() as f64 / rows as f64;
+                for (c, g) in chunked.iter_mut().zip(grads(r, sparse)) {
+                    *c += share * g as f64;
+                }
             }
+            let what = format!("blocks ({mode:?}, sparse {sparse})");
+            assert_close(&what, &whole, &chunked, 1e-4);
         }
-        assert_close(&format!("blocks ({mode:?})"), &whole, &chunked, 1e-4);
     }
 }

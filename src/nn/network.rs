@@ -6,11 +6,12 @@ use super::dense::{self, Dims};
 use super::dropout::{fill_mask, mix64, DropoutMode};
 use super::params::{LayerLayout, Layout};
 use super::softmax_ce;
-use crate::tensor::par::{for_blocks, for_row_blocks, Disjoint};
+use crate::tensor::par::{for_blocks, for_row_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
 use crate::tensor::{
     spmm, spmm_by_columns, spmm_paired, Aligned, ColumnBlocks, ColumnParts, PairView, Panels,
     SparseRows, SparseView, COLUMN_SPLIT_ROWS,
 };
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// A batch of network inputs, `[rows, inputs]`.
@@ -101,6 +102,9 @@ pub struct Workspace {
     w_panels: Panels,
     /// The same, per thread, for few rows.
     w_parts: ColumnParts,
+    /// Each block's share of the gradients of the layers after the first
+    /// (a backward pass over many rows; grown on first use).
+    partials: Vec<f32>,
 }
 
 impl Workspace {
@@ -144,6 +148,7 @@ impl Network {
             masked: vec![false; hidden],
             w_panels: Panels::default(),
             w_parts: ColumnParts::default(),
+            partials: Vec::new(),
         }
     }
 
@@ -357,55 +362,150 @@ impl Network {
     ) {
         let layers = &self.layout.layers;
         let last = layers.len() - 1;
-        for l in (0..=last).rev() {
-            let layer = &layers[l];
-            let d = Dims {
-                batch: rows,
-                inputs: layer.inputs,
-                outputs: layer.outputs,
-            };
-            let (dw, db) = grads[layer.w.start..layer.b.end].split_at_mut(layer.w.len());
-            let w = &params[layer.w.clone()];
-            let (lower, upper) = ws.grads.split_at_mut(l.min(last));
-            let dz: &[f32] = if l == last { &ws.acts[last] } else { &upper[0] };
-            match (l, x) {
-                (0, Input::Sparse { by_column, .. } | Input::Paired { by_column, .. }) => {
-                    let by_column = by_column.expect("a backward pass needs inputs by column");
-                    dense::backward_sparse(dw, db, dz, by_column);
-                }
-                (0, Input::Dense(x)) => dense::backward(None, dw, db, dz, x, w, d, self.threads),
-                _ => {
-                    let (inp, dinp) = (&ws.acts[l - 1], Some(&mut lower[l - 1][..]));
-                    dense::backward(dinp, dw, db, dz, inp, w, d, self.threads)
+        let Workspace {
+            acts,
+            grads: dgrads,
+            masks,
+            masked,
+            mask_mode,
+            partials,
+            ..
+        } = ws;
+        let saved = Saved {
+            acts,
+            masks,
+            masked,
+            mask_mode: *mask_mode,
+            keeps,
+        };
+        if rows <= COLUMN_SPLIT_ROWS {
+            // Few rows: layer by layer, each product split among the threads.
+            for l in (0..=last).rev() {
+                let layer = &layers[l];
+                let (lower, upper) = dgrads.split_at_mut(l.min(last));
+                let dz: &[f32] = if l == last {
+                    &saved.acts[last]
+                } else {
+                    &upper[0]
+                };
+                let dinp = (l > 0).then(|| &mut lower[l - 1][..]);
+                let dwdb = &mut grads[layer.w.start..layer.b.end];
+                self.layer_grads(l, params, dwdb, x, dz, saved, 0..rows, dinp, self.threads);
+                if l > 0 {
+                    let width = layers[l - 1].outputs;
+                    for_row_blocks(&mut dgrads[l - 1][..rows * width], width, |first, block| {
+                        let r = first..first + block.len() / width;
+                        self.activation_grad(l - 1, r, block, saved)
+                    });
                 }
             }
-            if l > 0 {
-                let below = &layers[l - 1];
-                let a = &ws.acts[l - 1];
-                let mask = if ws.masked[l - 1] {
-                    Some((ws.masks[l - 1].as_slice(), ws.mask_mode.unwrap()))
-                } else {
-                    None
-                };
-                let width = below.outputs;
-                for_row_blocks(
-                    &mut ws.grads[l - 1][..rows * width],
-                    width,
-                    |first, block| {
-                        let n = block.len() / width;
-                        let m = mask_rows(mask, first, n, width);
-                        activation::backward_rows(
-                            block,
-                            &a[first * width..(first + n) * width],
-                            width,
-                            &below.branches,
-                            keeps,
-                            m,
+            return;
+        }
+        // Many rows: a block of rows goes back through the dense layers on
+        // one thread (what it reads and writes stays in cache), its share of
+        // their weight gradients into its own partial sums, which are then
+        // added in block order (so the thread count does not matter); the
+        // first layer's gradient follows, over all rows.
+        let base = layers[1].w.start;
+        let per_block = self.layout.len - base;
+        let blocks = rows.div_ceil(BLOCK_ROWS);
+        if partials.len() < blocks * per_block {
+            partials.resize(blocks * per_block, 0.0);
+        }
+        let partials = &mut partials[..blocks * per_block];
+        {
+            let g: Vec<Disjoint> = dgrads.iter_mut().map(|g| Disjoint::new(g)).collect();
+            partials
+                .par_chunks_mut(per_block)
+                .enumerate()
+                .for_each(|(b, part)| {
+                    let r = b * BLOCK_ROWS..rows.min((b + 1) * BLOCK_ROWS);
+                    for l in (1..=last).rev() {
+                        let layer = &layers[l];
+                        let rows_of = |width: usize| r.start * width..r.end * width;
+                        // SAFETY: rows `r` of the gradients belong to this block.
+                        let dz: &[f32] = if l == last {
+                            &saved.acts[last][rows_of(layer.outputs)]
+                        } else {
+                            unsafe { g[l].range(rows_of(layer.outputs)) }
+                        };
+                        let dinp = unsafe { g[l - 1].range(rows_of(layer.inputs)) };
+                        let dwdb = &mut part[layer.w.start - base..layer.b.end - base];
+                        self.layer_grads(
+                            l,
+                            params,
+                            dwdb,
+                            x,
+                            dz,
+                            saved,
+                            r.clone(),
+                            Some(&mut *dinp),
+                            1,
                         );
-                    },
-                );
+                        self.activation_grad(l - 1, r.clone(), dinp, saved);
+                    }
+                });
+        }
+        sum_blocks(&mut grads[base..], partials);
+        let first = &layers[0];
+        let dz = &dgrads[0][..rows * first.outputs];
+        let dwdb = &mut grads[first.w.start..first.b.end];
+        self.layer_grads(0, params, dwdb, x, dz, saved, 0..rows, None, self.threads);
+    }
+
+    /// Layer `l`'s weight and bias gradients (`dwdb`, in the layout of its
+    /// parameters) from its `dz` for rows `r`, and, when asked, its input
+    /// gradient `dinp`, on `threads` threads.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_grads(
+        &self,
+        l: usize,
+        params: &[f32],
+        dwdb: &mut [f32],
+        x: Input<'_>,
+        dz: &[f32],
+        saved: Saved<'_>,
+        r: Range<usize>,
+        dinp: Option<&mut [f32]>,
+        threads: usize,
+    ) {
+        let layer = &self.layout.layers[l];
+        let (dw, db) = dwdb.split_at_mut(layer.w.len());
+        let w = &params[layer.w.clone()];
+        let d = Dims {
+            batch: r.len(),
+            inputs: layer.inputs,
+            outputs: layer.outputs,
+        };
+        let inp = |width: usize| r.start * width..r.end * width;
+        match (l, x) {
+            (0, Input::Sparse { by_column, .. } | Input::Paired { by_column, .. }) => {
+                let by_column = by_column.expect("a backward pass needs inputs by column");
+                dense::backward_sparse(dw, db, dz, by_column);
+            }
+            (0, Input::Dense(x)) => {
+                dense::backward(None, dw, db, dz, &x[inp(layer.inputs)], w, d, threads)
+            }
+            _ => {
+                let below = &saved.acts[l - 1][inp(layer.inputs)];
+                dense::backward(dinp, dw, db, dz, below, w, d, threads)
             }
         }
+    }
+
+    /// Hidden layer `l`'s dA into dZ in place, for rows `r` (`block`).
+    fn activation_grad(&self, l: usize, r: Range<usize>, block: &mut [f32], saved: Saved<'_>) {
+        let layer = &self.layout.layers[l];
+        let width = layer.outputs;
+        let mask = saved.masked[l].then(|| (saved.masks[l].as_slice(), saved.mask_mode.unwrap()));
+        activation::backward_rows(
+            block,
+            &saved.acts[l][r.start * width..r.end * width],
+            width,
+            &layer.branches,
+            saved.keeps,
+            mask_rows(mask, r.start, r.len(), width),
+        );
     }
 
     /// Calls `f(first_row, logits)` for consecutive chunks of `images`,
@@ -459,6 +559,16 @@ impl Network {
         let pred = self.predict(params, images, ws);
         pred.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64
     }
+}
+
+/// What the backward pass reads of the forward pass.
+#[derive(Clone, Copy)]
+struct Saved<'a> {
+    acts: &'a [Aligned],
+    masks: &'a [Vec<f32>],
+    masked: &'a [bool],
+    mask_mode: Option<DropoutMode>,
+    keeps: &'a [f32],
 }
 
 /// The workspace's buffers during a forward pass, shared by tasks that

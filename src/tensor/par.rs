@@ -60,6 +60,26 @@ where
         .for_each(|b| f(b * BLOCK_ROWS..n.min((b + 1) * BLOCK_ROWS)));
 }
 
+/// `out[i] = Σ_b partials[b * out.len() + i]`, each block's partial sums
+/// added in block order (in f64), so the result does not depend on which
+/// thread computed which block.
+pub fn sum_blocks(out: &mut [f32], partials: &[f32]) {
+    let n = out.len();
+    if n == 0 {
+        return;
+    }
+    assert_eq!(partials.len() % n, 0, "partials are not whole blocks");
+    const CHUNK: usize = 1024;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let acc = &mut [0.0f64; CHUNK][..out.len()];
+        for block in partials.chunks_exact(n) {
+            let block = &block[c * CHUNK..c * CHUNK + out.len()];
+            acc.iter_mut().zip(block).for_each(|(a, &p)| *a += p as f64);
+        }
+        out.iter_mut().zip(acc).for_each(|(o, a)| *o = *a as f32);
+    });
+}
+
 /// A buffer written by parallel tasks, each through its own rows: what
 /// [`for_row_blocks`] does for one buffer, for a task that needs the same
 /// rows of several (every layer's activations of one block).
@@ -98,5 +118,24 @@ impl<'a> Disjoint<'a> {
         );
         // SAFETY: in bounds (checked above); unshared (the caller's promise).
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sums_add_every_block_whatever_the_width() {
+        // Widths below, at and across the chunk of 1024; three blocks.
+        for n in [1, 5, 1024, 2500] {
+            let partials: Vec<f32> = (0..3 * n).map(|i| (i % 7) as f32 - 2.5).collect();
+            let mut out = vec![f32::NAN; n];
+            sum_blocks(&mut out, &partials);
+            for (i, &o) in out.iter().enumerate() {
+                let want: f32 = (0..3).map(|b| partials[b * n + i]).sum();
+                assert_eq!(o, want, "width {n}, element {i}");
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The whole network: forward through every layer, the loss, and backward,
-//! over preallocated buffers (nothing is allocated per step).
+//! over preallocated buffers (per pass, only a short list of buffer handles
+//! is allocated). Many rows go a block at a time through every layer, a few
+//! (a minibatch) layer by layer with each product split among the threads.
 
 use super::activation::{self, MaskRows};
 use super::dense::{self, Dims};

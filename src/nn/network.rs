@@ -8,7 +8,7 @@ use super::dense::{self, Dims};
 use super::dropout::{fill_mask, mix64, DropoutMode};
 use super::params::{LayerLayout, Layout};
 use super::softmax_ce;
-use crate::tensor::par::{for_blocks, for_row_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
+use crate::tensor::par::{block, for_blocks, for_row_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
 use crate::tensor::{
     spmm, spmm_by_columns, spmm_paired, Aligned, ColumnBlocks, ColumnParts, PairView, Panels,
     SparseRows, SparseView, COLUMN_SPLIT_ROWS,
@@ -277,7 +277,7 @@ impl Network {
     ) {
         let layers = &self.layout.layers;
         for (l, layer) in layers.iter().enumerate() {
-            let rows_of = |width: usize| r.start * width..r.end * width;
+            let rows_of = |width| elems(&r, width);
             // SAFETY: rows `r` of every buffer belong to this call alone
             // (blocks of `for_blocks`, or all rows on the calling thread).
             let out = unsafe { bufs.acts[l].range(rows_of(layer.outputs)) };
@@ -421,10 +421,10 @@ impl Network {
                 .par_chunks_mut(per_block)
                 .enumerate()
                 .for_each(|(b, part)| {
-                    let r = b * BLOCK_ROWS..rows.min((b + 1) * BLOCK_ROWS);
+                    let r = block(rows, b);
                     for l in (1..=last).rev() {
                         let layer = &layers[l];
-                        let rows_of = |width: usize| r.start * width..r.end * width;
+                        let rows_of = |width| elems(&r, width);
                         // SAFETY: rows `r` of the gradients belong to this block.
                         let dz: &[f32] = if l == last {
                             &saved.acts[last][rows_of(layer.outputs)]
@@ -479,17 +479,16 @@ impl Network {
             inputs: layer.inputs,
             outputs: layer.outputs,
         };
-        let inp = |width: usize| r.start * width..r.end * width;
         match (l, x) {
             (0, Input::Sparse { by_column, .. } | Input::Paired { by_column, .. }) => {
                 let by_column = by_column.expect("a backward pass needs inputs by column");
                 dense::backward_sparse(dw, db, dz, by_column);
             }
             (0, Input::Dense(x)) => {
-                dense::backward(None, dw, db, dz, &x[inp(layer.inputs)], w, d, threads)
+                dense::backward(None, dw, db, dz, &x[elems(&r, layer.inputs)], w, d, threads)
             }
             _ => {
-                let below = &saved.acts[l - 1][inp(layer.inputs)];
+                let below = &saved.acts[l - 1][elems(&r, layer.inputs)];
                 dense::backward(dinp, dw, db, dz, below, w, d, threads)
             }
         }
@@ -499,14 +498,20 @@ impl Network {
     fn activation_grad(&self, l: usize, r: Range<usize>, block: &mut [f32], saved: Saved<'_>) {
         let layer = &self.layout.layers[l];
         let width = layer.outputs;
-        let mask = saved.masked[l].then(|| (saved.masks[l].as_slice(), saved.mask_mode.unwrap()));
+        let mask = match (saved.masked[l], saved.mask_mode) {
+            (true, Some(DropoutMode::Unit)) => MaskRows::Unit(&saved.masks[l][..width]),
+            (true, Some(DropoutMode::Sample)) => {
+                MaskRows::Sample(&saved.masks[l][elems(&r, width)])
+            }
+            _ => MaskRows::Off,
+        };
         activation::backward_rows(
             block,
-            &saved.acts[l][r.start * width..r.end * width],
+            &saved.acts[l][elems(&r, width)],
             width,
             &layer.branches,
             saved.keeps,
-            mask_rows(mask, r.start, r.len(), width),
+            mask,
         );
     }
 
@@ -606,19 +611,9 @@ fn fill_masks(scale: &mut [f32], first_row: usize, l: usize, layer: &LayerLayout
     }
 }
 
-fn mask_rows(
-    mask: Option<(&[f32], DropoutMode)>,
-    first: usize,
-    rows: usize,
-    width: usize,
-) -> MaskRows<'_> {
-    match mask {
-        None => MaskRows::Off,
-        Some((m, DropoutMode::Unit)) => MaskRows::Unit(&m[..width]),
-        Some((m, DropoutMode::Sample)) => {
-            MaskRows::Sample(&m[first * width..(first + rows) * width])
-        }
-    }
+/// The elements of rows `r` of a row-major buffer of `width`-wide rows.
+fn elems(r: &Range<usize>, width: usize) -> Range<usize> {
+    r.start * width..r.end * width
 }
 
 /// Index of the largest value (the first, on ties).

@@ -57,7 +57,12 @@ where
 {
     (0..n.div_ceil(BLOCK_ROWS))
         .into_par_iter()
-        .for_each(|b| f(b * BLOCK_ROWS..n.min((b + 1) * BLOCK_ROWS)));
+        .for_each(|b| f(block(n, b)));
+}
+
+/// The rows of block `b` of `0..n` (blocks of [`BLOCK_ROWS`]).
+pub fn block(n: usize, b: usize) -> Range<usize> {
+    b * BLOCK_ROWS..n.min((b + 1) * BLOCK_ROWS)
 }
 
 /// `out[i] = Σ_b partials[b * out.len() + i]`, each block's partial sums

@@ -19,10 +19,13 @@ pub const VERSION_KEY: &str = "scratchnet.version";
 #[derive(Clone, Debug)]
 pub struct Model {
     pub layout: Layout,
+    /// In the layout's order (see [`Layout::w0_panels`]); the file holds
+    /// every weight as `out x in` rows.
     pub params: Vec<f32>,
     /// Free-form metadata (configuration, metrics, data checksums...).
     pub metadata: BTreeMap<String, String>,
-    /// Further 1-D tensors, named `state.*` (a checkpoint's optimiser state).
+    /// Further 1-D tensors, named `state.*` (a checkpoint's optimiser state,
+    /// shaped like the parameters but in the file's order: weights in rows).
     pub extra: BTreeMap<String, Vec<f32>>,
 }
 
@@ -33,6 +36,8 @@ impl Model {
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let le = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let mut params = self.params.clone();
+        self.layout.to_row_major(&mut params);
         let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .layout
             .tensors()
@@ -40,7 +45,7 @@ impl Model {
                 (
                     t.name.clone(),
                     t.shape.to_vec(),
-                    le(&self.params[t.range.clone()]),
+                    le(&params[t.range.clone()]),
                 )
             })
             .collect();
@@ -167,6 +172,7 @@ pub fn read_tensors(bytes: &[u8], layout: &Layout) -> Result<Vec<f32>> {
             bail!("tensor `{}` holds a non-finite value at index {i}", t.name);
         }
     }
+    layout.from_row_major(&mut params);
     Ok(params)
 }
 

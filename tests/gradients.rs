@@ -182,10 +182,107 @@ fn softmax_is_stable_for_huge_logits() {
     assert!((loss - std::f64::consts::LN_2).abs() < 1e-6, "{loss}");
 }
 
+/// Odd branch widths keep the first layer's weight in rows; whole panels
+/// keep it in panels (`Layout::w0_panels`): the tests run both.
+const ARCHES: [(&str, bool); 2] = [
+    ("relu:37|tanh:20,relu:11", false),
+    ("relu:32|tanh:16,relu:11", true),
+];
+
+/// `spec`'s layout for `inputs` and `classes`, checked to keep the first
+/// layer's weight in panels or not, as `panels` says.
+fn layout(spec: &str, panels: bool, inputs: usize, classes: usize) -> Layout {
+    let layout = Layout::new(&Arch::parse(spec, inputs, classes).unwrap());
+    assert_eq!(layout.w0_panels, panels, "{spec}");
+    layout
+}
+
 #[test]
 fn whole_network_gradient_matches_finite_differences() {
-    let arch = Arch::parse("relu:6|tanh:5,relu:4", 8, 3).unwrap();
-    let layout = Layout::new(&arch);
+    whole_network_gradient_check(layout("relu:6|tanh:5,relu:4", false, 8, 3));
+}
+
+/// The first layer's weight in panels gives what it gives in rows, bit for
+/// bit: the same loss, the same gradient (once in rows) and the same logits,
+/// for dense, compressed and paired input, few rows and many, in every
+/// dropout mode. (The tests above cover the layout in rows.)
+#[test]
+fn first_layer_in_panels_computes_what_rows_compute() {
+    let (spec, _) = ARCHES[1];
+    let panels = layout(spec, true, 61, 10);
+    let mut rows_layout = panels.clone();
+    rows_layout.w0_panels = false;
+    let p_panels = panels.init(InitScheme::He, 4);
+    let mut p_rows = p_panels.clone();
+    panels.to_row_major(&mut p_rows);
+    assert_ne!(p_rows, p_panels, "the layouts differ");
+    let keeps = [0.8f32, 0.7, 0.9];
+    for n in [1, 128, 700] {
+        let x: Vec<f32> = values(n * 61, 40 + n as u64)
+            .iter()
+            .map(|&v| if v > 0.6 { v } else { 0.0 })
+            .collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i * 7 % 10) as u8).collect();
+        let compressed = SparseRows::from_dense(&x, 61);
+        let paired = PairRows::from_rows(compressed.view(), &pair_order(compressed.view()));
+        let sparse_by_column = ColumnBlocks::new(compressed.view(), 64);
+        let paired_by_column = ColumnBlocks::new(paired.view(), 64);
+        let paired_labels: Vec<u8> = pair_order(compressed.view())
+            .iter()
+            .map(|&r| labels[r as usize])
+            .collect();
+        let inputs = [
+            ("dense", Input::Dense(&x), &labels),
+            (
+                "compressed",
+                Input::Sparse {
+                    rows: compressed.view(),
+                    by_column: Some(&sparse_by_column),
+                },
+                &labels,
+            ),
+            (
+                "paired",
+                Input::Paired {
+                    rows: paired.view(),
+                    by_column: Some(&paired_by_column),
+                },
+                &paired_labels,
+            ),
+        ];
+        for (what, input, labels) in inputs {
+            for mode in [None, Some(DropoutMode::Unit), Some(DropoutMode::Sample)] {
+                let dropout = mode.map(|mode| Dropout {
+                    mode,
+                    keeps: &keeps,
+                    key: stream_key(7, n as u64, 0),
+                });
+                let run = |layout: &Layout, params: &[f32]| {
+                    let net = Network::new(layout.clone(), 2);
+                    // (Paired rows are evaluated two at a time.)
+                    let mut ws = net.workspace(n + 1);
+                    let mut g = vec![0.0; layout.len];
+                    let loss = net.loss_and_grads(
+                        params,
+                        &mut g,
+                        input,
+                        labels,
+                        &mut ws,
+                        dropout.as_ref(),
+                    );
+                    layout.to_row_major(&mut g);
+                    let mut logits = Vec::new();
+                    net.logits_chunks(params, input, &mut ws, |_, z| logits.extend_from_slice(z));
+                    (loss, g, logits)
+                };
+                let (a, b) = (run(&panels, &p_panels), run(&rows_layout, &p_rows));
+                assert!(a == b, "{what}, {n} rows, {mode:?}: panels and rows differ");
+            }
+        }
+    }
+}
+
+fn whole_network_gradient_check(layout: Layout) {
     let net = Network::new(layout.clone(), 1);
     let rows = 7;
     let x = values(rows * 8, 11);
@@ -240,7 +337,7 @@ fn whole_network_gradient_matches_finite_differences() {
             let analytic: Vec<f32> = keep.iter().map(|&i| grads[i]).collect();
             let numeric: Vec<f64> = keep.iter().map(|&i| coarse[i]).collect();
             assert_close(
-                &format!("network {} ({mode:?})", t.name),
+                &format!("network {} ({mode:?}, panels {})", t.name, layout.w0_panels),
                 &analytic,
                 &numeric,
                 2e-2,
@@ -255,8 +352,12 @@ fn whole_network_gradient_matches_finite_differences() {
 /// mode.
 #[test]
 fn sparse_input_gives_the_dense_loss_and_gradients() {
-    let arch = Arch::parse("relu:37|tanh:20,relu:11", 61, 10).unwrap();
-    let layout = Layout::new(&arch);
+    for (spec, panels) in ARCHES {
+        sparse_against_dense(layout(spec, panels, 61, 10));
+    }
+}
+
+fn sparse_against_dense(layout: Layout) {
     let net = Network::new(layout.clone(), 2);
     let rows = 301;
     // About 80% zeros, like MNIST.
@@ -292,7 +393,8 @@ fn sparse_input_gives_the_dense_loss_and_gradients() {
             "{mode:?}: loss {dense_loss} vs {sparse_loss}"
         );
         let numeric: Vec<f64> = dense_g.iter().map(|&v| v as f64).collect();
-        assert_close(&format!("sparse ({mode:?})"), &sparse_g, &numeric, 1e-4);
+        let what = format!("sparse ({mode:?}, panels {})", layout.w0_panels);
+        assert_close(&what, &sparse_g, &numeric, 1e-4);
     }
     let mut ws = net.workspace(100);
     assert_eq!(
@@ -309,9 +411,13 @@ fn sparse_input_gives_the_dense_loss_and_gradients() {
 /// the rows equal to the row-weighted gradients of chunks of them.
 #[test]
 fn many_rows_in_blocks_agree_with_few_rows_layer_by_layer() {
-    let (inputs, rows, chunk) = (61, 1301, 256);
-    let arch = Arch::parse("relu:37|tanh:20,relu:11", inputs, 10).unwrap();
-    let layout = Layout::new(&arch);
+    for (spec, panels) in ARCHES {
+        blocks_against_layers(layout(spec, panels, 61, 10));
+    }
+}
+
+fn blocks_against_layers(layout: Layout) {
+    let (inputs, rows, chunk) = (layout.arch.inputs, 1301, 256);
     let net = Network::new(layout.clone(), 3);
     let x: Vec<f32> = values(rows * inputs, 31)
         .iter()
@@ -340,7 +446,11 @@ fn many_rows_in_blocks_agree_with_few_rows_layer_by_layer() {
     ] {
         let whole = logits(input, rows);
         assert_eq!(whole.len(), rows * 10);
-        assert!(whole == logits(input, chunk), "{what}: logits differ");
+        assert!(
+            whole == logits(input, chunk),
+            "{what}: logits differ (panels {})",
+            layout.w0_panels
+        );
     }
 
     let keeps = [0.8f32, 0.7, 0.9];
@@ -383,7 +493,10 @@ fn many_rows_in_blocks_agree_with_few_rows_layer_by_layer() {
                     *c += share * g as f64;
                 }
             }
-            let what = format!("blocks ({mode:?}, sparse {sparse})");
+            let what = format!(
+                "blocks ({mode:?}, sparse {sparse}, panels {})",
+                layout.w0_panels
+            );
             assert_close(&what, &whole, &chunked, 1e-4);
         }
     }

@@ -103,7 +103,24 @@ fn save_load_eval_round_trip_gives_identical_predictions() {
 
     let loaded = Model::load(&path).unwrap();
     assert_eq!(loaded.layout, t.net.layout);
-    assert!(loaded.params == t.params);
+    assert!(loaded.params == t.params[..]);
+    // The file holds every weight as `[out, in]` rows (the notebook's shape,
+    // and what files from before the first layer was kept in panels hold).
+    assert!(t.net.layout.w0_panels);
+    let mut rows = t.params.clone();
+    t.net.layout.to_row_major(&mut rows);
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for w in &t.net.layout.weights {
+        let stored: Vec<f32> = file
+            .tensor(&w.name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert!(stored == rows[w.range.clone()], "{} is not in rows", w.name);
+    }
     let cfg: TrainConfig = serde_json::from_str(&loaded.metadata["scratchnet.config"]).unwrap();
     assert_eq!(cfg, t.cfg);
     assert!(loaded.metadata["scratchnet.data_sha256"].contains("t10k-images-idx3-ubyte.gz"));
@@ -118,7 +135,7 @@ fn save_load_eval_round_trip_gives_identical_predictions() {
     assert_eq!(before, after);
 
     // --init reads the same tensors back by their notebook names.
-    assert!(load_init(&path, &t.net.layout).unwrap() == t.params);
+    assert!(load_init(&path, &t.net.layout).unwrap() == t.params[..]);
 }
 
 #[test]
@@ -164,7 +181,7 @@ fn init_from_file_starts_from_those_weights() {
     assert!(a
         .params
         .iter()
-        .zip(&b.params)
+        .zip(b.params.iter())
         .all(|(x, y)| (x - y).abs() < 0.05));
 }
 

@@ -97,8 +97,10 @@ fn launch_cfg(n: usize) -> LaunchConfig {
 }
 
 impl GpuNet {
-    /// Uploads `params` and the optimiser's state; buffers for batches of up
-    /// to `capacity` rows; `keeps` per hidden branch.
+    /// Uploads `params` and the optimiser's state (in `layout`'s order; the
+    /// device holds every weight in rows, see [`Layout::to_row_major`]);
+    /// buffers for batches of up to `capacity` rows; `keeps` per hidden
+    /// branch.
     pub fn new(
         ctx: &Arc<CudaContext>,
         layout: &Layout,
@@ -108,6 +110,11 @@ impl GpuNet {
         capacity: usize,
     ) -> Result<GpuNet> {
         let stream = ctx.default_stream();
+        let rows_of = |buf: &[f32]| {
+            let mut buf = buf.to_vec();
+            layout.to_row_major(&mut buf);
+            buf
+        };
         let ptx = cudarc::nvrtc::compile_ptx(SOURCE).context("compiling the CUDA kernels")?;
         let module = ctx.load_module(ptx)?;
         let f = |name: &str| {
@@ -151,8 +158,8 @@ impl GpuNet {
         }
         let opt = match opt {
             Optimizer::Adam(a) => DeviceOpt::Adam {
-                v: stream.clone_htod(&a.v)?,
-                s: stream.clone_htod(&a.s)?,
+                v: stream.clone_htod(&rows_of(&a.v))?,
+                s: stream.clone_htod(&rows_of(&a.s))?,
                 t: a.t,
                 beta1: a.beta1,
                 beta2: a.beta2,
@@ -160,14 +167,14 @@ impl GpuNet {
                 bias_correction: a.bias_correction,
             },
             Optimizer::Sgd(s) => DeviceOpt::Sgd {
-                u: stream.clone_htod(&s.velocity)?,
+                u: stream.clone_htod(&rows_of(&s.velocity))?,
                 momentum: s.momentum,
             },
         };
         let alloc = |n: usize| stream.alloc_zeros::<f32>(n.max(1));
         Ok(GpuNet {
             blas: CudaBlas::new(stream.clone())?,
-            params: stream.clone_htod(params)?,
+            params: stream.clone_htod(&rows_of(params))?,
             grads: alloc(layout.len)?,
             opt,
             acts: layout
@@ -534,9 +541,11 @@ impl GpuNet {
         Ok(self.stream.synchronize()?)
     }
 
-    /// The parameters, downloaded.
+    /// The parameters, downloaded (in the layout's order).
     pub fn params(&self) -> Result<Vec<f32>> {
-        Ok(self.stream.clone_dtoh(&self.params)?)
+        let mut p = self.stream.clone_dtoh(&self.params)?;
+        self.layout.from_row_major(&mut p);
+        Ok(p)
     }
 
     /// Copies the optimiser's state into `opt` (for checkpoints).
@@ -546,9 +555,12 @@ impl GpuNet {
                 a.v = self.stream.clone_dtoh(v)?;
                 a.s = self.stream.clone_dtoh(s)?;
                 a.t = *t;
+                self.layout.from_row_major(&mut a.v);
+                self.layout.from_row_major(&mut a.s);
             }
             (DeviceOpt::Sgd { u, .. }, Optimizer::Sgd(s)) => {
                 s.velocity = self.stream.clone_dtoh(u)?;
+                self.layout.from_row_major(&mut s.velocity);
             }
             _ => anyhow::bail!("optimiser kinds differ between host and device"),
         }

@@ -98,12 +98,19 @@ fn product_threads(d: Dims, threads: usize) -> usize {
 }
 
 /// [`backward`] for compressed input rows (given grouped by column), with
-/// no input gradient (only the first layer sees compressed input).
-pub fn backward_sparse(dw: &mut [f32], db: &mut [f32], dz: &[f32], inp: &ColumnBlocks) {
+/// no input gradient (only the first layer sees compressed input); `dw` in
+/// rows, or in panels (see [`crate::nn::Layout::w0_panels`]).
+pub fn backward_sparse(
+    dw: &mut [f32],
+    db: &mut [f32],
+    dz: &[f32],
+    inp: &ColumnBlocks,
+    panels: bool,
+) {
     let outputs = db.len();
     let rows = inp.blocks().iter().map(|b| b.cols()).sum::<usize>();
     let dz = &dz[..rows * outputs];
-    spmm_t(dw, inp, dz, outputs);
+    spmm_t(dw, inp, dz, outputs, panels);
     column_sums(db, dz);
 }
 

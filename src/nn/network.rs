@@ -10,8 +10,9 @@ use super::params::{LayerLayout, Layout};
 use super::softmax_ce;
 use crate::tensor::par::{block, for_blocks, for_row_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
 use crate::tensor::{
-    spmm, spmm_by_columns, spmm_paired, Aligned, ColumnBlocks, ColumnParts, PairView, Panels,
-    SparseRows, SparseView, COLUMN_SPLIT_ROWS,
+    pack_transposed_into, spmm, spmm_by_columns, spmm_paired, unpack_transposed, Aligned,
+    ColumnBlocks, ColumnParts, PairView, PanelView, Panels, SparseRows, SparseView,
+    COLUMN_SPLIT_ROWS,
 };
 use rayon::prelude::*;
 use std::ops::Range;
@@ -98,11 +99,16 @@ pub struct Workspace {
     /// Which layers' masks the last forward pass used.
     mask_mode: Option<DropoutMode>,
     masked: Vec<bool>,
-    /// The first layer's weight, repacked for compressed input (once per
-    /// forward pass, or per `logits_chunks` call: its first chunk is its
-    /// largest, so later chunks never need a packing the first skipped).
+    /// The first layer's weight in panels for compressed input, where the
+    /// layout keeps it in rows (packed once per forward pass, or per
+    /// `logits_chunks` call: its first chunk is its largest, so later chunks
+    /// never need a packing the first skipped).
     w_panels: Panels,
-    /// The same, per thread, for few rows.
+    /// The first layer's weight (or gradient) in rows, where the layout
+    /// keeps it in panels and the input is dense (the dense product's
+    /// operand).
+    w_rows: Vec<f32>,
+    /// The threads' columns of a minibatch's first product.
     w_parts: ColumnParts,
     /// Each block's share of the gradients of the layers after the first
     /// (a backward pass over many rows; grown on first use).
@@ -149,6 +155,7 @@ impl Network {
             mask_mode: None,
             masked: vec![false; hidden],
             w_panels: Panels::default(),
+            w_rows: Vec::new(),
             w_parts: ColumnParts::default(),
             partials: Vec::new(),
         }
@@ -199,17 +206,25 @@ impl Network {
             masks,
             masked,
             w_panels,
+            w_rows,
             w_parts,
             ..
         } = ws;
-        // A minibatch's compressed rows are multiplied by columns, each
-        // thread packing its own part of the weight; other compressed input
-        // by rows, through the weight packed here.
-        let by_columns = matches!(x, Input::Sparse { .. }) && rows <= COLUMN_SPLIT_ROWS;
-        if repack && !by_columns && !matches!(x, Input::Dense(_)) {
-            let first = &layers[0];
-            w_panels.pack_transposed(&params[first.w.clone()], first.inputs, first.outputs);
+        // The first layer's weight as the input's product reads it: in
+        // panels for compressed rows, in rows for dense ones.
+        let first = &layers[0];
+        let w0 = &params[first.w.clone()];
+        let dense = matches!(x, Input::Dense(_));
+        if repack && dense && self.layout.w0_panels {
+            w_rows.resize(w0.len(), 0.0);
+            unpack_transposed(w_rows, w0, first.inputs, first.outputs);
+        } else if repack && !dense && !self.layout.w0_panels {
+            w_panels.pack_transposed(w0, first.inputs, first.outputs);
         }
+        let (w0_rows, w0_panels) = match self.layout.w0_panels {
+            true => (&w_rows[..], PanelView::new(w0, first.inputs, first.outputs)),
+            false => (w0, w_panels.view()),
+        };
         {
             let bufs = Shared {
                 acts: acts.iter_mut().map(|a| Disjoint::new(a)).collect(),
@@ -222,11 +237,13 @@ impl Network {
                         _ => Mask::Off,
                     })
                     .collect(),
-                panels: w_panels,
+                w0_rows,
+                w0_panels,
             };
             if rows <= COLUMN_SPLIT_ROWS {
-                // Few rows: each layer's product is split among the threads.
-                let parts = by_columns.then_some(w_parts);
+                // Few rows: each layer's product is split among the threads
+                // (a minibatch's compressed rows by the weight's columns).
+                let parts = matches!(x, Input::Sparse { .. }).then_some(w_parts);
                 self.forward_block(params, x, 0..rows, &bufs, dropout, parts, self.threads);
             } else {
                 // Many rows: a block of rows goes through every layer on one
@@ -281,7 +298,11 @@ impl Network {
             // SAFETY: rows `r` of every buffer belong to this call alone
             // (blocks of `for_blocks`, or all rows on the calling thread).
             let out = unsafe { bufs.acts[l].range(rows_of(layer.outputs)) };
-            let w = &params[layer.w.clone()];
+            let w = if l == 0 {
+                bufs.w0_rows
+            } else {
+                &params[layer.w.clone()]
+            };
             let d = Dims {
                 batch: r.len(),
                 inputs: layer.inputs,
@@ -289,10 +310,10 @@ impl Network {
             };
             match (l, x.slice(r.clone(), self.layout.arch.inputs)) {
                 (0, Input::Sparse { rows, .. }) => match parts.as_deref_mut() {
-                    Some(parts) => spmm_by_columns(out, rows, w, layer.outputs, parts),
-                    None => spmm(out, rows, bufs.panels, false),
+                    Some(parts) => spmm_by_columns(out, rows, bufs.w0_panels, parts),
+                    None => spmm(out, rows, bufs.w0_panels, false),
                 },
-                (0, Input::Paired { rows, .. }) => spmm_paired(out, rows, bufs.panels),
+                (0, Input::Paired { rows, .. }) => spmm_paired(out, rows, bufs.w0_panels),
                 (0, Input::Dense(x)) => dense::forward(out, x, w, d, threads),
                 _ => {
                     // SAFETY: as `out`, in the layer below.
@@ -371,6 +392,7 @@ impl Network {
             masked,
             mask_mode,
             partials,
+            w_rows,
             ..
         } = ws;
         let saved = Saved {
@@ -401,8 +423,33 @@ impl Network {
                     });
                 }
             }
-            return;
+        } else {
+            self.backward_blocks(params, grads, x, rows, dgrads, partials, saved);
         }
+        // The dense product wrote the first layer's weight gradient in rows.
+        let first = &layers[0];
+        if self.layout.w0_panels && matches!(x, Input::Dense(_)) {
+            let dw = &mut grads[first.w.clone()];
+            w_rows.clear();
+            w_rows.extend_from_slice(dw);
+            pack_transposed_into(dw, w_rows, first.inputs, first.outputs);
+        }
+    }
+
+    /// [`Network::backward`] for many rows.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_blocks(
+        &self,
+        params: &[f32],
+        grads: &mut [f32],
+        x: Input<'_>,
+        rows: usize,
+        dgrads: &mut [Aligned],
+        partials: &mut Vec<f32>,
+        saved: Saved<'_>,
+    ) {
+        let layers = &self.layout.layers;
+        let last = layers.len() - 1;
         // Many rows: a block of rows goes back through the dense layers on
         // one thread (what it reads and writes stays in cache), its share of
         // their weight gradients into its own partial sums, which are then
@@ -482,9 +529,11 @@ impl Network {
         match (l, x) {
             (0, Input::Sparse { by_column, .. } | Input::Paired { by_column, .. }) => {
                 let by_column = by_column.expect("a backward pass needs inputs by column");
-                dense::backward_sparse(dw, db, dz, by_column);
+                dense::backward_sparse(dw, db, dz, by_column, self.layout.w0_panels);
             }
             (0, Input::Dense(x)) => {
+                // In rows, whatever the layout ([`Network::backward`] repacks
+                // it); the weight is only read for an input gradient.
                 dense::backward(None, dw, db, dz, &x[elems(&r, layer.inputs)], w, d, threads)
             }
             _ => {
@@ -583,7 +632,10 @@ struct Saved<'a> {
 struct Shared<'a> {
     acts: Vec<Disjoint<'a>>,
     masks: Vec<Mask<'a>>,
-    panels: &'a Panels,
+    /// The first layer's weight in rows (dense input) and in panels
+    /// (compressed input); one of them is valid.
+    w0_rows: &'a [f32],
+    w0_panels: PanelView<'a>,
 }
 
 /// A hidden layer's dropout scales during a forward pass.

@@ -4,9 +4,12 @@
 //! Layer `l` stores its branches' weight matrices stacked (`out x in`,
 //! row-major, branch after branch) and then its biases. Stacking makes a
 //! parallel block's forward one product whose output columns are the
-//! branches' concatenation, with no copy.
+//! branches' concatenation, with no copy. The first layer's weight is kept
+//! in column panels instead where its branches allow ([`Layout::w0_panels`]);
+//! files and the GPU always see `out x in` rows.
 
 use super::arch::{Activation, Arch};
+use crate::tensor::{pack_transposed_into, unpack_transposed, TILE};
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -52,6 +55,14 @@ pub struct Layout {
     /// Bias tensors, in the same order.
     pub biases: Vec<ParamTensor>,
     pub len: usize,
+    /// Whether the first layer's weight is held as its transpose in column
+    /// panels ([`crate::tensor::Panels`] layout, `TILE` outputs per panel)
+    /// rather than as `out x in` rows: so when every branch of the layer is
+    /// a whole number of panels wide (each branch's weight is still one range
+    /// of the buffer). The sparse kernels read it in place and write its
+    /// gradient the same way, where they would otherwise repack it every
+    /// step. [`Layout::to_row_major`] gives the rows (files, the GPU).
+    pub w0_panels: bool,
 }
 
 /// How weights are initialised: N(0, 1) * sqrt(gain / fan_in), biases zero.
@@ -122,12 +133,39 @@ impl Layout {
             });
             inputs = outputs;
         }
+        let w0_panels = layers[0]
+            .branches
+            .iter()
+            .all(|b| b.cols.len().is_multiple_of(TILE));
         Layout {
             arch: arch.clone(),
             layers,
             weights,
             biases,
             len: at,
+            w0_panels,
+        }
+    }
+
+    /// Rewrites `buf` (the parameters, or a buffer shaped like them: a
+    /// gradient, an optimiser's state) from this layout's order to every
+    /// weight as `out x in` rows.
+    pub fn to_row_major(&self, buf: &mut [f32]) {
+        if self.w0_panels {
+            let l = &self.layers[0];
+            let w = &mut buf[l.w.clone()];
+            let panels = w.to_vec();
+            unpack_transposed(w, &panels, l.inputs, l.outputs);
+        }
+    }
+
+    /// The inverse of [`Layout::to_row_major`].
+    pub fn from_row_major(&self, buf: &mut [f32]) {
+        if self.w0_panels {
+            let l = &self.layers[0];
+            let w = &mut buf[l.w.clone()];
+            let rows = w.to_vec();
+            pack_transposed_into(w, &rows, l.inputs, l.outputs);
         }
     }
 
@@ -141,7 +179,8 @@ impl Layout {
     }
 
     /// Fresh parameters from a seeded generator; draws weights in the
-    /// notebook's order (W11, W12, W2, W3), each row-major.
+    /// notebook's order (W11, W12, W2, W3), each row-major (then placed in
+    /// this layout's order).
     pub fn init(&self, scheme: InitScheme, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut params = vec![0.0f32; self.len];
@@ -159,6 +198,7 @@ impl Layout {
                 *p = (z * std) as f32;
             }
         }
+        self.from_row_major(&mut params);
         params
     }
 }
@@ -195,6 +235,40 @@ mod tests {
             layout.layers[0].w,
             layout.weights[0].range.start..layout.weights[1].range.end
         );
+    }
+
+    /// The notebook's first layer (128 and 64 wide) is kept in panels, odd
+    /// widths in rows. In panels each branch's range holds exactly that
+    /// branch's weights (what L2 reads), the round trip through rows is
+    /// exact, and the initial weights are those a layout in rows draws.
+    #[test]
+    fn first_layer_in_panels_keeps_each_branch_in_its_range() {
+        let odd = Layout::new(&Arch::parse("relu:37|tanh:20,relu:11", 61, 10).unwrap());
+        assert!(!odd.w0_panels);
+        let layout = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap());
+        assert!(layout.w0_panels);
+        let rows: Vec<f32> = (0..layout.len).map(|i| i as f32).collect();
+        let mut kept = rows.clone();
+        layout.from_row_major(&mut kept);
+        let w0 = layout.layers[0].w.clone();
+        assert_eq!(kept[w0.end..], rows[w0.end..], "only layer 0 moves");
+        // W1[o][i] is row i of panel o / 16, lane o % 16.
+        for (o, i) in [(0, 0), (0, 1), (1, 0), (130, 7), (191, 783)] {
+            assert_eq!(kept[(o / 16 * 784 + i) * 16 + o % 16], rows[o * 784 + i]);
+        }
+        for w in &layout.weights[..2] {
+            let mut a = kept[w.range.clone()].to_vec();
+            a.sort_by(f32::total_cmp);
+            assert_eq!(a, rows[w.range.clone()], "{}", w.name);
+        }
+        let mut back = kept;
+        layout.to_row_major(&mut back);
+        assert_eq!(back, rows);
+        let mut in_rows = layout.clone();
+        in_rows.w0_panels = false;
+        let mut init = layout.init(InitScheme::Notebook, 3);
+        layout.to_row_major(&mut init);
+        assert_eq!(init, in_rows.init(InitScheme::Notebook, 3));
     }
 
     #[test]

@@ -56,6 +56,20 @@ impl Clone for Aligned {
     }
 }
 
+impl From<&[f32]> for Aligned {
+    fn from(v: &[f32]) -> Aligned {
+        let mut a = Aligned::zeros(v.len());
+        a.copy_from_slice(v);
+        a
+    }
+}
+
+impl PartialEq for Aligned {
+    fn eq(&self, other: &Aligned) -> bool {
+        self[..] == other[..]
+    }
+}
+
 impl Deref for Aligned {
     type Target = [f32];
     fn deref(&self) -> &[f32] {

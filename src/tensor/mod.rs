@@ -16,6 +16,7 @@ pub use fp::flush_denormals;
 pub use matmul::{matmul, matmul_reference, Mat, MatMut};
 pub use pairs::{pair_order, spmm_paired, spmm_t, ColumnBlocks, PairRows, PairView};
 pub use sparse::{
-    spmm, spmm_by_columns, ColumnParts, Panels, SparseRows, SparseView, COLUMN_SPLIT_ROWS,
+    pack_transposed_into, panels_len, spmm, spmm_by_columns, unpack_transposed, ColumnParts,
+    PanelView, Panels, SparseRows, SparseView, COLUMN_SPLIT_ROWS, TILE,
 };
 pub use transpose::transpose;

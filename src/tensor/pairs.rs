@@ -23,7 +23,10 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 use super::par::{for_row_blocks, BLOCK_ROWS};
-use super::sparse::{columns_per_thread, store, Panels, SparseView, CHUNK_ROWS, GROUP, TILE};
+use super::sparse::{
+    columns_per_thread, pack_into, panels_len, store, PanelView, Panels, SparseView, CHUNK_ROWS,
+    GROUP, TILE,
+};
 use super::transpose::transpose;
 
 /// A sparse matrix (`rows x cols`) with its rows merged in pairs: pair `j`
@@ -457,45 +460,56 @@ thread_local! {
     static SPMM_T_SCRATCH: std::cell::RefCell<(Panels, Vec<f32>)> = Default::default();
 }
 
-/// `out = (Xᵀ·D)ᵀ = Dᵀ·X`, `n x m` row-major (a layer's `[out, in]` weight
-/// gradient), for `X` given as [`ColumnBlocks`] (`m` columns) and `D`
-/// row-major `rows x n`. Threads split `D`'s columns (`out`'s rows): each
-/// packs only its columns of each block of `D`, right before multiplying
-/// them (so they are still in its cache), sums the blocks in order into its
-/// own `m x w` buffer, and writes that transposed into its rows of `out`.
-/// Each sum's order is fixed by the kernel, whatever the split.
-pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize) {
+/// `out = (Xᵀ·D)ᵀ = Dᵀ·X` (a layer's `[out, in]` weight gradient), `n x m`
+/// row-major, or, with `panels`, `Xᵀ·D` (`m x n`) in [`Panels`] layout, as a
+/// first-layer weight kept in panels is stored; for `X` given as
+/// [`ColumnBlocks`] (`m` columns) and `D` row-major `rows x n`. Threads
+/// split `D`'s columns (`out`'s rows, or its panels): each packs only its
+/// columns of each block of `D`, right before multiplying them (so they are
+/// still in its cache), sums the blocks in order into its own `m x w`
+/// buffer, and writes that, transposed or as panels, into its part of
+/// `out`. Each sum's order is fixed by the kernel, whatever the split.
+pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize, panels: bool) {
     let Some(first) = xt.blocks.first() else {
         out.fill(0.0);
         return;
     };
     let m = first.rows();
-    assert_eq!(out.len(), m * n, "output is not n x cols");
+    let len = if panels { panels_len(m, n) } else { m * n };
+    assert_eq!(out.len(), len, "output is not n x cols");
     if n == 0 || m == 0 {
         return;
     }
     let per_task = columns_per_thread(n);
-    out.par_chunks_mut(per_task * m)
-        .enumerate()
-        .for_each(|(t, rows_of_out)| {
-            let (c0, w) = (t * per_task, rows_of_out.len() / m);
-            SPMM_T_SCRATCH.with_borrow_mut(|(panels, acc)| {
-                acc.resize(m * w, 0.0);
-                for (b, block) in xt.blocks.iter().enumerate() {
-                    let first = b * xt.block_rows;
-                    panels.pack(&d[first * n + c0..], block.cols(), w, n);
-                    spmm_pairs(acc, block.view(), panels, b > 0);
-                }
-                transpose(rows_of_out, m, acc, w, m, w);
-            });
+    let chunk = if panels {
+        panels_len(m, per_task)
+    } else {
+        per_task * m
+    };
+    out.par_chunks_mut(chunk).enumerate().for_each(|(t, part)| {
+        let c0 = t * per_task;
+        let w = per_task.min(n - c0);
+        SPMM_T_SCRATCH.with_borrow_mut(|(d_panels, acc)| {
+            acc.resize(m * w, 0.0);
+            for (b, block) in xt.blocks.iter().enumerate() {
+                let first = b * xt.block_rows;
+                d_panels.pack(&d[first * n + c0..], block.cols(), w, n);
+                spmm_pairs(acc, block.view(), d_panels.view(), b > 0);
+            }
+            if panels {
+                pack_into(part, acc, m, w, w);
+            } else {
+                transpose(part, m, acc, w, m, w);
+            }
         });
+    });
 }
 
 /// `out = a · b` (`a.rows() x b.cols()`, row-major) for rows merged in pairs:
 /// pairs are split among threads, and each row's sum has a fixed order, so
 /// the result does not depend on the thread count. Rows come out in `a`'s
 /// (paired) order.
-pub fn spmm_paired(out: &mut [f32], a: PairView<'_>, b: &Panels) {
+pub fn spmm_paired(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>) {
     let n = b.cols();
     assert_eq!(out.len(), a.rows() * n, "output is not rows x n");
     // Blocks of an even number of rows start on a pair.
@@ -510,7 +524,7 @@ pub fn spmm_paired(out: &mut [f32], a: PairView<'_>, b: &Panels) {
 /// `a.rows() x b.cols()` row-major. AVX-512 where the CPU has it, else
 /// portable code (vectorised for AVX2 where available); both sum in the
 /// same order with fused multiply-adds, so they give the same bits.
-fn spmm_pairs(out: &mut [f32], a: PairView<'_>, b: &Panels, accumulate: bool) {
+fn spmm_pairs(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
     assert_eq!(out.len(), a.rows() * b.cols(), "output is not rows x n");
     assert_eq!(b.rows(), a.cols(), "inner dimensions differ");
     #[cfg(target_arch = "x86_64")]
@@ -542,7 +556,7 @@ fn store_pair(
 
 /// Portable [`spmm_pairs`], a chunk of pairs and a panel at a time.
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn spmm_pairs_portable(out: &mut [f32], a: PairView<'_>, b: &Panels, accumulate: bool) {
+fn spmm_pairs_portable(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
     let n = b.cols();
     for c in (0..a.pairs()).step_by(CHUNK_ROWS / 2) {
         for t in 0..n.div_ceil(TILE) {
@@ -594,13 +608,13 @@ fn pair_tile(idx: &[u32], val: &[[f32; 2]], panel: &[f32]) -> [[f32; TILE]; 2] {
 /// two broadcast values feed twice as many FMAs.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{store_pair, PairView, Panels, CHUNK_ROWS, GROUP, TILE};
+    use super::{store_pair, PairView, PanelView, CHUNK_ROWS, GROUP, TILE};
     use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn spmm_pairs(out: &mut [f32], a: PairView<'_>, b: &Panels, accumulate: bool) {
+    pub unsafe fn spmm_pairs(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
         let (n, panels) = (b.cols(), b.cols().div_ceil(TILE));
         for c in (0..a.pairs()).step_by(CHUNK_ROWS / 2) {
             let mut t = 0;
@@ -629,7 +643,7 @@ mod avx512 {
     fn pair_tiles<const G: usize>(
         idx: &[u32],
         val: &[[f32; 2]],
-        b: &Panels,
+        b: PanelView<'_>,
         t: usize,
         sums: &mut [[[f32; TILE]; GROUP]; 2],
     ) {
@@ -672,6 +686,7 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::tensor::sparse::tests::{assert_close, sparse_dense};
+    use crate::tensor::sparse::unpack_transposed;
     use crate::tensor::{matmul_reference, Mat, MatMut, SparseRows};
 
     #[test]
@@ -735,11 +750,11 @@ mod tests {
                     accumulate,
                 );
                 let mut portable = start.clone();
-                spmm_pairs_portable(&mut portable, pairs.view(), &panels, accumulate);
+                spmm_pairs_portable(&mut portable, pairs.view(), panels.view(), accumulate);
                 let what = format!("{rows}x{k}·{k}x{n} acc={accumulate}");
                 assert_close(&portable, &slow, &what);
                 let mut fast = start.clone();
-                spmm_pairs(&mut fast, pairs.view(), &panels, accumulate);
+                spmm_pairs(&mut fast, pairs.view(), panels.view(), accumulate);
                 assert_eq!(fast, portable, "{what}: the kernels differ");
             }
         }
@@ -805,7 +820,7 @@ mod tests {
                     .build()
                     .unwrap();
                 let mut fast = vec![f32::NAN; m * n];
-                pool.install(|| spmm_paired(&mut fast, paired.view(), &panels));
+                pool.install(|| spmm_paired(&mut fast, paired.view(), panels.view()));
                 fast
             };
             let fast = run(2);
@@ -838,9 +853,16 @@ mod tests {
                 false,
             );
             for xt in [&parallel, &reused] {
+                let what = format!("{m}x{k} blocks of {block_rows}");
                 let mut fast = vec![f32::NAN; n * k];
-                spmm_t(&mut fast, xt, &d, n);
-                assert_close(&fast, &slow, &format!("{m}x{k} blocks of {block_rows}"));
+                spmm_t(&mut fast, xt, &d, n, false);
+                assert_close(&fast, &slow, &what);
+                // In panels: the same sums, laid out as a first-layer weight in panels.
+                let mut in_panels = vec![f32::NAN; panels_len(k, n)];
+                spmm_t(&mut in_panels, xt, &d, n, true);
+                let mut unpacked = vec![f32::NAN; n * k];
+                unpack_transposed(&mut unpacked, &in_panels, k, n);
+                assert_eq!(unpacked, fast, "{what}: in panels");
             }
         }
     }

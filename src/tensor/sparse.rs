@@ -4,7 +4,7 @@
 //! An MNIST image is about 81% zeros, and the first layer does 90% of the
 //! network's arithmetic, so skipping the zeros is the largest speed-up there
 //! is: the forward product `X·W1ᵀ` is [`spmm`] ([`spmm_by_columns`] for a
-//! minibatch, packing the weight as it goes), and the weight gradient
+//! minibatch), reading the weight in column panels, and the weight gradient
 //! `dW1 = dZ1ᵀ·X` is [`spmm_t`](super::spmm_t), a kernel of the same form run
 //! on [`ColumnBlocks`](super::ColumnBlocks) (the transpose of `X` cut into row
 //! blocks so each block's `dZ1` stays in cache, its rows merged in pairs).
@@ -245,42 +245,34 @@ pub struct Panels {
     data: Aligned,
 }
 
+/// A borrowed matrix in [`Panels`] layout, as the kernels read it: from a
+/// [`Panels`], or straight from a first-layer weight kept in this layout
+/// (see [`crate::nn::Layout::w0_panels`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PanelView<'a> {
+    rows: usize,
+    cols: usize,
+    data: &'a [f32],
+}
+
+/// Floats a `rows x cols` matrix takes in panels (the last one padded).
+pub fn panels_len(rows: usize, cols: usize) -> usize {
+    cols.div_ceil(TILE) * rows * TILE
+}
+
 impl Panels {
     /// Repacks `rows x cols` from `src`, whose row `r` starts at
     /// `r * stride` (a column range of a wider matrix), reusing the buffer.
     pub fn pack(&mut self, src: &[f32], rows: usize, cols: usize, stride: usize) {
         self.resize(rows, cols);
-        for (t, panel) in self.data.chunks_exact_mut(rows * TILE).enumerate() {
-            let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
-            for (r, dst) in panel.chunks_exact_mut(TILE).enumerate() {
-                let at = r * stride + c0;
-                copy_short(&mut dst[..w], &src[at..at + w]);
-            }
-        }
+        pack_into(&mut self.data, src, rows, cols, stride);
     }
 
     /// Packs the transpose of row-major `src` (`cols x rows`), as a layer's
     /// `[out, in]` weight becomes the `[in, out]` operand; panels in parallel.
     pub fn pack_transposed(&mut self, src: &[f32], rows: usize, cols: usize) {
         self.resize(rows, cols);
-        if rows == 0 {
-            return;
-        }
-        self.data
-            .par_chunks_mut(rows * TILE)
-            .enumerate()
-            .for_each(|(t, panel)| pack_panel(panel, t, src, rows, cols));
-    }
-
-    /// [`Panels::pack_transposed`] on the calling thread only.
-    fn pack_transposed_here(&mut self, src: &[f32], rows: usize, cols: usize) {
-        self.resize(rows, cols);
-        if rows == 0 {
-            return;
-        }
-        for (t, panel) in self.data.chunks_mut(rows * TILE).enumerate() {
-            pack_panel(panel, t, src, rows, cols);
-        }
+        pack_transposed_into(&mut self.data, src, rows, cols);
     }
 
     /// Sizes the buffer; padding columns are zeroed when the shape changes
@@ -290,8 +282,86 @@ impl Panels {
             self.rows = rows;
             self.cols = cols;
             self.data.resize(0);
-            self.data.resize(cols.div_ceil(TILE) * rows * TILE);
+            self.data.resize(panels_len(rows, cols));
         }
+    }
+
+    pub fn view(&self) -> PanelView<'_> {
+        PanelView::new(&self.data, self.rows, self.cols)
+    }
+}
+
+/// [`Panels::pack`] into `dst` (`panels_len(rows, cols)` floats; padding
+/// columns are left as they are).
+pub(super) fn pack_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize, stride: usize) {
+    assert_eq!(
+        dst.len(),
+        panels_len(rows, cols),
+        "not {rows} x {cols} in panels"
+    );
+    for (t, panel) in dst.chunks_exact_mut(rows * TILE).enumerate() {
+        let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
+        for (r, dst) in panel.chunks_exact_mut(TILE).enumerate() {
+            let at = r * stride + c0;
+            copy_short(&mut dst[..w], &src[at..at + w]);
+        }
+    }
+}
+
+/// [`Panels::pack_transposed`] into `dst` (`panels_len(rows, cols)`
+/// floats; padding columns are left as they are).
+pub fn pack_transposed_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+    assert_eq!(
+        dst.len(),
+        panels_len(rows, cols),
+        "not {rows} x {cols} in panels"
+    );
+    assert_eq!(src.len(), rows * cols, "source is not {cols} x {rows}");
+    if rows == 0 {
+        return;
+    }
+    dst.par_chunks_mut(rows * TILE)
+        .enumerate()
+        .for_each(|(t, panel)| {
+            let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
+            transpose(panel, TILE, &src[c0 * rows..(c0 + w) * rows], rows, w, rows);
+        });
+}
+
+/// The inverse of [`pack_transposed_into`]: row-major `cols x rows` into
+/// `dst` from `rows x cols` in panels.
+pub fn unpack_transposed(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+    assert_eq!(
+        src.len(),
+        panels_len(rows, cols),
+        "not {rows} x {cols} in panels"
+    );
+    assert_eq!(dst.len(), rows * cols, "destination is not {cols} x {rows}");
+    if rows == 0 {
+        return;
+    }
+    for (t, panel) in src.chunks_exact(rows * TILE).enumerate() {
+        let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
+        transpose(
+            &mut dst[c0 * rows..(c0 + w) * rows],
+            rows,
+            panel,
+            TILE,
+            rows,
+            w,
+        );
+    }
+}
+
+impl<'a> PanelView<'a> {
+    /// `rows x cols` in panels in `data` ([`panels_len`] floats).
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> PanelView<'a> {
+        assert_eq!(
+            data.len(),
+            panels_len(rows, cols),
+            "not {rows} x {cols} in panels"
+        );
+        PanelView { rows, cols, data }
     }
 
     pub fn rows(&self) -> usize {
@@ -302,26 +372,35 @@ impl Panels {
         self.cols
     }
 
-    pub(super) fn panel(&self, t: usize) -> &[f32] {
+    /// Columns `range`, which starts on a panel.
+    pub fn columns(&self, range: Range<usize>) -> PanelView<'a> {
+        assert!(
+            range.start.is_multiple_of(TILE) && range.start <= range.end && range.end <= self.cols,
+            "columns {range:?} of {} in panels of {TILE}",
+            self.cols
+        );
+        let p = self.rows * TILE;
+        PanelView {
+            rows: self.rows,
+            cols: range.len(),
+            data: &self.data[range.start / TILE * p..range.end.div_ceil(TILE) * p],
+        }
+    }
+
+    pub(super) fn panel(&self, t: usize) -> &'a [f32] {
         &self.data[t * self.rows * TILE..(t + 1) * self.rows * TILE]
     }
-}
-
-/// Panel `t` of the transpose of `src` (`cols x rows`, row-major).
-fn pack_panel(panel: &mut [f32], t: usize, src: &[f32], rows: usize, cols: usize) {
-    let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
-    transpose(panel, TILE, &src[c0 * rows..(c0 + w) * rows], rows, w, rows);
 }
 
 /// Below this many rows, [`spmm_by_columns`] splits the output columns
 /// among the threads (a minibatch); above it, the rows ([`spmm`]).
 pub const COLUMN_SPLIT_ROWS: usize = 512;
 
-/// The threads' own operands in [`spmm_by_columns`]: each part's panels and
-/// its columns of the product (kept, so steps do not allocate).
+/// The threads' columns of the product in [`spmm_by_columns`] (kept, so
+/// steps do not allocate).
 #[derive(Clone, Debug, Default)]
 pub struct ColumnParts {
-    parts: Vec<(Panels, Aligned)>,
+    parts: Vec<Aligned>,
 }
 
 /// How many of `n` output columns each thread takes when threads split them
@@ -332,23 +411,20 @@ pub(super) fn columns_per_thread(n: usize) -> usize {
     (per_thread.div_ceil(GROUP) * GROUP * TILE).min(n)
 }
 
-/// `out = a · wᵀ` for a layer's `[n, k]` weight `w` (`k = a.cols()`; `out`
-/// is `a.rows() x n`), the threads splitting the output columns: each packs
-/// only its panels of `wᵀ`, right before multiplying them, so they stay in
-/// its own cache. [`spmm`] after a shared packing has each thread read half
-/// the panels from the other core's cache, which cost more than the
-/// product itself for a 128-row minibatch. Each output is summed as
-/// [`spmm`] sums it, so the results are the same bits.
+/// `out = a · b` for few rows of `a` (a minibatch), the threads splitting
+/// `b`'s columns: each writes its columns of the product into its own
+/// buffer (one cache's worth), and the parts are then copied into the rows of
+/// `out`. Each output is summed as [`spmm`] sums it, so the results are the
+/// same bits.
 pub fn spmm_by_columns(
     out: &mut [f32],
     a: SparseView<'_>,
-    w: &[f32],
-    n: usize,
+    b: PanelView<'_>,
     parts: &mut ColumnParts,
 ) {
-    let (rows, k) = (a.rows(), a.cols());
+    let (rows, n) = (a.rows(), b.cols());
     assert_eq!(out.len(), rows * n, "output is not rows x n");
-    assert_eq!(w.len(), n * k, "weight is not n x k");
+    assert_eq!(b.rows(), a.cols(), "inner dimensions differ");
     if n == 0 {
         return;
     }
@@ -358,12 +434,11 @@ pub fn spmm_by_columns(
         .parts
         .par_iter_mut()
         .enumerate()
-        .for_each(|(p, (panels, product))| {
+        .for_each(|(p, product)| {
             let c0 = p * width;
-            let cols = width.min(n - c0);
-            panels.pack_transposed_here(&w[c0 * k..(c0 + cols) * k], k, cols);
-            product.resize(rows * cols);
-            spmm_rows(product, a, panels, false);
+            let b = b.columns(c0..(c0 + width).min(n));
+            product.resize(rows * b.cols());
+            spmm_rows(product, a, b, false);
         });
     let parts = &parts.parts;
     out.par_chunks_mut(CHUNK_ROWS * n)
@@ -371,7 +446,7 @@ pub fn spmm_by_columns(
         .for_each(|(c, chunk)| {
             for (i, row) in chunk.chunks_exact_mut(n).enumerate() {
                 let r = c * CHUNK_ROWS + i;
-                for (p, (_, product)) in parts.iter().enumerate() {
+                for (p, product) in parts.iter().enumerate() {
                     let cols = width.min(n - p * width);
                     row[p * width..][..cols].copy_from_slice(&product[r * cols..][..cols]);
                 }
@@ -383,7 +458,7 @@ pub fn spmm_by_columns(
 /// `a.rows() x b.cols()` row-major. Blocks of rows are split among threads
 /// (one block runs on the calling thread), and each row's sum has a fixed
 /// order, so the result does not depend on the thread count.
-pub fn spmm(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
+pub fn spmm(out: &mut [f32], a: SparseView<'_>, b: PanelView<'_>, accumulate: bool) {
     let n = b.cols();
     assert_eq!(out.len(), a.rows() * n, "output is not rows x n");
     assert_eq!(b.rows(), a.cols(), "inner dimensions differ");
@@ -399,7 +474,7 @@ pub fn spmm(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
 /// [`spmm`] on one thread: AVX-512 where the CPU has it, else portable code
 /// (vectorised for AVX2 where available). Both sum in the same order with
 /// fused multiply-adds, so they give the same bits.
-fn spmm_rows(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
+fn spmm_rows(out: &mut [f32], a: SparseView<'_>, b: PanelView<'_>, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F (checked just above).
@@ -410,7 +485,7 @@ fn spmm_rows(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
 
 /// Portable [`spmm_rows`], a chunk of rows and a panel at a time.
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn spmm_rows_portable(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
+fn spmm_rows_portable(out: &mut [f32], a: SparseView<'_>, b: PanelView<'_>, accumulate: bool) {
     let n = b.cols();
     for (c, out_chunk) in out.chunks_mut(CHUNK_ROWS * n).enumerate() {
         for t in 0..n.div_ceil(TILE) {
@@ -485,13 +560,18 @@ const _: () = assert!(GROUP == 3);
 /// accumulators in registers).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{store, Panels, SparseView, CHUNK_ROWS, GROUP, TILE};
+    use super::{store, PanelView, SparseView, CHUNK_ROWS, GROUP, TILE};
     use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn spmm_rows(out: &mut [f32], a: SparseView<'_>, b: &Panels, accumulate: bool) {
+    pub unsafe fn spmm_rows(
+        out: &mut [f32],
+        a: SparseView<'_>,
+        b: PanelView<'_>,
+        accumulate: bool,
+    ) {
         let (n, panels) = (b.cols(), b.cols().div_ceil(TILE));
         for (c, out_chunk) in out.chunks_mut(CHUNK_ROWS * n).enumerate() {
             let mut t = 0;
@@ -518,7 +598,7 @@ mod avx512 {
     fn row_tiles<const G: usize>(
         idx: &[u32],
         val: &[f32],
-        b: &Panels,
+        b: PanelView<'_>,
         t: usize,
         sums: &mut [[f32; TILE]; GROUP],
     ) {
@@ -630,7 +710,7 @@ pub(crate) mod tests {
                 let mut slow = fast.clone();
                 let mut panels = Panels::default();
                 panels.pack(&b, k, n, n);
-                spmm(&mut fast, sx.view(), &panels, accumulate);
+                spmm(&mut fast, sx.view(), panels.view(), accumulate);
                 matmul_reference(
                     MatMut::new(&mut slow, m, n),
                     Mat::new(&x, m, k),
@@ -658,9 +738,9 @@ pub(crate) mod tests {
             let mut panels = Panels::default();
             panels.pack_transposed(&w, k, n);
             let mut by_rows = vec![0.0; m * n];
-            spmm(&mut by_rows, x.view(), &panels, false);
+            spmm(&mut by_rows, x.view(), panels.view(), false);
             let mut by_columns = vec![f32::NAN; m * n];
-            spmm_by_columns(&mut by_columns, x.view(), &w, n, &mut parts);
+            spmm_by_columns(&mut by_columns, x.view(), panels.view(), &mut parts);
             assert_eq!(by_columns, by_rows, "{m}x{k}·{k}x{n}");
         }
     }
@@ -681,9 +761,9 @@ pub(crate) mod tests {
                 let mut z = vec![0.0; m * n];
                 let mut panels = Panels::default();
                 panels.pack_transposed(&w, k, n);
-                spmm(&mut z, sx.view(), &panels, false);
+                spmm(&mut z, sx.view(), panels.view(), false);
                 let mut g = vec![0.0; k * n];
-                spmm_t(&mut g, &xt, &z, n);
+                spmm_t(&mut g, &xt, &z, n, false);
                 (z, g)
             })
         };

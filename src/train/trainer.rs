@@ -11,7 +11,7 @@ use crate::nn::dropout::stream_key;
 use crate::nn::network::Dropout;
 use crate::nn::{l2, Input, Layout, Network, Workspace};
 use crate::optim::{Decay, Optimizer};
-use crate::tensor::{pair_order, ColumnBlocks, PairRows, SparseRows};
+use crate::tensor::{pair_order, Aligned, ColumnBlocks, PairRows, SparseRows};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,7 +50,9 @@ pub struct Summary {
 pub struct Trainer<'d> {
     pub cfg: TrainConfig,
     pub net: Network,
-    pub params: Vec<f32>,
+    /// On a cache line: the sparse kernels read the first layer's weight
+    /// in place (see [`crate::nn::Layout::w0_panels`]).
+    pub params: Aligned,
     grads: Vec<f32>,
     opt: Optimizer,
     /// Current L2 factors (the schedule changes them).
@@ -125,7 +127,7 @@ impl<'d> Trainer<'d> {
             eval_ws: net.workspace(EVAL_ROWS),
             opt,
             batcher,
-            params,
+            params: Aligned::from(&params[..]),
             net,
             data,
             step: 0,
@@ -353,7 +355,7 @@ impl<'d> Trainer<'d> {
     fn sync_host(&mut self) -> Result<()> {
         #[cfg(feature = "cuda")]
         if let Some(g) = &self.gpu {
-            self.params = g.net.params()?;
+            self.params.copy_from_slice(&g.net.params()?);
             g.net.sync_optimizer(&mut self.opt)?;
         }
         Ok(())
@@ -499,7 +501,7 @@ impl<'d> Trainer<'d> {
         metadata.insert("scratchnet.steps".into(), self.step.to_string());
         Model {
             layout: self.net.layout.clone(),
-            params: self.params.clone(),
+            params: self.params.to_vec(),
             metadata,
             extra: BTreeMap::new(),
         }
@@ -524,7 +526,11 @@ impl<'d> Trainer<'d> {
         let mut m = self.model(meta);
         m.extra = buffers
             .into_iter()
-            .map(|(n, v)| (format!("{STATE_PREFIX}{n}"), v.to_vec()))
+            .map(|(n, v)| {
+                let mut v = v.to_vec();
+                self.net.layout.to_row_major(&mut v);
+                (format!("{STATE_PREFIX}{n}"), v)
+            })
             .collect();
         m
     }
@@ -550,9 +556,23 @@ impl<'d> Trainer<'d> {
         if state.factors.len() != t.factors.len() || state.step > t.total_steps {
             bail!("checkpoint state does not match its configuration");
         }
+        // The file's order to the layout's (buffers of another length are
+        // refused by `restore`).
+        let layout = &t.net.layout;
+        let buffers: BTreeMap<&str, Vec<f32>> = ckpt
+            .extra
+            .iter()
+            .map(|(n, v)| {
+                let mut v = v.clone();
+                if v.len() == layout.len {
+                    layout.from_row_major(&mut v);
+                }
+                (n.as_str(), v)
+            })
+            .collect();
         t.opt.restore(state.optimizer_steps, |n| {
-            ckpt.extra
-                .get(&format!("{STATE_PREFIX}{n}"))
+            buffers
+                .get(format!("{STATE_PREFIX}{n}").as_str())
                 .map(Vec::as_slice)
         })?;
         t.step = state.step;

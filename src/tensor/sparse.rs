@@ -260,6 +260,14 @@ pub fn panels_len(rows: usize, cols: usize) -> usize {
     cols.div_ceil(TILE) * rows * TILE
 }
 
+fn assert_panels(buf: &[f32], rows: usize, cols: usize) {
+    assert_eq!(
+        buf.len(),
+        panels_len(rows, cols),
+        "not {rows} x {cols} in panels"
+    );
+}
+
 impl Panels {
     /// Repacks `rows x cols` from `src`, whose row `r` starts at
     /// `r * stride` (a column range of a wider matrix), reusing the buffer.
@@ -294,11 +302,7 @@ impl Panels {
 /// [`Panels::pack`] into `dst` (`panels_len(rows, cols)` floats; padding
 /// columns are left as they are).
 pub(super) fn pack_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize, stride: usize) {
-    assert_eq!(
-        dst.len(),
-        panels_len(rows, cols),
-        "not {rows} x {cols} in panels"
-    );
+    assert_panels(dst, rows, cols);
     for (t, panel) in dst.chunks_exact_mut(rows * TILE).enumerate() {
         let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
         for (r, dst) in panel.chunks_exact_mut(TILE).enumerate() {
@@ -311,11 +315,7 @@ pub(super) fn pack_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize, 
 /// [`Panels::pack_transposed`] into `dst` (`panels_len(rows, cols)`
 /// floats; padding columns are left as they are).
 pub fn pack_transposed_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
-    assert_eq!(
-        dst.len(),
-        panels_len(rows, cols),
-        "not {rows} x {cols} in panels"
-    );
+    assert_panels(dst, rows, cols);
     assert_eq!(src.len(), rows * cols, "source is not {cols} x {rows}");
     if rows == 0 {
         return;
@@ -331,11 +331,7 @@ pub fn pack_transposed_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usi
 /// The inverse of [`pack_transposed_into`]: row-major `cols x rows` into
 /// `dst` from `rows x cols` in panels.
 pub fn unpack_transposed(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
-    assert_eq!(
-        src.len(),
-        panels_len(rows, cols),
-        "not {rows} x {cols} in panels"
-    );
+    assert_panels(src, rows, cols);
     assert_eq!(dst.len(), rows * cols, "destination is not {cols} x {rows}");
     if rows == 0 {
         return;
@@ -356,11 +352,7 @@ pub fn unpack_transposed(dst: &mut [f32], src: &[f32], rows: usize, cols: usize)
 impl<'a> PanelView<'a> {
     /// `rows x cols` in panels in `data` ([`panels_len`] floats).
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> PanelView<'a> {
-        assert_eq!(
-            data.len(),
-            panels_len(rows, cols),
-            "not {rows} x {cols} in panels"
-        );
+        assert_panels(data, rows, cols);
         PanelView { rows, cols, data }
     }
 

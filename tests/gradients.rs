@@ -7,7 +7,7 @@ use scratchnet::nn::dropout::{fill_mask, stream_key, DropoutMode};
 use scratchnet::nn::network::Dropout;
 use scratchnet::nn::params::BranchSlot;
 use scratchnet::nn::{softmax_ce, Activation, Arch, InitScheme, Input, Layout, Network};
-use scratchnet::tensor::{pair_order, ColumnBlocks, PairRows, SparseRows};
+use scratchnet::tensor::{on_a_line, pair_order, Aligned, ColumnBlocks, PairRows, SparseRows};
 
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -216,6 +216,12 @@ fn first_layer_in_panels_computes_what_rows_compute() {
     let mut p_rows = p_panels.clone();
     panels.to_row_major(&mut p_rows);
     assert_ne!(p_rows, p_panels, "the layouts differ");
+    // Read in place when they start on a cache line, copied first when not.
+    let on_line = Aligned::from(&p_panels[..]);
+    let mut off = Aligned::zeros(p_panels.len() + 1);
+    off[1..].copy_from_slice(&p_panels);
+    let off_line = &off[1..];
+    assert!(on_a_line(&on_line) && !on_a_line(off_line));
     let keeps = [0.8f32, 0.7, 0.9];
     for n in [1, 128, 700] {
         let x: Vec<f32> = values(n * 61, 40 + n as u64)
@@ -275,8 +281,13 @@ fn first_layer_in_panels_computes_what_rows_compute() {
                     net.logits_chunks(params, input, &mut ws, |_, z| logits.extend_from_slice(z));
                     (loss, g, logits)
                 };
-                let (a, b) = (run(&panels, &p_panels), run(&rows_layout, &p_rows));
-                assert!(a == b, "{what}, {n} rows, {mode:?}: panels and rows differ");
+                let rows = run(&rows_layout, &p_rows);
+                for (line, params) in [("on", &on_line[..]), ("off", off_line)] {
+                    assert!(
+                        run(&panels, params) == rows,
+                        "{what}, {n} rows, {mode:?}, {line} a line: panels and rows differ"
+                    );
+                }
             }
         }
     }

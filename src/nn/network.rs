@@ -10,8 +10,8 @@ use super::params::{LayerLayout, Layout};
 use super::softmax_ce;
 use crate::tensor::par::{block, for_blocks, for_row_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
 use crate::tensor::{
-    pack_transposed_into, spmm, spmm_by_columns, spmm_paired, unpack_transposed, Aligned,
-    ColumnBlocks, ColumnParts, PairView, PanelView, Panels, SparseRows, SparseView,
+    on_a_line, pack_transposed_into, spmm, spmm_by_columns, spmm_paired, unpack_transposed,
+    Aligned, ColumnBlocks, ColumnParts, PairView, PanelView, Panels, SparseRows, SparseView,
     COLUMN_SPLIT_ROWS,
 };
 use rayon::prelude::*;
@@ -100,7 +100,8 @@ pub struct Workspace {
     mask_mode: Option<DropoutMode>,
     masked: Vec<bool>,
     /// The first layer's weight in panels for compressed input, where the
-    /// layout keeps it in rows (packed once per forward pass, or per
+    /// layout keeps it in rows or off a cache line (packed or copied once
+    /// per forward pass, or per
     /// `logits_chunks` call: its first chunk is its largest, so later chunks
     /// never need a packing the first skipped).
     w_panels: Panels,
@@ -211,19 +212,25 @@ impl Network {
             ..
         } = ws;
         // The first layer's weight as the input's product reads it: in
-        // panels for compressed rows, in rows for dense ones.
+        // panels for compressed rows (read in place where the layout keeps
+        // them and they start on a cache line, as a trainer's do; a load
+        // across two lines costs two), in rows for dense ones.
         let first = &layers[0];
         let w0 = &params[first.w.clone()];
-        let dense = matches!(x, Input::Dense(_));
-        if repack && dense && self.layout.w0_panels {
+        let (dense, kept) = (matches!(x, Input::Dense(_)), self.layout.w0_panels);
+        let in_place = kept && on_a_line(w0);
+        if repack && dense && kept {
             w_rows.resize(w0.len(), 0.0);
             unpack_transposed(w_rows, w0, first.inputs, first.outputs);
-        } else if repack && !dense && !self.layout.w0_panels {
+        } else if repack && !dense && kept && !in_place {
+            w_panels.copy_from(PanelView::new(w0, first.inputs, first.outputs));
+        } else if repack && !dense && !kept {
             w_panels.pack_transposed(w0, first.inputs, first.outputs);
         }
-        let (w0_rows, w0_panels) = match self.layout.w0_panels {
-            true => (&w_rows[..], PanelView::new(w0, first.inputs, first.outputs)),
-            false => (w0, w_panels.view()),
+        let w0_rows = if kept { &w_rows[..] } else { w0 };
+        let w0_panels = match in_place {
+            true => PanelView::new(w0, first.inputs, first.outputs),
+            false => w_panels.view(),
         };
         {
             let bufs = Shared {

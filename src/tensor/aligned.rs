@@ -83,13 +83,14 @@ impl DerefMut for Aligned {
     }
 }
 
+/// Whether `v` starts on a cache line.
+pub fn on_a_line(v: &[f32]) -> bool {
+    (v.as_ptr() as usize).is_multiple_of(LINE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn on_a_line(a: &Aligned) -> bool {
-        (a.as_ptr() as usize).is_multiple_of(LINE)
-    }
 
     #[test]
     fn starts_on_a_line_and_keeps_contents_when_resized() {

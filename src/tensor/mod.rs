@@ -11,7 +11,7 @@ pub mod par;
 pub mod sparse;
 pub mod transpose;
 
-pub use aligned::Aligned;
+pub use aligned::{on_a_line, Aligned};
 pub use fp::flush_denormals;
 pub use matmul::{matmul, matmul_reference, Mat, MatMut};
 pub use pairs::{pair_order, spmm_paired, spmm_t, ColumnBlocks, PairRows, PairView};

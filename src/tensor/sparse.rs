@@ -294,6 +294,12 @@ impl Panels {
         }
     }
 
+    /// A copy of `src`, on a cache line.
+    pub fn copy_from(&mut self, src: PanelView<'_>) {
+        self.resize(src.rows, src.cols);
+        self.data.copy_from_slice(src.data);
+    }
+
     pub fn view(&self) -> PanelView<'_> {
         PanelView::new(&self.data, self.rows, self.cols)
     }

@@ -57,11 +57,11 @@ pub struct Layout {
     pub len: usize,
     /// Whether the first layer's weight is held as its transpose in column
     /// panels ([`crate::tensor::Panels`] layout, `TILE` outputs per panel)
-    /// rather than as `out x in` rows: so when every branch of the layer is
-    /// a whole number of panels wide (each branch's weight is still one range
-    /// of the buffer). The sparse kernels read it in place and write its
-    /// gradient the same way, where they would otherwise repack it every
-    /// step. [`Layout::to_row_major`] gives the rows (files, the GPU).
+    /// rather than as `out x in` rows. It is when every branch of the layer
+    /// is a whole number of panels wide, so each branch's weight is still
+    /// one range of the buffer. The sparse kernels read it in place and
+    /// write its gradient the same way, where they would otherwise repack it
+    /// every step. [`Layout::to_row_major`] gives the rows (files, the GPU).
     pub w0_panels: bool,
 }
 

@@ -110,7 +110,8 @@ impl Model {
             );
         }
         let layout = Layout::new(&arch);
-        let params = read_tensors(bytes, &layout)?;
+        let mut params = read_tensors(bytes, &layout)?;
+        layout.from_row_major(&mut params);
         let st = SafeTensors::deserialize(bytes).context("not a valid safetensors file")?;
         let mut extra = BTreeMap::new();
         for (name, view) in st.tensors() {
@@ -137,8 +138,8 @@ impl Model {
 }
 
 /// Reads every tensor of `layout` by name from safetensors `bytes` into a flat
-/// buffer, checking dtype and shape (also used by `--init` with files from
-/// other tools).
+/// buffer, every weight in rows as the file holds it, checking dtype and
+/// shape (also used by `--init` with files from other tools).
 pub fn read_tensors(bytes: &[u8], layout: &Layout) -> Result<Vec<f32>> {
     let st = SafeTensors::deserialize(bytes).context("not a valid safetensors file")?;
     let mut params = vec![0.0f32; layout.len];
@@ -172,11 +173,11 @@ pub fn read_tensors(bytes: &[u8], layout: &Layout) -> Result<Vec<f32>> {
             bail!("tensor `{}` holds a non-finite value at index {i}", t.name);
         }
     }
-    layout.from_row_major(&mut params);
     Ok(params)
 }
 
-/// Loads initial weights for `layout` from a safetensors file (`--init`).
+/// Loads initial weights for `layout` from a safetensors file (`--init`), in
+/// rows, as [`crate::train::Trainer::new`] takes them.
 pub fn load_init(path: &Path, layout: &Layout) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("{}: cannot read --init file", path.display()))?;

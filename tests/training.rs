@@ -1,7 +1,7 @@
 //! Training on the bundled MNIST: accuracy thresholds, determinism, and the
 //! model-file round trip.
 
-use scratchnet::data::Dataset;
+use scratchnet::data::{Dataset, Split};
 use scratchnet::model_io::{load_init, Model};
 use scratchnet::nn::{Input, Network};
 use scratchnet::train::{Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};
@@ -135,7 +135,7 @@ fn save_load_eval_round_trip_gives_identical_predictions() {
     assert_eq!(before, after);
 
     // --init reads the same tensors back by their notebook names.
-    assert!(load_init(&path, &t.net.layout).unwrap() == t.params[..]);
+    assert!(load_init(&path, &t.net.layout).unwrap() == rows[..]);
 }
 
 #[test]
@@ -165,7 +165,9 @@ fn init_from_file_starts_from_those_weights() {
         .net
         .layout
         .clone();
-    let start = layout.init(scratchnet::nn::InitScheme::He, 99);
+    // Given in rows, as a file holds them.
+    let mut start = layout.init(scratchnet::nn::InitScheme::He, 99);
+    layout.to_row_major(&mut start);
     let mut a = Trainer::new(config(json!({"iters": 5})), mnist(), 2, Some(start.clone())).unwrap();
     let mut b = Trainer::new(
         config(json!({"iters": 5, "seed": 12345})),
@@ -262,4 +264,38 @@ fn thread_count_does_not_change_the_weights() {
             );
         }
     }
+}
+
+/// Dense data (too few zeros for the compressed first layer) keeps the first
+/// layer's weight in rows, as the dense product reads it (unpacking panels
+/// every step cost ~20%); compressed data keeps it in panels. Starting
+/// weights are given in rows either way.
+#[test]
+fn dense_data_keeps_the_first_layer_in_rows() {
+    let d = mnist();
+    // MNIST with no zero left: the same digits, lifted off black.
+    let lifted = |s: &Split, n: usize| Split {
+        images: s.images[..n * s.features]
+            .iter()
+            .map(|&v| 0.05 + 0.9 * v)
+            .collect(),
+        labels: s.labels[..n].to_vec(),
+        features: s.features,
+    };
+    let data = Dataset {
+        train: lifted(&d.train, 2_000),
+        val: lifted(&d.val, 500),
+        test: lifted(&d.test, 500),
+        shape: d.shape,
+        checksums: Vec::new(),
+    };
+    let sparse = Trainer::new(config(json!({"iters": 1})), d, 2, None).unwrap();
+    assert!(sparse.net.layout.w0_panels);
+    let mut start = sparse.params.to_vec();
+    sparse.net.layout.to_row_major(&mut start);
+    let mut t = Trainer::new(config(json!({"iters": 20})), &data, 2, Some(start.clone())).unwrap();
+    assert!(!t.net.layout.w0_panels);
+    assert!(t.params[..] == start[..], "rows given, rows kept");
+    let s = finish(&mut t);
+    assert!(s.last.test_acc > 0.5, "{:?}", s.last);
 }

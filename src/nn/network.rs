@@ -10,9 +10,8 @@ use super::params::{LayerLayout, Layout};
 use super::softmax_ce;
 use crate::tensor::par::{block, for_blocks, for_row_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
 use crate::tensor::{
-    on_a_line, pack_transposed_into, spmm, spmm_by_columns, spmm_paired, unpack_transposed,
-    Aligned, ColumnBlocks, ColumnParts, PairView, PanelView, Panels, SparseRows, SparseView,
-    COLUMN_SPLIT_ROWS,
+    on_a_line, spmm, spmm_by_columns, spmm_paired, unpack_transposed, Aligned, ColumnBlocks,
+    ColumnParts, PairView, PanelView, Panels, SparseRows, SparseView, COLUMN_SPLIT_ROWS,
 };
 use rayon::prelude::*;
 use std::ops::Range;
@@ -105,9 +104,8 @@ pub struct Workspace {
     /// `logits_chunks` call: its first chunk is its largest, so later chunks
     /// never need a packing the first skipped).
     w_panels: Panels,
-    /// The first layer's weight (or gradient) in rows, where the layout
-    /// keeps it in panels and the input is dense (the dense product's
-    /// operand).
+    /// The first layer's weight in rows, where the layout keeps it in
+    /// panels and the input is dense (the dense product's operand).
     w_rows: Vec<f32>,
     /// The threads' columns of a minibatch's first product.
     w_parts: ColumnParts,
@@ -399,7 +397,6 @@ impl Network {
             masked,
             mask_mode,
             partials,
-            w_rows,
             ..
         } = ws;
         let saved = Saved {
@@ -433,13 +430,11 @@ impl Network {
         } else {
             self.backward_blocks(params, grads, x, rows, dgrads, partials, saved);
         }
-        // The dense product wrote the first layer's weight gradient in rows.
-        let first = &layers[0];
-        if self.layout.w0_panels && matches!(x, Input::Dense(_)) {
-            let dw = &mut grads[first.w.clone()];
-            w_rows.clear();
-            w_rows.extend_from_slice(dw);
-            pack_transposed_into(dw, w_rows, first.inputs, first.outputs);
+        // The dense product wrote the first layer's weight gradient in rows
+        // (a trainer keeps dense data's weight in rows, so only other callers
+        // get here).
+        if matches!(x, Input::Dense(_)) {
+            self.layout.from_row_major(grads);
         }
     }
 

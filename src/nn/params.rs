@@ -59,7 +59,7 @@ pub struct Layout {
     /// panels ([`crate::tensor::Panels`] layout, `TILE` outputs per panel)
     /// rather than as `out x in` rows. It is when every branch of the layer
     /// is a whole number of panels wide, so each branch's weight is still
-    /// one range of the buffer. The sparse kernels read it in place and
+    /// one range of the buffer (a trainer turns it off for dense data). The sparse kernels read it in place and
     /// write its gradient the same way, where they would otherwise repack it
     /// every step. [`Layout::to_row_major`] gives the rows (files, the GPU).
     pub w0_panels: bool,
@@ -151,21 +151,22 @@ impl Layout {
     /// gradient, an optimiser's state) from this layout's order to every
     /// weight as `out x in` rows.
     pub fn to_row_major(&self, buf: &mut [f32]) {
-        if self.w0_panels {
-            let l = &self.layers[0];
-            let w = &mut buf[l.w.clone()];
-            let panels = w.to_vec();
-            unpack_transposed(w, &panels, l.inputs, l.outputs);
-        }
+        self.reorder_w0(buf, unpack_transposed);
     }
 
     /// The inverse of [`Layout::to_row_major`].
     pub fn from_row_major(&self, buf: &mut [f32]) {
+        self.reorder_w0(buf, pack_transposed_into);
+    }
+
+    /// Rewrites the first layer's weight in `buf` by `f(dst, src, inputs,
+    /// outputs)` from a copy, where it is kept in panels.
+    fn reorder_w0(&self, buf: &mut [f32], f: fn(&mut [f32], &[f32], usize, usize)) {
         if self.w0_panels {
             let l = &self.layers[0];
             let w = &mut buf[l.w.clone()];
-            let rows = w.to_vec();
-            pack_transposed_into(w, &rows, l.inputs, l.outputs);
+            let src = w.to_vec();
+            f(w, &src, l.inputs, l.outputs);
         }
     }
 

@@ -299,3 +299,30 @@ fn dense_data_keeps_the_first_layer_in_rows() {
     let s = finish(&mut t);
     assert!(s.last.test_acc > 0.5, "{:?}", s.last);
 }
+
+/// A checkpoint resumed on data of another image size is refused with a
+/// clear error (before, its weights reached the trainer's length check).
+#[test]
+fn resuming_on_data_of_another_size_is_an_error() {
+    let ckpt = Trainer::new(config(json!({"iters": 1})), mnist(), 1, None)
+        .unwrap()
+        .checkpoint();
+    let split = |n: usize| Split {
+        images: vec![0.5; n * 16],
+        labels: (0..n).map(|i| (i % 10) as u8).collect(),
+        features: 16,
+    };
+    let small = Dataset {
+        train: split(20),
+        val: split(5),
+        test: split(5),
+        shape: (4, 4),
+        checksums: Vec::new(),
+    };
+    let err = Trainer::resume(&ckpt, &small, 1).err().expect("an error");
+    assert!(
+        err.to_string()
+            .contains("does not fit this data (16 inputs)"),
+        "{err}"
+    );
+}

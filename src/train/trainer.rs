@@ -558,15 +558,16 @@ impl<'d> Trainer<'d> {
             serde_json::from_str(meta(CONFIG_KEY)?).context("checkpoint configuration")?;
         let state: CheckpointState =
             serde_json::from_str(meta(CHECKPOINT_KEY)?).context("checkpoint state")?;
-        let mut rows = ckpt.params.clone();
-        ckpt.layout.to_row_major(&mut rows);
-        let mut t = Trainer::new(cfg, data, threads, Some(rows))?;
-        if t.net.layout.arch != ckpt.layout.arch {
+        // Checked first: starting weights of another shape are a bug.
+        if cfg.arch(data.features(), CLASSES)? != ckpt.layout.arch {
             bail!(
                 "the checkpoint's network does not fit this data ({} inputs)",
                 data.features()
             );
         }
+        let mut rows = ckpt.params.clone();
+        ckpt.layout.to_row_major(&mut rows);
+        let mut t = Trainer::new(cfg, data, threads, Some(rows))?;
         if state.factors.len() != t.factors.len() || state.step > t.total_steps {
             bail!("checkpoint state does not match its configuration");
         }

@@ -1,6 +1,8 @@
 //! The data readers on tiny files written here: every bad-input case gets a
 //! clear error naming the file and the problem.
 
+mod common;
+
 use flate2::write::GzEncoder;
 use scratchnet::data::idx::{read_idx, read_split, write_idx, IMAGES_MAGIC, LABELS_MAGIC};
 use scratchnet::data::pickle::parse_mnist_pickle;
@@ -294,10 +296,8 @@ fn pickle_file_errors_name_the_file() {
 fn shared_pickle_and_idx_give_identical_tensors() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
     if !shared.join("mnist.pkl.gz").is_file() {
-        eprintln!(
-            "skipped: {} not present",
-            shared.join("mnist.pkl.gz").display()
-        );
+        let reason = format!("{} not present", shared.join("mnist.pkl.gz").display());
+        common::skip("shared_pickle_and_idx_give_identical_tensors", &reason);
         return;
     }
     let pkl = Dataset::load(&shared.join("mnist.pkl.gz"), None).unwrap();

@@ -6,15 +6,16 @@
 use divan::{black_box, Bencher};
 use scratchnet::data::batch::Batcher;
 use scratchnet::data::Dataset;
-use scratchnet::nn::activation::{backward_rows, forward_rows, MaskRows};
+use scratchnet::nn::activation::{backward_rows, forward_rows};
 use scratchnet::nn::arch::NOTEBOOK_ARCH;
+use scratchnet::nn::dropout::MaskRows;
 use scratchnet::nn::softmax_ce::loss_and_grad;
 use scratchnet::nn::{Arch, Layout};
 use scratchnet::optim::Adam;
-use scratchnet::tensor::{
-    matmul, spmm, spmm_by_columns, spmm_t, ColumnBlocks, ColumnParts, Mat, MatMut, Panels,
-    SparseRows,
+use scratchnet::tensor::sparse::{
+    spmm, spmm_by_columns, spmm_t, ColumnBlocks, ColumnParts, Panels, SparseRows,
 };
+use scratchnet::tensor::{matmul, Mat, MatMut};
 use std::sync::OnceLock;
 
 const THREADS: usize = 2;

@@ -4,11 +4,12 @@
 //!
 //! Data flows one way: [`data`] (dataset → batch) → [`nn`] (forward → loss →
 //! backward) → [`optim`] (step) → [`train`] (the loop, metrics, presets) →
-//! [`model_io`] (safetensors files). [`device`] picks CPU or, with the `cuda`
-//! feature, the GPU backend in `gpu`.
+//! [`model_io`] (safetensors files). The loop drives a [`backend`]: the
+//! CPU or, with the `cuda` feature, the GPU engine in `gpu`.
 
+pub mod backend;
+pub mod compare;
 pub mod data;
-pub mod device;
 pub mod fsutil;
 #[cfg(feature = "cuda")]
 pub mod gpu;

@@ -19,13 +19,12 @@ pub const VERSION_KEY: &str = "scratchnet.version";
 #[derive(Clone, Debug)]
 pub struct Model {
     pub layout: Layout,
-    /// In the layout's order (see [`Layout::w0_panels`]); the file holds
-    /// every weight as `out x in` rows.
+    /// Every weight as `out x in` rows, as the file holds them.
     pub params: Vec<f32>,
     /// Free-form metadata (configuration, metrics, data checksums...).
     pub metadata: BTreeMap<String, String>,
     /// Further 1-D tensors, named `state.*` (a checkpoint's optimiser state,
-    /// shaped like the parameters but in the file's order: weights in rows).
+    /// shaped like the parameters: weights in rows).
     pub extra: BTreeMap<String, Vec<f32>>,
 }
 
@@ -36,8 +35,7 @@ impl Model {
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let le = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        let mut params = self.params.clone();
-        self.layout.to_row_major(&mut params);
+        let params = &self.params;
         let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .layout
             .tensors()
@@ -110,8 +108,7 @@ impl Model {
             );
         }
         let layout = Layout::new(&arch);
-        let mut params = read_tensors(bytes, &layout)?;
-        layout.from_row_major(&mut params);
+        let params = read_tensors(bytes, &layout)?;
         let st = SafeTensors::deserialize(bytes).context("not a valid safetensors file")?;
         let mut extra = BTreeMap::new();
         for (name, view) in st.tensors() {
@@ -176,8 +173,7 @@ pub fn read_tensors(bytes: &[u8], layout: &Layout) -> Result<Vec<f32>> {
     Ok(params)
 }
 
-/// Loads initial weights for `layout` from a safetensors file (`--init`), in
-/// rows, as [`crate::train::Trainer::new`] takes them.
+/// Loads initial weights for `layout` from a safetensors file (`--init`).
 pub fn load_init(path: &Path, layout: &Layout) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("{}: cannot read --init file", path.display()))?;

@@ -7,6 +7,7 @@
 //! and their schedule, the optimiser, when J and the accuracies are taken)
 //! shows in these numbers.
 
+use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
 use scratchnet::nn::{Arch, Layout};
 use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
@@ -57,7 +58,7 @@ fn twenty_seed_iterations_follow_the_numpy_reference() {
     )
     .unwrap();
     let layout = Layout::new(&Arch::parse(&cfg.arch, 784, 10).unwrap());
-    let mut t = Trainer::new(cfg, &data, 2, Some(fixed_weights(&layout))).unwrap();
+    let mut t = Trainer::new(cfg, &data, Target::cpu(2), Some(fixed_weights(&layout))).unwrap();
     let mut log = Log::default();
     let ctl = RunControl {
         checkpoint_every: None,
@@ -98,7 +99,7 @@ fn twenty_seed_iterations_follow_the_numpy_reference() {
             );
         }
     }
-    let params = t.params.to_vec();
+    let params = t.params().unwrap();
     for w in &layout.weights {
         let v = &params[w.range.clone()];
         let ms = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>() / v.len() as f64;

@@ -3,12 +3,12 @@
 //! skipped, and the clear-error check runs instead.
 #![cfg(feature = "cuda")]
 
+use scratchnet::backend::{Device, Target};
+use scratchnet::compare;
 use scratchnet::data::Dataset;
-use scratchnet::device::Device;
 use scratchnet::gpu::{open, GpuNet, GpuStep};
-use scratchnet::nn::dropout::{stream_key, DropoutMode};
-use scratchnet::nn::network::Dropout;
-use scratchnet::nn::{l2, Arch, InitScheme, Input, Layout, Network};
+use scratchnet::nn::dropout::{stream_key, Dropout, DropoutMode};
+use scratchnet::nn::{l2, Arch, InitScheme, Input, InputKind, Layout, Network, Params};
 use scratchnet::optim::{Optimizer, OptimizerKind};
 use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
 use serde_json::json;
@@ -73,8 +73,8 @@ fn twenty_full_batch_iterations_match_the_cpu() {
     )
     .unwrap();
     let run = |device| {
-        let mut t = Trainer::new(cfg.clone(), &data, 2, None).unwrap();
-        t.use_device(device).unwrap();
+        let target = Target { device, threads: 2 };
+        let mut t = Trainer::new(cfg.clone(), &data, target, None).unwrap();
         let ctl = RunControl {
             checkpoint_every: None,
             checkpoint_path: "unused".into(),
@@ -89,15 +89,9 @@ fn twenty_full_batch_iterations_match_the_cpu() {
     };
     let (cpu, gpu) = (run(Device::Cpu), run(Device::Cuda));
     assert_eq!(cpu.len(), gpu.len());
+    let j = |log: &[EvalRecord]| log.iter().map(|r| r.j).collect::<Vec<f64>>();
+    compare::assert_close("J, GPU against CPU", &j(&gpu), &j(&cpu), 0.0, 1e-4);
     for (c, g) in cpu.iter().zip(&gpu) {
-        println!("iter {}: J cpu {} gpu {}", c.iter, c.j, g.j);
-        assert!(
-            (c.j - g.j).abs() <= 1e-4 * c.j.abs(),
-            "iteration {}: J {} vs {}",
-            c.iter,
-            c.j,
-            g.j
-        );
         for (a, b) in [(c.train_acc, g.train_acc), (c.test_acc, g.test_acc)] {
             assert!(
                 (a - b).abs() < 5e-4,
@@ -131,6 +125,7 @@ fn one_step_matches_the_cpu_on_odd_shapes() {
         features: 61,
     };
     let params = layout.init(InitScheme::He, 8);
+    let cpu_params = Params::from_rows(&layout, &params, InputKind::Dense);
     let keeps = [0.8f32, 0.7, 0.9];
     let factors = [1.2f32, 0.9, 1.1, 2.0];
     let key = stream_key(5, 2, 3);
@@ -146,7 +141,7 @@ fn one_step_matches_the_cpu_on_odd_shapes() {
                 key,
             });
             let cpu_loss = net.loss_and_grads(
-                &params,
+                &cpu_params,
                 &mut grads,
                 Input::Dense(&images),
                 &labels,

@@ -6,9 +6,10 @@
 //! cuBLAS and the launches themselves (tests/gpu.rs, on a GPU).
 #![cfg(feature = "cuda")]
 
+use scratchnet::compare;
 use scratchnet::data::augment::shift_image;
-use scratchnet::nn::activation::{backward_rows, forward_rows, MaskRows};
-use scratchnet::nn::dropout::{fill_mask, mix64, stream_key};
+use scratchnet::nn::activation::{backward_rows, forward_rows};
+use scratchnet::nn::dropout::{fill_mask, mix64, stream_key, MaskRows};
 use scratchnet::nn::softmax_ce::loss_and_grad;
 use scratchnet::nn::{Activation, Arch, Layout};
 use scratchnet::optim::Adam;
@@ -105,14 +106,10 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn assert_close(what: &str, cpu: &[f32], gpu: &[f32], tol: f32) {
-    assert_eq!(cpu.len(), gpu.len());
-    for (i, (a, b)) in cpu.iter().zip(gpu).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + a.abs()),
-            "{what}: element {i}: cpu {a} vs kernel {b}"
-        );
-    }
+/// The CPU's values against the kernel's: relative differences, absolute
+/// below 1.
+fn assert_close(what: &str, cpu: &[f32], gpu: &[f32], tol: f64) {
+    compare::assert_close(what, cpu, gpu, 1.0, tol);
 }
 
 /// A layer with a relu branch, a tanh branch and odd widths, and its

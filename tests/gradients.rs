@@ -1,13 +1,15 @@
 //! Finite-difference checks of every layer's backward pass and of the whole
 //! network's gradient.
 
-use scratchnet::nn::activation::{backward_rows, forward_rows, MaskRows};
+use scratchnet::compare;
+use scratchnet::nn::activation::{backward_rows, forward_rows};
 use scratchnet::nn::dense::{self, Dims};
-use scratchnet::nn::dropout::{fill_mask, stream_key, DropoutMode};
-use scratchnet::nn::network::Dropout;
+use scratchnet::nn::dropout::{fill_mask, stream_key, Dropout, DropoutMode, MaskRows};
 use scratchnet::nn::params::BranchSlot;
-use scratchnet::nn::{softmax_ce, Activation, Arch, InitScheme, Input, Layout, Network};
-use scratchnet::tensor::{on_a_line, pair_order, Aligned, ColumnBlocks, PairRows, SparseRows};
+use scratchnet::nn::{
+    softmax_ce, Activation, Arch, InitScheme, Input, InputKind, Layout, Network, Params,
+};
+use scratchnet::tensor::sparse::{pair_order, ColumnBlocks, PairRows, SparseRows};
 
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -31,26 +33,10 @@ fn numeric_grad(x: &mut [f32], h: f32, mut f: impl FnMut(&[f32]) -> f64) -> Vec<
         .collect()
 }
 
+/// An analytic gradient against a numeric one: relative differences, with
+/// values near zero compared absolutely below 1e-3.
 fn assert_close(what: &str, analytic: &[f32], numeric: &[f64], tol: f64) {
-    assert_eq!(analytic.len(), numeric.len());
-    let mut worst = (0.0, 0);
-    for (i, (&a, &n)) in analytic.iter().zip(numeric).enumerate() {
-        let err = (a as f64 - n).abs() / (1e-3 + a.abs().max(n.abs() as f32) as f64);
-        if err > worst.0 {
-            worst = (err, i);
-        }
-    }
-    let i = worst.1;
-    println!(
-        "{what}: worst relative difference {:.2e} at {i} (analytic {}, numeric {})",
-        worst.0, analytic[i], numeric[i]
-    );
-    assert!(
-        worst.0 < tol,
-        "{what}: analytic {} vs numeric {} at {i}",
-        analytic[i],
-        numeric[i]
-    );
+    compare::assert_close(what, analytic, numeric, 1e-3, tol);
 }
 
 #[test]
@@ -182,46 +168,32 @@ fn softmax_is_stable_for_huge_logits() {
     assert!((loss - std::f64::consts::LN_2).abs() < 1e-6, "{loss}");
 }
 
-/// Odd branch widths keep the first layer's weight in rows; whole panels
-/// keep it in panels (`Layout::w0_panels`): the tests run both.
-const ARCHES: [(&str, bool); 2] = [
-    ("relu:37|tanh:20,relu:11", false),
-    ("relu:32|tanh:16,relu:11", true),
-];
+/// Odd branch widths always store the first layer's weight in rows; whole
+/// panels store it in panels for sparse input: the tests run every pairing
+/// of the two with both input kinds.
+const ARCHES: [&str; 2] = ["relu:37|tanh:20,relu:11", "relu:32|tanh:16,relu:11"];
+const KINDS: [InputKind; 2] = [InputKind::Dense, InputKind::Sparse];
 
-/// `spec`'s layout for `inputs` and `classes`, checked to keep the first
-/// layer's weight in panels or not, as `panels` says.
-fn layout(spec: &str, panels: bool, inputs: usize, classes: usize) -> Layout {
-    let layout = Layout::new(&Arch::parse(spec, inputs, classes).unwrap());
-    assert_eq!(layout.w0_panels, panels, "{spec}");
-    layout
+fn layout(spec: &str, inputs: usize, classes: usize) -> Layout {
+    Layout::new(&Arch::parse(spec, inputs, classes).unwrap())
 }
 
 #[test]
 fn whole_network_gradient_matches_finite_differences() {
-    whole_network_gradient_check(layout("relu:6|tanh:5,relu:4", false, 8, 3));
+    whole_network_gradient_check(layout("relu:6|tanh:5,relu:4", 8, 3));
 }
 
-/// The first layer's weight in panels gives what it gives in rows, bit for
-/// bit: the same loss, the same gradient (once in rows) and the same logits,
-/// for dense, compressed and paired input, few rows and many, in every
-/// dropout mode. (The tests above cover the layout in rows.)
+/// The first layer's weight stored in panels gives what it gives in rows,
+/// bit for bit: the same loss, the same gradient (once in rows) and the
+/// same logits, for dense, compressed and paired input, few rows and many,
+/// in every dropout mode. (The tests above cover the storage in rows.)
 #[test]
 fn first_layer_in_panels_computes_what_rows_compute() {
-    let (spec, _) = ARCHES[1];
-    let panels = layout(spec, true, 61, 10);
-    let mut rows_layout = panels.clone();
-    rows_layout.w0_panels = false;
-    let p_panels = panels.init(InitScheme::He, 4);
-    let mut p_rows = p_panels.clone();
-    panels.to_row_major(&mut p_rows);
-    assert_ne!(p_rows, p_panels, "the layouts differ");
-    // Read in place when they start on a cache line, copied first when not.
-    let on_line = Aligned::from(&p_panels[..]);
-    let mut off = Aligned::zeros(p_panels.len() + 1);
-    off[1..].copy_from_slice(&p_panels);
-    let off_line = &off[1..];
-    assert!(on_a_line(&on_line) && !on_a_line(off_line));
+    let layout = layout(ARCHES[1], 61, 10);
+    let init = layout.init(InitScheme::He, 4);
+    let p_panels = Params::from_rows(&layout, &init, InputKind::Sparse);
+    let p_rows = Params::from_rows(&layout, &init, InputKind::Dense);
+    assert!(p_rows[..] != p_panels[..], "the storages differ");
     let keeps = [0.8f32, 0.7, 0.9];
     for n in [1, 128, 700] {
         let x: Vec<f32> = values(n * 61, 40 + n as u64)
@@ -263,7 +235,7 @@ fn first_layer_in_panels_computes_what_rows_compute() {
                     keeps: &keeps,
                     key: stream_key(7, n as u64, 0),
                 });
-                let run = |layout: &Layout, params: &[f32]| {
+                let run = |params: &Params| {
                     let net = Network::new(layout.clone(), 2);
                     // (Paired rows are evaluated two at a time.)
                     let mut ws = net.workspace(n + 1);
@@ -276,18 +248,14 @@ fn first_layer_in_panels_computes_what_rows_compute() {
                         &mut ws,
                         dropout.as_ref(),
                     );
-                    layout.to_row_major(&mut g);
                     let mut logits = Vec::new();
                     net.logits_chunks(params, input, &mut ws, |_, z| logits.extend_from_slice(z));
-                    (loss, g, logits)
+                    (loss, params.to_rows(&g), logits)
                 };
-                let rows = run(&rows_layout, &p_rows);
-                for (line, params) in [("on", &on_line[..]), ("off", off_line)] {
-                    assert!(
-                        run(&panels, params) == rows,
-                        "{what}, {n} rows, {mode:?}, {line} a line: panels and rows differ"
-                    );
-                }
+                assert!(
+                    run(&p_panels) == run(&p_rows),
+                    "{what}, {n} rows, {mode:?}: panels and rows differ"
+                );
             }
         }
     }
@@ -295,6 +263,7 @@ fn first_layer_in_panels_computes_what_rows_compute() {
 
 fn whole_network_gradient_check(layout: Layout) {
     let net = Network::new(layout.clone(), 1);
+    let params_of = |rows: &[f32]| Params::from_rows(&layout, rows, InputKind::Dense);
     let rows = 7;
     let x = values(rows * 8, 11);
     let labels: Vec<u8> = (0..rows).map(|i| (i % 3) as u8).collect();
@@ -317,7 +286,7 @@ fn whole_network_gradient_check(layout: Layout) {
         let mut grads = vec![0.0; layout.len];
         let input = Input::Dense(&x);
         net.loss_and_grads(
-            &params,
+            &params_of(&params),
             &mut grads,
             input,
             &labels,
@@ -326,7 +295,8 @@ fn whole_network_gradient_check(layout: Layout) {
         );
         let mut scratch = vec![0.0; layout.len];
         let mut loss = |p: &[f32]| {
-            net.loss_and_grads(p, &mut scratch, input, &labels, &mut ws, dropout.as_ref())
+            let p = params_of(p);
+            net.loss_and_grads(&p, &mut scratch, input, &labels, &mut ws, dropout.as_ref())
         };
         let coarse = numeric_grad(&mut params, 1e-3, &mut loss);
         let fine = numeric_grad(&mut params, 3e-4, &mut loss);
@@ -348,7 +318,7 @@ fn whole_network_gradient_check(layout: Layout) {
             let analytic: Vec<f32> = keep.iter().map(|&i| grads[i]).collect();
             let numeric: Vec<f64> = keep.iter().map(|&i| coarse[i]).collect();
             assert_close(
-                &format!("network {} ({mode:?}, panels {})", t.name, layout.w0_panels),
+                &format!("network {} ({mode:?})", t.name),
                 &analytic,
                 &numeric,
                 2e-2,
@@ -363,12 +333,14 @@ fn whole_network_gradient_check(layout: Layout) {
 /// mode.
 #[test]
 fn sparse_input_gives_the_dense_loss_and_gradients() {
-    for (spec, panels) in ARCHES {
-        sparse_against_dense(layout(spec, panels, 61, 10));
+    for spec in ARCHES {
+        for kind in KINDS {
+            sparse_against_dense(layout(spec, 61, 10), kind);
+        }
     }
 }
 
-fn sparse_against_dense(layout: Layout) {
+fn sparse_against_dense(layout: Layout, kind: InputKind) {
     let net = Network::new(layout.clone(), 2);
     let rows = 301;
     // About 80% zeros, like MNIST.
@@ -383,7 +355,7 @@ fn sparse_against_dense(layout: Layout) {
         rows: compressed.view(),
         by_column: Some(&by_column),
     };
-    let params = layout.init(InitScheme::He, 8);
+    let params = Params::from_rows(&layout, &layout.init(InitScheme::He, 8), kind);
     let keeps = [0.8f32, 0.7, 0.9];
     for mode in [None, Some(DropoutMode::Unit), Some(DropoutMode::Sample)] {
         let dropout = mode.map(|mode| Dropout {
@@ -404,7 +376,7 @@ fn sparse_against_dense(layout: Layout) {
             "{mode:?}: loss {dense_loss} vs {sparse_loss}"
         );
         let numeric: Vec<f64> = dense_g.iter().map(|&v| v as f64).collect();
-        let what = format!("sparse ({mode:?}, panels {})", layout.w0_panels);
+        let what = format!("sparse ({mode:?}, {kind:?} storage, {})", layout.arch);
         assert_close(&what, &sparse_g, &numeric, 1e-4);
     }
     let mut ws = net.workspace(100);
@@ -422,12 +394,14 @@ fn sparse_against_dense(layout: Layout) {
 /// the rows equal to the row-weighted gradients of chunks of them.
 #[test]
 fn many_rows_in_blocks_agree_with_few_rows_layer_by_layer() {
-    for (spec, panels) in ARCHES {
-        blocks_against_layers(layout(spec, panels, 61, 10));
+    for spec in ARCHES {
+        for kind in KINDS {
+            blocks_against_layers(layout(spec, 61, 10), kind);
+        }
     }
 }
 
-fn blocks_against_layers(layout: Layout) {
+fn blocks_against_layers(layout: Layout, kind: InputKind) {
     let (inputs, rows, chunk) = (layout.arch.inputs, 1301, 256);
     let net = Network::new(layout.clone(), 3);
     let x: Vec<f32> = values(rows * inputs, 31)
@@ -437,7 +411,7 @@ fn blocks_against_layers(layout: Layout) {
     let labels: Vec<u8> = (0..rows).map(|i| (i * 3 % 10) as u8).collect();
     let compressed = SparseRows::from_dense(&x, inputs);
     let paired = PairRows::from_rows(compressed.view(), &pair_order(compressed.view()));
-    let params = layout.init(InitScheme::He, 9);
+    let params = Params::from_rows(&layout, &layout.init(InitScheme::He, 9), kind);
     let logits = |input: Input<'_>, capacity: usize| {
         let mut all = Vec::new();
         let mut ws = net.workspace(capacity);
@@ -459,8 +433,8 @@ fn blocks_against_layers(layout: Layout) {
         assert_eq!(whole.len(), rows * 10);
         assert!(
             whole == logits(input, chunk),
-            "{what}: logits differ (panels {})",
-            layout.w0_panels
+            "{what}: logits differ ({kind:?} storage, {})",
+            layout.arch
         );
     }
 
@@ -505,8 +479,8 @@ fn blocks_against_layers(layout: Layout) {
                 }
             }
             let what = format!(
-                "blocks ({mode:?}, sparse {sparse}, panels {})",
-                layout.w0_panels
+                "blocks ({mode:?}, sparse {sparse}, {kind:?} storage, {})",
+                layout.arch
             );
             assert_close(&what, &whole, &chunked, 1e-4);
         }

@@ -2,6 +2,7 @@
 //! would look: three times larger, dark ink on light paper, off-centre.
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
+use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
 use scratchnet::train::{Observer, Outcome, RunControl, TrainConfig, Trainer};
 use std::path::Path;
@@ -29,7 +30,7 @@ fn redrawn_test_digits_are_classified_as_their_labels() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let ds = Dataset::load(&root.join("data/mnist"), Some(10_000)).unwrap();
     let cfg = TrainConfig::resolve(None, serde_json::json!({"epochs": 2})).unwrap();
-    let mut t = Trainer::new(cfg, &ds, 2, None).unwrap();
+    let mut t = Trainer::new(cfg, &ds, Target::cpu(2), None).unwrap();
     let ctl = RunControl {
         checkpoint_every: None,
         checkpoint_path: "unused".into(),
@@ -41,7 +42,7 @@ fn redrawn_test_digits_are_classified_as_their_labels() {
     ));
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.safetensors");
-    t.model(Default::default()).save(&model).unwrap();
+    t.model(Default::default()).unwrap().save(&model).unwrap();
 
     let pics = dir.path().join("pics");
     std::fs::create_dir(&pics).unwrap();

@@ -1,10 +1,11 @@
 //! Training on the bundled MNIST: accuracy thresholds, determinism, and the
 //! model-file round trip.
 
+use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, Split};
 use scratchnet::model_io::{load_init, Model};
-use scratchnet::nn::{Input, Network};
-use scratchnet::train::{Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};
+use scratchnet::nn::{Input, InputKind, Network, Params};
+use scratchnet::train::{Checkpoint, Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,7 +45,7 @@ fn config(overrides: serde_json::Value) -> TrainConfig {
 
 #[test]
 fn one_epoch_of_the_default_preset_reaches_95_percent() {
-    let mut t = Trainer::new(config(json!({"epochs": 1})), mnist(), 2, None).unwrap();
+    let mut t = Trainer::new(config(json!({"epochs": 1})), mnist(), Target::cpu(2), None).unwrap();
     let s = finish(&mut t);
     println!("default preset, 1 epoch: {:?}", s.last);
     assert!(s.last.test_acc >= 0.95, "test accuracy {}", s.last.test_acc);
@@ -55,7 +56,7 @@ fn fifty_iterations_of_the_seed_preset_reach_88_percent_validation() {
     let mut t = Trainer::new(
         config(json!({"preset": "seed", "iters": 50})),
         mnist(),
-        2,
+        Target::cpu(2),
         None,
     )
     .unwrap();
@@ -76,12 +77,12 @@ fn same_seed_gives_bit_identical_weights_and_a_new_seed_does_not() {
         let mut t = Trainer::new(
             config(json!({"iters": 40, "seed": seed, "keep": [0.9, 0.8, 0.9], "dropout": dropout})),
             mnist(),
-            2,
+            Target::cpu(2),
             None,
         )
         .unwrap();
         let s = finish(&mut t);
-        (t.params.clone(), s.last.j)
+        (t.params().unwrap(), s.last.j)
     };
     for mode in ["unit", "sample"] {
         let (a, ja) = run(3, mode);
@@ -95,23 +96,20 @@ fn same_seed_gives_bit_identical_weights_and_a_new_seed_does_not() {
 
 #[test]
 fn save_load_eval_round_trip_gives_identical_predictions() {
-    let mut t = Trainer::new(config(json!({"iters": 30})), mnist(), 2, None).unwrap();
+    let mut t = Trainer::new(config(json!({"iters": 30})), mnist(), Target::cpu(2), None).unwrap();
     finish(&mut t);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    t.model(BTreeMap::new()).save(&path).unwrap();
+    t.model(BTreeMap::new()).unwrap().save(&path).unwrap();
 
     let loaded = Model::load(&path).unwrap();
-    assert_eq!(loaded.layout, t.net.layout);
-    assert!(loaded.params == t.params[..]);
-    // The file holds every weight as `[out, in]` rows (the notebook's shape,
-    // and what files from before the first layer was kept in panels hold).
-    assert!(t.net.layout.w0_panels);
-    let mut rows = t.params.clone();
-    t.net.layout.to_row_major(&mut rows);
+    let rows = t.params().unwrap();
+    assert_eq!(loaded.layout, t.layout);
+    assert!(loaded.params == rows);
+    // The file holds every weight as `[out, in]` rows, the notebook's shape.
     let bytes = std::fs::read(&path).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    for w in &t.net.layout.weights {
+    for w in &t.layout.weights {
         let stored: Vec<f32> = file
             .tensor(&w.name)
             .unwrap()
@@ -128,14 +126,18 @@ fn save_load_eval_round_trip_gives_identical_predictions() {
     let test = &mnist().test;
     let net = Network::new(loaded.layout.clone(), 2);
     let mut ws = net.workspace(1000);
-    let before = t
-        .net
-        .predict(&t.params, Input::Dense(&test.images), &mut ws);
-    let after = net.predict(&loaded.params, Input::Dense(&test.images), &mut ws);
-    assert_eq!(before, after);
+    // Stored as the trainer stores them (for sparse input) and as a loaded
+    // model is read (dense input): the same predictions.
+    let x = Input::Dense(&test.images);
+    let trained = Params::from_rows(&t.layout, &rows, InputKind::Sparse);
+    let from_file = Params::from_rows(&loaded.layout, &loaded.params, InputKind::Dense);
+    assert_eq!(
+        net.predict(&trained, x, &mut ws),
+        net.predict(&from_file, x, &mut ws)
+    );
 
     // --init reads the same tensors back by their notebook names.
-    assert!(load_init(&path, &t.net.layout).unwrap() == rows[..]);
+    assert!(load_init(&path, &t.layout).unwrap() == rows[..]);
 }
 
 #[test]
@@ -143,13 +145,13 @@ fn evaluation_on_paired_images_agrees_with_the_dense_path() {
     // The trainer evaluates the validation and test images merged in pairs
     // of similar ones, labels reordered alike; the dense path is the plain
     // product. Rounding differs, so a near-tie may flip: 2 images of 10,000.
-    let mut t = Trainer::new(config(json!({"iters": 30})), mnist(), 2, None).unwrap();
+    let mut t = Trainer::new(config(json!({"iters": 30})), mnist(), Target::cpu(2), None).unwrap();
     finish(&mut t);
-    let mut ws = t.net.workspace(1000);
+    let net = Network::new(t.layout.clone(), 2);
+    let mut ws = net.workspace(1000);
     let test = &mnist().test;
-    let dense = t
-        .net
-        .accuracy(&t.params, Input::Dense(&test.images), &test.labels, &mut ws);
+    let params = Params::from_rows(&t.layout, &t.params().unwrap(), InputKind::Dense);
+    let dense = net.accuracy(&params, Input::Dense(&test.images), &test.labels, &mut ws);
     let paired = t.test_accuracy().unwrap();
     assert!(dense > 0.8, "dense accuracy {dense}");
     assert!(
@@ -160,31 +162,31 @@ fn evaluation_on_paired_images_agrees_with_the_dense_path() {
 
 #[test]
 fn init_from_file_starts_from_those_weights() {
-    let layout = Trainer::new(config(json!({"iters": 1})), mnist(), 1, None)
+    let layout = Trainer::new(config(json!({"iters": 1})), mnist(), Target::cpu(1), None)
         .unwrap()
-        .net
-        .layout
-        .clone();
+        .layout;
     // Given in rows, as a file holds them.
-    let mut start = layout.init(scratchnet::nn::InitScheme::He, 99);
-    layout.to_row_major(&mut start);
-    let mut a = Trainer::new(config(json!({"iters": 5})), mnist(), 2, Some(start.clone())).unwrap();
+    let start = layout.init(scratchnet::nn::InitScheme::He, 99);
+    let mut a = Trainer::new(
+        config(json!({"iters": 5})),
+        mnist(),
+        Target::cpu(2),
+        Some(start.clone()),
+    )
+    .unwrap();
     let mut b = Trainer::new(
         config(json!({"iters": 5, "seed": 12345})),
         mnist(),
-        2,
+        Target::cpu(2),
         Some(start),
     )
     .unwrap();
     finish(&mut a);
     finish(&mut b);
     // Different seeds change only the batches here; the starting point was shared.
-    assert_ne!(a.params, b.params);
-    assert!(a
-        .params
-        .iter()
-        .zip(b.params.iter())
-        .all(|(x, y)| (x - y).abs() < 0.05));
+    let (a, b) = (a.params().unwrap(), b.params().unwrap());
+    assert_ne!(a, b);
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 0.05));
 }
 
 /// Stops a run when it reaches a given step, as Ctrl-C would.
@@ -211,10 +213,10 @@ fn interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
             optimizer: serde_json::from_value(json!(optimizer)).unwrap(),
             ..cfg.clone()
         };
-        let mut whole = Trainer::new(cfg.clone(), mnist(), 2, None).unwrap();
+        let mut whole = Trainer::new(cfg.clone(), mnist(), Target::cpu(2), None).unwrap();
         finish(&mut whole);
 
-        let mut first = Trainer::new(cfg, mnist(), 2, None).unwrap();
+        let mut first = Trainer::new(cfg, mnist(), Target::cpu(2), None).unwrap();
         let flag = AtomicBool::new(false);
         let mut obs = StopAt(77, &flag);
         let ctl = RunControl {
@@ -226,12 +228,12 @@ fn interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
             Outcome::Interrupted { step } => assert_eq!(step, 77),
             other => panic!("{optimizer}: expected an interruption, got {other:?}"),
         }
-        let ckpt = Model::load(&path).unwrap();
-        let mut resumed = Trainer::resume(&ckpt, mnist(), 2).unwrap();
+        let ckpt = Checkpoint::load(&path).unwrap();
+        let mut resumed = Trainer::resume(&ckpt, mnist(), Target::cpu(2)).unwrap();
         assert_eq!(resumed.step, 77);
         finish(&mut resumed);
         assert!(
-            resumed.params == whole.params,
+            resumed.params().unwrap() == whole.params().unwrap(),
             "{optimizer}: resumed weights differ from the uninterrupted run's"
         );
     }
@@ -251,9 +253,11 @@ fn thread_count_does_not_change_the_weights() {
                 .build()
                 .unwrap();
             pool.install(|| {
-                let mut t = Trainer::new(config(preset.clone()), mnist(), threads, None).unwrap();
+                let mut t =
+                    Trainer::new(config(preset.clone()), mnist(), Target::cpu(threads), None)
+                        .unwrap();
                 finish(&mut t);
-                t.params
+                t.params().unwrap()
             })
         };
         let one = run(1);
@@ -266,12 +270,11 @@ fn thread_count_does_not_change_the_weights() {
     }
 }
 
-/// Dense data (too few zeros for the compressed first layer) keeps the first
-/// layer's weight in rows, as the dense product reads it (unpacking panels
-/// every step cost ~20%); compressed data keeps it in panels. Starting
-/// weights are given in rows either way.
+/// Dense data (too few zeros for the compressed first layer) trains through
+/// the dense product, from starting weights given in rows as for sparse
+/// data (the backend stores them as its input's product reads them).
 #[test]
-fn dense_data_keeps_the_first_layer_in_rows() {
+fn dense_data_trains_from_weights_given_in_rows() {
     let d = mnist();
     // MNIST with no zero left: the same digits, lifted off black.
     let lifted = |s: &Split, n: usize| Split {
@@ -289,13 +292,16 @@ fn dense_data_keeps_the_first_layer_in_rows() {
         shape: d.shape,
         checksums: Vec::new(),
     };
-    let sparse = Trainer::new(config(json!({"iters": 1})), d, 2, None).unwrap();
-    assert!(sparse.net.layout.w0_panels);
-    let mut start = sparse.params.to_vec();
-    sparse.net.layout.to_row_major(&mut start);
-    let mut t = Trainer::new(config(json!({"iters": 20})), &data, 2, Some(start.clone())).unwrap();
-    assert!(!t.net.layout.w0_panels);
-    assert!(t.params[..] == start[..], "rows given, rows kept");
+    let sparse = Trainer::new(config(json!({"iters": 1})), d, Target::cpu(2), None).unwrap();
+    let start = sparse.params().unwrap();
+    let mut t = Trainer::new(
+        config(json!({"iters": 20})),
+        &data,
+        Target::cpu(2),
+        Some(start.clone()),
+    )
+    .unwrap();
+    assert!(t.params().unwrap() == start, "rows given, rows kept");
     let s = finish(&mut t);
     assert!(s.last.test_acc > 0.5, "{:?}", s.last);
 }
@@ -304,9 +310,11 @@ fn dense_data_keeps_the_first_layer_in_rows() {
 /// clear error (before, its weights reached the trainer's length check).
 #[test]
 fn resuming_on_data_of_another_size_is_an_error() {
-    let ckpt = Trainer::new(config(json!({"iters": 1})), mnist(), 1, None)
+    let ckpt = Trainer::new(config(json!({"iters": 1})), mnist(), Target::cpu(1), None)
         .unwrap()
-        .checkpoint();
+        .checkpoint()
+        .unwrap();
+    let ckpt = Checkpoint::from_model(ckpt).unwrap();
     let split = |n: usize| Split {
         images: vec![0.5; n * 16],
         labels: (0..n).map(|i| (i % 10) as u8).collect(),
@@ -319,7 +327,9 @@ fn resuming_on_data_of_another_size_is_an_error() {
         shape: (4, 4),
         checksums: Vec::new(),
     };
-    let err = Trainer::resume(&ckpt, &small, 1).err().expect("an error");
+    let err = Trainer::resume(&ckpt, &small, Target::cpu(1))
+        .err()
+        .expect("an error");
     assert!(
         err.to_string()
             .contains("does not fit this data (16 inputs)"),

@@ -4,9 +4,9 @@
 
 use super::{Common, DeviceArg};
 use anyhow::Result;
+use scratchnet::backend::Device;
 use scratchnet::data::{Dataset, CLASSES};
-use scratchnet::device::Device;
-use scratchnet::nn::Network;
+use scratchnet::nn::Layout;
 use scratchnet::tensor::{matmul, Mat, MatMut};
 use scratchnet::train::{TrainConfig, Trainer};
 use serde::Serialize;
@@ -67,8 +67,8 @@ fn time(runs: u32, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
 
 /// Multiply-adds per sample: forward, and backward (weight gradients plus
 /// propagation to every layer but the input), times 2 for FLOP.
-fn flop_per_sample(net: &Network) -> (f64, f64) {
-    let layers = &net.layout.layers;
+fn flop_per_sample(layout: &Layout) -> (f64, f64) {
+    let layers = &layout.layers;
     let fwd: usize = layers.iter().map(|l| l.inputs * l.outputs).sum();
     let bwd: usize = fwd
         + layers[1..]
@@ -79,18 +79,17 @@ fn flop_per_sample(net: &Network) -> (f64, f64) {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let device = args.device.device;
+    let target = args.device.target();
+    let (device, threads) = (target.device, target.threads);
     device.check()?;
-    let threads = rayon::current_num_threads();
     let path = args.common.data_path();
     let data50 = Dataset::load(&path, Some(10_000))?;
     let mut rows = Vec::new();
 
     // Full batch: the seed preset's iteration on 50,000 samples (dropout on).
     let seed = TrainConfig::resolve(None, json!({"preset": "seed", "iters": 1_000_000}))?;
-    let mut t = Trainer::new(seed, &data50, threads, None)?;
-    t.use_device(device)?;
-    let (f, b) = flop_per_sample(&t.net);
+    let mut t = Trainer::new(seed, &data50, target, None)?;
+    let (f, b) = flop_per_sample(&t.layout);
     let times = time(args.runs, || {
         t.train_step()?;
         t.wait()
@@ -109,8 +108,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None,
         json!({"epochs": 1000, "batch_size": 128, "optimizer": "adam", "keep": [0.9], "dropout": "sample"}),
     )?;
-    let mut t = Trainer::new(cfg, &data60, threads, None)?;
-    t.use_device(device)?;
+    let mut t = Trainer::new(cfg, &data60, target, None)?;
     let spe = t.steps_per_epoch();
     let times = time(args.runs, || {
         (0..spe).try_for_each(|_| t.train_step().map(|_| ()))?;

@@ -2,8 +2,8 @@
 
 use super::{Common, DeviceArg};
 use anyhow::Result;
+use scratchnet::backend::logits;
 use scratchnet::data::{Dataset, CLASSES};
-use scratchnet::device::logits;
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
 use scratchnet::train::metrics::{confusion, per_class_accuracy};
@@ -28,7 +28,6 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     args.device.device.check()?;
-    let threads = rayon::current_num_threads();
     let model = Model::load(&args.model)?;
     let path = args.common.data_path();
     let data = Dataset::load(&path, None)?;
@@ -41,13 +40,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "val" => &data.val,
         _ => &data.test,
     };
-    let z = logits(
-        args.device.device,
-        &model.layout,
-        &model.params,
-        &split.images,
-        threads,
-    )?;
+    let target = args.device.target();
+    let z = logits(target, &model.layout, &model.params, &split.images)?;
     let pred: Vec<u8> = z.chunks_exact(arch.classes).map(argmax).collect();
     let m = confusion(&split.labels, &pred);
     let correct: usize = (0..CLASSES).map(|c| m[c][c]).sum();

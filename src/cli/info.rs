@@ -2,8 +2,7 @@
 
 use anyhow::{Context, Result};
 use scratchnet::model_io::{Model, VERSION_KEY};
-use scratchnet::train::trainer::{CHECKPOINT_KEY, CONFIG_KEY};
-use scratchnet::train::{EvalRecord, TrainConfig};
+use scratchnet::train::{EvalRecord, TrainConfig, CHECKPOINT_KEY, CONFIG_KEY};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]

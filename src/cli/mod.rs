@@ -11,6 +11,7 @@ mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
+use scratchnet::backend::{Device, Target};
 use scratchnet::tensor::flush_denormals;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,8 +68,18 @@ enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct DeviceArg {
     /// Where to compute: `cuda` needs an NVIDIA GPU and a build with `--features cuda`
-    #[arg(long, value_enum, default_value_t = scratchnet::device::Device::Cpu)]
-    pub device: scratchnet::device::Device,
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+}
+
+impl DeviceArg {
+    /// The device, with the pool's threads for the CPU.
+    pub fn target(&self) -> Target {
+        Target {
+            device: self.device,
+            threads: rayon::current_num_threads(),
+        }
+    }
 }
 
 /// Options shared by commands that read data and compute.

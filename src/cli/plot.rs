@@ -7,8 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
+use scratchnet::backend::{logits, Target};
 use scratchnet::data::{Dataset, Split, CLASSES};
-use scratchnet::device::{logits, Device};
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
 use scratchnet::train::metrics::confusion;
@@ -61,7 +61,6 @@ pub fn run(args: PlotArgs) -> Result<()> {
         println!("wrote {} and {}", png.display(), svg.display());
     }
     if let Some(mp) = &args.model {
-        let threads = rayon::current_num_threads();
         let model = Model::load(mp)?;
         let path = args.common.data_path();
         let data = Dataset::load(&path, None)?;
@@ -73,13 +72,8 @@ pub fn run(args: PlotArgs) -> Result<()> {
             );
         }
         let test = &data.test;
-        let z = logits(
-            Device::Cpu,
-            &model.layout,
-            &model.params,
-            &test.images,
-            threads,
-        )?;
+        let target = Target::cpu(rayon::current_num_threads());
+        let z = logits(target, &model.layout, &model.params, &test.images)?;
         let pred: Vec<u8> = z.chunks_exact(CLASSES).map(argmax).collect();
         let m = confusion(&data.test.labels, &pred);
         let png = args.out.join("confusion.png");

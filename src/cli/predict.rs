@@ -2,8 +2,8 @@
 
 use super::DeviceArg;
 use anyhow::{bail, Context, Result};
+use scratchnet::backend::logits;
 use scratchnet::data::image_prep::{load_digit, SIDE};
-use scratchnet::device::logits;
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
 use scratchnet::nn::softmax_ce::softmax;
@@ -69,7 +69,6 @@ fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     args.device.device.check()?;
-    let threads = rayon::current_num_threads();
     let model = Model::load(&args.model)?;
     let arch = &model.layout.arch;
     if arch.inputs != SIDE * SIDE {
@@ -85,13 +84,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         pixels.extend(load_digit(f)?);
     }
     let classes = arch.classes;
-    let mut probs = logits(
-        args.device.device,
-        &model.layout,
-        &model.params,
-        &pixels,
-        threads,
-    )?;
+    let target = args.device.target();
+    let mut probs = logits(target, &model.layout, &model.params, &pixels)?;
     softmax(&mut probs, classes);
     let rows = files.iter().zip(probs.chunks_exact(classes));
     if args.csv {

@@ -8,6 +8,7 @@ use super::{Common, Verbosity};
 use anyhow::{bail, Context, Result};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, CLASSES};
 use scratchnet::fsutil::write_atomic;
 use scratchnet::nn::dropout::stream_key;
@@ -195,8 +196,8 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
             keep: keep.clone(),
             ..base.clone()
         };
-        let mut t =
-            Trainer::new(cfg, &data, threads, None).with_context(|| format!("trial {i}"))?;
+        let mut t = Trainer::new(cfg, &data, Target::cpu(threads), None)
+            .with_context(|| format!("trial {i}"))?;
         let s = match t.run(&mut Quiet, &ctl) {
             Ok(Outcome::Finished(s)) => s,
             Ok(Outcome::Interrupted { .. }) => unreachable!("no interrupt flag"),
@@ -235,7 +236,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
                 serde_json::to_string(&s.last)?,
             );
             meta.insert("scratchnet.sweep_trial".to_string(), i.to_string());
-            t.model(meta).save(&args.out.join("best.safetensors"))?;
+            t.model(meta)?.save(&args.out.join("best.safetensors"))?;
         }
         writeln!(log, "{}", serde_json::to_string(&r)?)?;
         log.flush()?;

@@ -4,12 +4,11 @@ use super::{Common, DeviceArg, Verbosity};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchnet::data::Dataset;
-use scratchnet::model_io::{load_init, Model};
+use scratchnet::model_io::load_init;
 use scratchnet::nn::Layout;
 use scratchnet::train::config::BatchSize;
-use scratchnet::train::trainer::CONFIG_KEY;
 use scratchnet::train::{
-    EvalRecord, MetricsWriter, Observer, Outcome, RunControl, TrainConfig, Trainer,
+    Checkpoint, EvalRecord, MetricsWriter, Observer, Outcome, RunControl, TrainConfig, Trainer,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -201,7 +200,8 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     let quiet = v == Verbosity::Quiet;
-    let threads = rayon::current_num_threads();
+    let target = args.device.target();
+    let threads = target.threads;
     let mut overrides = serde_json::to_value(&args.flags)?;
     // `--init` names a file; the scheme flag maps onto the config's `init` key.
     if let Some(s) = overrides
@@ -210,7 +210,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     {
         overrides["init"] = s;
     }
-    let resumed = args.resume.as_deref().map(Model::load).transpose()?;
+    let resumed = args.resume.as_deref().map(Checkpoint::load).transpose()?;
     let cfg = match &resumed {
         Some(ckpt) => {
             let given = overrides.as_object().map_or(0, |o| o.len())
@@ -219,12 +219,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             if given > 0 {
                 bail!("--resume continues the checkpoint's own configuration; drop the options that would change it ({})", overrides.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default());
             }
-            let text = ckpt
-                .metadata
-                .get(CONFIG_KEY)
-                .context("--resume: the file holds no training configuration")?;
-            serde_json::from_str::<TrainConfig>(text)
-                .context("--resume: unreadable configuration")?
+            ckpt.cfg.clone()
         }
         None => {
             let toml_text = match &args.config {
@@ -246,20 +241,20 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     let val_size = (!data_path.is_file() || args.flags.val_size.is_some() || resumed.is_some())
         .then_some(cfg.val_size);
     let data = Dataset::load(&data_path, val_size)?;
-    let arch = cfg.arch(data.features(), scratchnet::data::CLASSES)?;
-    cfg.validate(&arch)?;
     let mut trainer = match &resumed {
-        Some(ckpt) => Trainer::resume(ckpt, &data, threads)?,
+        Some(ckpt) => Trainer::resume(ckpt, &data, target)?,
         None => {
-            let init = args
-                .init
-                .as_deref()
-                .map(|p| load_init(p, &Layout::new(&arch)))
-                .transpose()?;
-            Trainer::new(cfg.clone(), &data, threads, init)?
+            let init = match &args.init {
+                Some(p) => {
+                    let arch = cfg.arch(data.features(), scratchnet::data::CLASSES)?;
+                    Some(load_init(p, &Layout::new(&arch))?)
+                }
+                None => None,
+            };
+            Trainer::new(cfg.clone(), &data, target, init)?
         }
     };
-    trainer.use_device(args.device.device)?;
+    let arch = &trainer.layout.arch;
     if !quiet {
         println!(
             "scratchnet {}: data {} (train {}, val {}, test {}), {threads} thread{}",
@@ -270,7 +265,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             data.test.len(),
             if threads == 1 { "" } else { "s" }
         );
-        println!("network {arch} ({} parameters)", trainer.net.layout.len);
+        println!("network {arch} ({} parameters)", trainer.layout.len);
         println!(
             "{} steps of {} samples ({} per epoch); dropout masks {}",
             trainer.total_steps,
@@ -365,7 +360,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     if let Some(path) = &args.save {
         let mut meta = BTreeMap::new();
         meta.insert("scratchnet.metrics".to_string(), serde_json::to_string(r)?);
-        trainer.model(meta).save(path)?;
+        trainer.model(meta)?.save(path)?;
         println!("saved model to {}", path.display());
     }
     Ok(())

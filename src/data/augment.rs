@@ -3,7 +3,7 @@
 //! shifts depend only on (seed, step, position in the batch).
 
 use crate::nn::dropout::uniform;
-use crate::tensor::SparseRows;
+use crate::tensor::sparse::SparseRows;
 
 /// Copies `src` (an `h x w` image) into `dst` moved by `(dx, dy)` pixels.
 pub fn shift_image(src: &[f32], dst: &mut [f32], (h, w): (usize, usize), dx: isize, dy: isize) {

@@ -4,7 +4,7 @@
 use super::augment::{random_shift, shift_entries, shift_image};
 use super::Split;
 use crate::nn::dropout::stream_key;
-use crate::tensor::{SparseRows, SparseView};
+use crate::tensor::sparse::{SparseRows, SparseView};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -128,11 +128,17 @@ impl Batcher {
         &self.labels
     }
 
-    /// The sample ids of step `step` and its augmentation key (for
-    /// [`super::augment::random_shift`]): what a device gathers itself.
-    pub fn plan(&mut self, step: usize) -> (&[u32], u64) {
+    /// The sample ids of step `step`, and in `shifts` each one's shift:
+    /// what a device gathers itself.
+    pub fn plan(&mut self, step: usize, shifts: &mut Vec<(isize, isize)>) -> &[u32] {
         let (range, key) = self.ids(step);
-        (&self.perm[range], key)
+        let shift = self.shift;
+        shifts.clear();
+        shifts.extend((0..range.len()).map(|j| match shift {
+            0 => (0, 0),
+            s => random_shift(key, j as u64, s),
+        }));
+        &self.perm[range]
     }
 
     /// Where in `perm` the sample ids of step `step` are, and the step's

@@ -4,7 +4,7 @@
 use crate::data::Split;
 use crate::nn::dropout::{mix64, DropoutMode};
 use crate::nn::{Activation, Layout};
-use crate::optim::Optimizer;
+use crate::optim::{Adam, Optimizer};
 use anyhow::{Context, Result};
 use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
@@ -39,6 +39,13 @@ pub struct GpuSplit {
     rows: usize,
 }
 
+impl GpuSplit {
+    /// Number of samples.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
 /// The batch of one step.
 pub enum GpuStep<'a> {
     /// The whole split (full batch, no augmentation).
@@ -56,14 +63,12 @@ pub enum GpuStep<'a> {
 
 /// The optimiser's state on the device.
 enum DeviceOpt {
+    /// The moments here; the step count and settings in `host` (whose own
+    /// moments are left empty).
     Adam {
         v: CudaSlice<f32>,
         s: CudaSlice<f32>,
-        t: u64,
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        bias_correction: bool,
+        host: Adam,
     },
     Sgd {
         u: CudaSlice<f32>,
@@ -97,10 +102,9 @@ fn launch_cfg(n: usize) -> LaunchConfig {
 }
 
 impl GpuNet {
-    /// Uploads `params` and the optimiser's state (in `layout`'s order; the
-    /// device holds every weight in rows, see [`Layout::to_row_major`]);
-    /// buffers for batches of up to `capacity` rows; `keeps` per hidden
-    /// branch.
+    /// Uploads `params` and the optimiser's state (every weight in rows, as
+    /// the device holds them); buffers for batches of up to `capacity`
+    /// rows; `keeps` per hidden branch.
     pub fn new(
         ctx: &Arc<CudaContext>,
         layout: &Layout,
@@ -110,11 +114,6 @@ impl GpuNet {
         capacity: usize,
     ) -> Result<GpuNet> {
         let stream = ctx.default_stream();
-        let rows_of = |buf: &[f32]| {
-            let mut buf = buf.to_vec();
-            layout.to_row_major(&mut buf);
-            buf
-        };
         let ptx = cudarc::nvrtc::compile_ptx(SOURCE).context("compiling the CUDA kernels")?;
         let module = ctx.load_module(ptx)?;
         let f = |name: &str| {
@@ -158,23 +157,23 @@ impl GpuNet {
         }
         let opt = match opt {
             Optimizer::Adam(a) => DeviceOpt::Adam {
-                v: stream.clone_htod(&rows_of(&a.v))?,
-                s: stream.clone_htod(&rows_of(&a.s))?,
-                t: a.t,
-                beta1: a.beta1,
-                beta2: a.beta2,
-                eps: a.eps,
-                bias_correction: a.bias_correction,
+                v: stream.clone_htod(&a.v)?,
+                s: stream.clone_htod(&a.s)?,
+                host: Adam {
+                    v: Vec::new(),
+                    s: Vec::new(),
+                    ..a.clone()
+                },
             },
             Optimizer::Sgd(s) => DeviceOpt::Sgd {
-                u: stream.clone_htod(&rows_of(&s.velocity))?,
+                u: stream.clone_htod(&s.velocity)?,
                 momentum: s.momentum,
             },
         };
         let alloc = |n: usize| stream.alloc_zeros::<f32>(n.max(1));
         Ok(GpuNet {
             blas: CudaBlas::new(stream.clone())?,
-            params: stream.clone_htod(&rows_of(params))?,
+            params: stream.clone_htod(params)?,
             grads: alloc(layout.len)?,
             opt,
             acts: layout
@@ -426,27 +425,10 @@ impl GpuNet {
         let n = self.layout.len as i64;
         let cfg = launch_cfg(self.layout.len);
         match &mut self.opt {
-            DeviceOpt::Adam {
-                v,
-                s,
-                t,
-                beta1,
-                beta2,
-                eps,
-                bias_correction,
-            } => {
-                *t += 1;
-                let (c1, c2) = if *bias_correction {
-                    (
-                        1.0 - (*beta1 as f64).powi(*t as i32),
-                        1.0 - (*beta2 as f64).powi(*t as i32),
-                    )
-                } else {
-                    (1.0, 1.0)
-                };
-                let step = (lr as f64 / c1) as f32;
-                let inv_sqrt_c2 = (1.0 / c2.sqrt()) as f32;
-                let (b1, b2, e) = (*beta1, *beta2, *eps);
+            DeviceOpt::Adam { v, s, host } => {
+                host.t += 1;
+                let [step, inv_sqrt_c2] = host.scalars(lr);
+                let (b1, b2, e) = (host.beta1, host.beta2, host.eps);
                 let mut b = self.stream.launch_builder(&self.k.adam);
                 b.arg(&mut self.params)
                     .arg(&self.grads)
@@ -541,30 +523,24 @@ impl GpuNet {
         Ok(self.stream.synchronize()?)
     }
 
-    /// The parameters, downloaded (in the layout's order).
+    /// The parameters, downloaded (every weight in rows).
     pub fn params(&self) -> Result<Vec<f32>> {
-        let mut p = self.stream.clone_dtoh(&self.params)?;
-        self.layout.from_row_major(&mut p);
-        Ok(p)
+        Ok(self.stream.clone_dtoh(&self.params)?)
     }
 
-    /// Copies the optimiser's state into `opt` (for checkpoints).
-    pub fn sync_optimizer(&self, opt: &mut Optimizer) -> Result<()> {
-        match (&self.opt, opt) {
-            (DeviceOpt::Adam { v, s, t, .. }, Optimizer::Adam(a)) => {
-                a.v = self.stream.clone_dtoh(v)?;
-                a.s = self.stream.clone_dtoh(s)?;
-                a.t = *t;
-                self.layout.from_row_major(&mut a.v);
-                self.layout.from_row_major(&mut a.s);
-            }
-            (DeviceOpt::Sgd { u, .. }, Optimizer::Sgd(s)) => {
-                s.velocity = self.stream.clone_dtoh(u)?;
-                self.layout.from_row_major(&mut s.velocity);
-            }
-            _ => anyhow::bail!("optimiser kinds differ between host and device"),
-        }
-        Ok(())
+    /// The optimiser with its state, downloaded (for checkpoints).
+    pub fn optimizer(&self) -> Result<Optimizer> {
+        Ok(match &self.opt {
+            DeviceOpt::Adam { v, s, host } => Optimizer::Adam(Adam {
+                v: self.stream.clone_dtoh(v)?,
+                s: self.stream.clone_dtoh(s)?,
+                ..host.clone()
+            }),
+            DeviceOpt::Sgd { u, momentum } => Optimizer::Sgd(crate::optim::Sgd {
+                velocity: self.stream.clone_dtoh(u)?,
+                momentum: *momentum,
+            }),
+        })
     }
 }
 

@@ -3,29 +3,9 @@
 //! tanh' = 1 - y²), so the forward pass keeps only A, not Z.
 
 use super::arch::Activation;
+use super::dropout::MaskRows;
 use super::params::BranchSlot;
 use multiversion::multiversion;
-
-/// The dropout scales (0 or 1/keep) that apply to a block of rows.
-#[derive(Clone, Copy, Debug)]
-pub enum MaskRows<'a> {
-    /// No dropout (evaluation, or keep = 1 everywhere).
-    Off,
-    /// One row of scales shared by every sample (the notebook's per-unit mode).
-    Unit(&'a [f32]),
-    /// One row of scales per sample, for exactly this block's rows.
-    Sample(&'a [f32]),
-}
-
-impl<'a> MaskRows<'a> {
-    fn row(&self, r: usize, width: usize) -> Option<&'a [f32]> {
-        match *self {
-            MaskRows::Off => None,
-            MaskRows::Unit(s) => Some(s),
-            MaskRows::Sample(s) => Some(&s[r * width..(r + 1) * width]),
-        }
-    }
-}
 
 /// tanh by Eigen's rational approximation (accurate to a few ulp in f32):
 /// unlike libm's it vectorises, and the network evaluates millions per step.

@@ -3,7 +3,7 @@
 //! Transposes are views, so no product copies its operands.
 
 use crate::tensor::par::map_row_blocks;
-use crate::tensor::{matmul, spmm_t, ColumnBlocks, Mat, MatMut};
+use crate::tensor::{matmul, Mat, MatMut};
 use multiversion::multiversion;
 
 /// Shapes of one dense layer at one batch size.
@@ -48,25 +48,14 @@ pub fn backward(
         inputs,
         outputs,
     } = d;
-    let dz = &dz[..batch * outputs];
-    let dzm = Mat::new(dz, batch, outputs);
     // Small products (a minibatch's) each on one thread, the two at once.
     let each = product_threads(d, threads);
-    let mut weight = || {
-        matmul(
-            MatMut::new(dw, outputs, inputs),
-            dzm.t(),
-            Mat::new(&inp[..batch * inputs], batch, inputs),
-            false,
-            each,
-        );
-        column_sums(db, dz);
-    };
+    let mut weight = || weight_grad(dw, db, dz, inp, d, threads);
     let input = || {
         if let Some(dinp) = dinp {
             matmul(
                 MatMut::new(&mut dinp[..batch * inputs], batch, inputs),
-                dzm,
+                Mat::new(&dz[..batch * outputs], batch, outputs),
                 Mat::new(w, outputs, inputs),
                 false,
                 each,
@@ -81,11 +70,35 @@ pub fn backward(
     }
 }
 
+/// `dw = dzᵀ · inp` and `db = column sums of dz` (the first layer's
+/// gradient needs no `dinp`).
+pub fn weight_grad(
+    dw: &mut [f32],
+    db: &mut [f32],
+    dz: &[f32],
+    inp: &[f32],
+    d: Dims,
+    threads: usize,
+) {
+    let Dims {
+        batch,
+        inputs,
+        outputs,
+    } = d;
+    let dz = &dz[..batch * outputs];
+    matmul(
+        MatMut::new(dw, outputs, inputs),
+        Mat::new(dz, batch, outputs).t(),
+        Mat::new(&inp[..batch * inputs], batch, inputs),
+        false,
+        product_threads(d, threads),
+    );
+    column_sums(db, dz);
+}
+
 /// Multiply-adds below which a product runs on one thread: splitting a
 /// minibatch's products (1.2M multiply-adds at 128 rows) among the threads
-/// cost more than it saved. A default-preset step, alternating in one
-/// process: 687 -> 663, 759 -> 737, 825 -> 812 and 819 -> 805 us (four
-/// runs); in the last two nearly all of it came from the forward product.
+/// cost more than it saved (docs/PERFORMANCE.md, "small products").
 const SMALL_PRODUCT: usize = 1 << 22;
 
 /// Threads for one of this layer's products: one below [`SMALL_PRODUCT`].
@@ -95,23 +108,6 @@ fn product_threads(d: Dims, threads: usize) -> usize {
     } else {
         threads
     }
-}
-
-/// [`backward`] for compressed input rows (given grouped by column), with
-/// no input gradient (only the first layer sees compressed input); `dw` in
-/// rows, or in panels (see [`crate::nn::Layout::w0_panels`]).
-pub fn backward_sparse(
-    dw: &mut [f32],
-    db: &mut [f32],
-    dz: &[f32],
-    inp: &ColumnBlocks,
-    panels: bool,
-) {
-    let outputs = db.len();
-    let rows = inp.blocks().iter().map(|b| b.cols()).sum::<usize>();
-    let dz = &dz[..rows * outputs];
-    spmm_t(dw, inp, dz, outputs, panels);
-    column_sums(db, dz);
 }
 
 /// `out[c] = Σ_r m[r, c]` over row-major rows of `out.len()` columns: f32

@@ -4,8 +4,11 @@
 //! depend on the thread count or on the order rows are processed, and a
 //! resumed run draws exactly the masks an uninterrupted one would.
 
+use super::params::LayerLayout;
+use crate::tensor::par::Disjoint;
 use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// Whether a mask value is shared by the whole batch or drawn per sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +76,162 @@ fn fill_draws(row: &mut [f32], first: u64, keep: f32, key: u64) {
         } else {
             0.0
         };
+    }
+}
+
+/// Dropout for one training step.
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout<'a> {
+    pub mode: DropoutMode,
+    /// Keep probability of each hidden branch, in order.
+    pub keeps: &'a [f32],
+    /// Stream key of this step's masks (see [`stream_key`]).
+    pub key: u64,
+}
+
+/// The dropout scales (0 or 1/keep) that apply to a block of rows.
+#[derive(Clone, Copy, Debug)]
+pub enum MaskRows<'a> {
+    /// No dropout (evaluation, or keep = 1 everywhere).
+    Off,
+    /// One row of scales shared by every sample (the notebook's per-unit mode).
+    Unit(&'a [f32]),
+    /// One row of scales per sample, for exactly this block's rows.
+    Sample(&'a [f32]),
+}
+
+impl<'a> MaskRows<'a> {
+    /// The scales of row `r` of the block, `width` wide.
+    pub fn row(&self, r: usize, width: usize) -> Option<&'a [f32]> {
+        match *self {
+            MaskRows::Off => None,
+            MaskRows::Unit(s) => Some(s),
+            MaskRows::Sample(s) => Some(&s[r * width..(r + 1) * width]),
+        }
+    }
+}
+
+/// The dropout scales of every hidden layer for one pass (grown on the
+/// first pass, then reused), and what the backward pass needs to know of
+/// them.
+#[derive(Debug)]
+pub struct Masks {
+    scales: Vec<Vec<f32>>,
+    /// Which layers the last forward pass masked, and in which mode.
+    masked: Vec<bool>,
+    mode: Option<DropoutMode>,
+}
+
+/// A hidden layer's scales during a forward pass, shared by tasks that
+/// each own a block of rows.
+pub enum MaskSlot<'a> {
+    Off,
+    /// One row for every sample, drawn before the pass.
+    Unit(&'a [f32]),
+    /// A row per sample, drawn block by block.
+    Sample(Disjoint<'a>),
+}
+
+impl Masks {
+    /// Scales for `hidden` hidden layers.
+    pub fn new(hidden: usize) -> Masks {
+        Masks {
+            scales: vec![Vec::new(); hidden],
+            masked: vec![false; hidden],
+            mode: None,
+        }
+    }
+
+    /// Marks the hidden layers that `dropout` masks over `rows` rows and
+    /// sizes their scales; draws those shared by all rows (unit mode) now,
+    /// and hands each layer's scales to the forward pass.
+    pub fn prepare(
+        &mut self,
+        hidden: &[LayerLayout],
+        rows: usize,
+        dropout: Option<&Dropout<'_>>,
+    ) -> Vec<MaskSlot<'_>> {
+        self.mode = dropout.map(|d| d.mode);
+        for (l, layer) in hidden.iter().enumerate() {
+            self.masked[l] =
+                dropout.is_some_and(|d| layer.branches.iter().any(|b| d.keeps[b.index] < 1.0));
+            let Some(d) = dropout.filter(|_| self.masked[l]) else {
+                continue;
+            };
+            let mask_rows = if d.mode == DropoutMode::Unit { 1 } else { rows };
+            let scales = &mut self.scales[l];
+            if scales.len() < mask_rows * layer.outputs {
+                scales.resize(mask_rows * layer.outputs, 0.0);
+            }
+            if d.mode == DropoutMode::Unit {
+                fill_layer(&mut scales[..layer.outputs], 0, l, layer, d);
+            }
+        }
+        self.scales
+            .iter_mut()
+            .zip(&self.masked)
+            .map(|(m, &on)| match self.mode {
+                Some(DropoutMode::Unit) if on => MaskSlot::Unit(m),
+                Some(DropoutMode::Sample) if on => MaskSlot::Sample(Disjoint::new(m)),
+                _ => MaskSlot::Off,
+            })
+            .collect()
+    }
+
+    /// Hidden layer `l`'s scales for rows `r`, as the last forward pass
+    /// drew them (`width`: the layer's outputs).
+    pub fn rows(&self, l: usize, width: usize, r: &Range<usize>) -> MaskRows<'_> {
+        match (self.masked[l], self.mode) {
+            (true, Some(DropoutMode::Unit)) => MaskRows::Unit(&self.scales[l][..width]),
+            (true, Some(DropoutMode::Sample)) => {
+                MaskRows::Sample(&self.scales[l][r.start * width..r.end * width])
+            }
+            _ => MaskRows::Off,
+        }
+    }
+}
+
+impl MaskSlot<'_> {
+    /// Hidden layer `l`'s scales for rows `r` in the forward pass, drawn now
+    /// where they are per sample.
+    ///
+    /// # Safety
+    /// In sample mode, no other task may hold rows `r` of this layer's scales.
+    pub unsafe fn rows(
+        &self,
+        l: usize,
+        layer: &LayerLayout,
+        r: &Range<usize>,
+        dropout: Option<&Dropout<'_>>,
+    ) -> MaskRows<'_> {
+        match self {
+            MaskSlot::Off => MaskRows::Off,
+            MaskSlot::Unit(m) => MaskRows::Unit(&m[..layer.outputs]),
+            MaskSlot::Sample(m) => {
+                let w = layer.outputs;
+                // SAFETY: the caller's promise.
+                let m = unsafe { m.range(r.start * w..r.end * w) };
+                let d = dropout.expect("masks come with dropout");
+                fill_layer(m, r.start, l, layer, d);
+                MaskRows::Sample(m)
+            }
+        }
+    }
+}
+
+/// Draws hidden layer `l`'s scales for `scale`'s rows, the first being row
+/// `first_row` of the batch.
+fn fill_layer(scale: &mut [f32], first_row: usize, l: usize, layer: &LayerLayout, d: &Dropout<'_>) {
+    let key = mix64(d.key ^ l as u64);
+    for b in &layer.branches {
+        fill_mask(
+            scale,
+            first_row,
+            layer.outputs,
+            b.cols.clone(),
+            d.keeps[b.index],
+            key,
+        );
     }
 }
 

@@ -5,11 +5,14 @@ pub mod activation;
 pub mod arch;
 pub mod dense;
 pub mod dropout;
+pub mod first_layer;
 pub mod l2;
 pub mod network;
 pub mod params;
 pub mod softmax_ce;
 
 pub use arch::{Activation, Arch, Branch};
-pub use network::{Input, Network, Workspace};
-pub use params::{InitScheme, Layout, ParamTensor};
+pub use dropout::{Dropout, DropoutMode};
+pub use first_layer::{Input, InputKind};
+pub use network::{Network, Workspace};
+pub use params::{InitScheme, Layout, ParamTensor, Params};

@@ -1,88 +1,41 @@
-//! The whole network: forward through every layer, the loss, and backward,
-//! over preallocated buffers (per pass, only a short list of buffer handles
-//! is allocated). Many rows go a block at a time through every layer, a few
-//! (a minibatch) layer by layer with each product split among the threads.
+//! The network: forward through every layer, softmax and cross-entropy,
+//! and backward, over preallocated buffers.
+//!
+//! For the notebook's `784 -> [ReLU 128 ‖ tanh 64] -> ReLU 48 -> softmax 10`
+//! (rows are samples; `m` rows in a batch):
+//! ```text
+//! forward                                   backward
+//! Z1 = X·W1ᵀ           [m, 192]             dZ3 = (A3 - Y) / m
+//! A1 = [relu(Z11+b11) ‖ tanh(Z12+b12)]·s1   dW3 = dZ3ᵀ·A2, db3 = Σ dZ3, dA2 = dZ3·W3
+//! Z2 = A1·W2ᵀ, A2 = relu(Z2+b2)·s2  [m, 48] dZ2 = dA2 ∘ relu'·s2
+//! Z3 = A2·W3ᵀ + b3     [m, 10]              dW2 = dZ2ᵀ·A1, db2 = Σ dZ2, dA1 = dZ2·W2
+//! A3 = softmax(Z3)                          dZ1 = dA1 ∘ [relu' ‖ 1 - tanh²]·s1
+//! J  = -Σ log(A3[y] + 1e-7) / m             dW1 = dZ1ᵀ·X, db1 = Σ dZ1
+//! ```
+//! (W1 stacks W11 and W12; `s` are the dropout scales, 0 or 1/keep.) Any
+//! `--arch` runs the same way: a first layer, then dense layers.
+//!
+//! Rows go through in one of two schedules, with the same arithmetic: a
+//! few (a minibatch) as one block whose products use every thread; many (a
+//! full batch, an evaluation) a block of [`BLOCK_ROWS`] at a time, each
+//! block through every layer on one thread while its activations are still
+//! in cache.
 
-use super::activation::{self, MaskRows};
 use super::dense::{self, Dims};
-use super::dropout::{fill_mask, mix64, DropoutMode};
-use super::params::{LayerLayout, Layout};
-use super::softmax_ce;
-use crate::tensor::par::{block, for_blocks, for_row_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
-use crate::tensor::{
-    on_a_line, spmm, spmm_by_columns, spmm_paired, unpack_transposed, Aligned, ColumnBlocks,
-    ColumnParts, PairView, PanelView, Panels, SparseRows, SparseView, COLUMN_SPLIT_ROWS,
-};
+use super::dropout::{Dropout, MaskSlot, Masks};
+use super::first_layer::{self, Input, Weight};
+use super::params::{LayerLayout, Layout, Params};
+use super::{activation, softmax_ce};
+use crate::tensor::par::{block, for_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
+use crate::tensor::sparse::{ColumnParts, COLUMN_SPLIT_ROWS};
+use crate::tensor::Aligned;
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// A batch of network inputs, `[rows, inputs]`.
-#[derive(Clone, Copy, Debug)]
-pub enum Input<'a> {
-    Dense(&'a [f32]),
-    /// Mostly-zero rows, compressed (see [`crate::tensor::sparse`]); a
-    /// backward pass also needs them grouped by column, `by_column`.
-    Sparse {
-        rows: SparseView<'a>,
-        by_column: Option<&'a ColumnBlocks>,
-    },
-    /// Mostly-zero rows merged in pairs of similar rows (see
-    /// [`crate::tensor::pairs`]), in the pairs' row order, and the same by
-    /// column for a backward pass.
-    Paired {
-        rows: PairView<'a>,
-        by_column: Option<&'a ColumnBlocks>,
-    },
-}
+/// Batches of at most this many rows go as one block on every thread.
+const FEW_ROWS: usize = COLUMN_SPLIT_ROWS;
 
-impl<'a> Input<'a> {
-    /// `dense`, or its compressed form when there is one (forward only).
-    pub fn new(dense: &'a [f32], compressed: Option<&'a SparseRows>) -> Input<'a> {
-        match compressed {
-            Some(c) => Input::Sparse {
-                rows: c.view(),
-                by_column: None,
-            },
-            None => Input::Dense(dense),
-        }
-    }
-
-    /// Rows `range`, for `inputs`-wide rows (forward only).
-    pub fn slice(&self, range: Range<usize>, inputs: usize) -> Input<'a> {
-        match *self {
-            Input::Dense(x) => Input::Dense(&x[range.start * inputs..range.end * inputs]),
-            Input::Sparse { rows, .. } => Input::Sparse {
-                rows: rows.slice(range),
-                by_column: None,
-            },
-            Input::Paired { rows, .. } => Input::Paired {
-                rows: rows.slice(range),
-                by_column: None,
-            },
-        }
-    }
-
-    /// Number of rows, for `inputs`-wide rows.
-    pub fn rows(&self, inputs: usize) -> usize {
-        match self {
-            Input::Dense(x) => x.len() / inputs.max(1),
-            Input::Sparse { rows, .. } => rows.rows(),
-            Input::Paired { rows, .. } => rows.rows(),
-        }
-    }
-}
-
-/// Dropout for one training step.
-#[derive(Clone, Copy, Debug)]
-pub struct Dropout<'a> {
-    pub mode: DropoutMode,
-    /// Keep probability of each hidden branch, in order.
-    pub keeps: &'a [f32],
-    /// Stream key of this step's masks (see [`super::dropout::stream_key`]).
-    pub key: u64,
-}
-
-/// Activations, their gradients and dropout masks for up to `capacity` rows.
+/// Activations, their gradients and dropout scales for up to `capacity` rows.
 #[derive(Debug)]
 pub struct Workspace {
     capacity: usize,
@@ -92,23 +45,8 @@ pub struct Workspace {
     acts: Vec<Aligned>,
     /// dA, then dZ in place, for the hidden layers.
     grads: Vec<Aligned>,
-    /// Dropout scales per hidden layer (one row in unit mode, `rows` otherwise;
-    /// grown on the first step, then reused).
-    masks: Vec<Vec<f32>>,
-    /// Which layers' masks the last forward pass used.
-    mask_mode: Option<DropoutMode>,
-    masked: Vec<bool>,
-    /// The first layer's weight in panels for compressed input, where the
-    /// layout keeps it in rows or off a cache line (packed or copied once
-    /// per forward pass, or per
-    /// `logits_chunks` call: its first chunk is its largest, so later chunks
-    /// never need a packing the first skipped).
-    w_panels: Panels,
-    /// The first layer's weight in rows, where the layout keeps it in
-    /// panels and the input is dense (the dense product's operand).
-    w_rows: Vec<f32>,
-    /// The threads' columns of a minibatch's first product.
-    w_parts: ColumnParts,
+    masks: Masks,
+    first: first_layer::Scratch,
     /// Each block's share of the gradients of the layers after the first
     /// (a backward pass over many rows; grown on first use).
     partials: Vec<f32>,
@@ -138,24 +76,14 @@ impl Network {
     /// Buffers for batches of up to `capacity` rows.
     pub fn workspace(&self, capacity: usize) -> Workspace {
         let layers = &self.layout.layers;
-        let hidden = layers.len() - 1;
+        let hidden = &layers[..layers.len() - 1];
+        let zeros = |l: &LayerLayout| Aligned::zeros(capacity * l.outputs);
         Workspace {
             capacity,
-            acts: layers
-                .iter()
-                .map(|l| Aligned::zeros(capacity * l.outputs))
-                .collect(),
-            grads: layers[..hidden]
-                .iter()
-                .map(|l| Aligned::zeros(capacity * l.outputs))
-                .collect(),
-            // Sized on first use: one row in unit mode, a row per sample otherwise.
-            masks: vec![Vec::new(); hidden],
-            mask_mode: None,
-            masked: vec![false; hidden],
-            w_panels: Panels::default(),
-            w_rows: Vec::new(),
-            w_parts: ColumnParts::default(),
+            acts: layers.iter().map(zeros).collect(),
+            grads: hidden.iter().map(zeros).collect(),
+            masks: Masks::new(hidden.len()),
+            first: Default::default(),
             partials: Vec::new(),
         }
     }
@@ -164,7 +92,7 @@ impl Network {
     /// `[rows, classes]`. With `dropout`, hidden outputs are masked.
     pub fn forward<'w>(
         &self,
-        params: &[f32],
+        params: &Params,
         x: Input<'_>,
         ws: &'w mut Workspace,
         dropout: Option<&Dropout<'_>>,
@@ -172,187 +100,104 @@ impl Network {
         self.forward_with(params, x, ws, dropout, true)
     }
 
-    /// [`Network::forward`]; `repack` false reuses the first layer's packed
-    /// weight from the previous call (same `params`, next chunk of rows).
+    /// [`Network::forward`]; `repack` false reuses the first layer's
+    /// repacked weight from the previous call (same `params`, next chunk of
+    /// rows).
     fn forward_with<'w>(
         &self,
-        params: &[f32],
+        params: &Params,
         x: Input<'_>,
         ws: &'w mut Workspace,
         dropout: Option<&Dropout<'_>>,
         repack: bool,
     ) -> &'w mut [f32] {
-        let inputs = self.layout.arch.inputs;
-        let rows = x.rows(inputs);
+        let layers = &self.layout.layers;
+        let rows = x.checked_rows(self.layout.arch.inputs);
         assert!(
             rows <= ws.capacity,
             "batch of {rows} exceeds the workspace's {}",
             ws.capacity
         );
-        match x {
-            Input::Dense(x) => assert_eq!(x.len(), rows * inputs, "input is not rows x inputs"),
-            Input::Sparse { rows, .. } => {
-                assert_eq!(rows.cols(), inputs, "input is not inputs wide")
-            }
-            Input::Paired { rows, .. } => {
-                assert_eq!(rows.cols(), inputs, "input is not inputs wide")
-            }
-        }
-        let layers = &self.layout.layers;
-        self.prepare_masks(ws, rows, dropout);
         let Workspace {
-            acts,
-            masks,
-            masked,
-            w_panels,
-            w_rows,
-            w_parts,
-            ..
+            acts, masks, first, ..
         } = ws;
-        // The first layer's weight as the input's product reads it: in
-        // panels for compressed rows (read in place where the layout keeps
-        // them and they start on a cache line, as a trainer's do; a load
-        // across two lines costs two), in rows for dense ones.
-        let first = &layers[0];
-        let w0 = &params[first.w.clone()];
-        let (dense, kept) = (matches!(x, Input::Dense(_)), self.layout.w0_panels);
-        let in_place = kept && on_a_line(w0);
-        if repack && dense && kept {
-            w_rows.resize(w0.len(), 0.0);
-            unpack_transposed(w_rows, w0, first.inputs, first.outputs);
-        } else if repack && !dense && kept && !in_place {
-            w_panels.copy_from(PanelView::new(w0, first.inputs, first.outputs));
-        } else if repack && !dense && !kept {
-            w_panels.pack_transposed(w0, first.inputs, first.outputs);
-        }
-        let w0_rows = if kept { &w_rows[..] } else { w0 };
-        let w0_panels = match in_place {
-            true => PanelView::new(w0, first.inputs, first.outputs),
-            false => w_panels.view(),
-        };
+        let (w1, parts) = params.first().weight(params, &x, first, repack);
         {
             let bufs = Shared {
                 acts: acts.iter_mut().map(|a| Disjoint::new(a)).collect(),
-                masks: masks
-                    .iter_mut()
-                    .zip(masked.iter())
-                    .map(|(m, &on)| match dropout {
-                        Some(d) if on && d.mode == DropoutMode::Unit => Mask::Unit(m),
-                        Some(_) if on => Mask::Sample(Disjoint::new(m)),
-                        _ => Mask::Off,
-                    })
-                    .collect(),
-                w0_rows,
-                w0_panels,
+                masks: masks.prepare(&layers[..layers.len() - 1], rows, dropout),
+                w1,
+                dropout,
             };
-            if rows <= COLUMN_SPLIT_ROWS {
-                // Few rows: each layer's product is split among the threads
-                // (a minibatch's compressed rows by the weight's columns).
-                let parts = matches!(x, Input::Sparse { .. }).then_some(w_parts);
-                self.forward_block(params, x, 0..rows, &bufs, dropout, parts, self.threads);
+            if rows <= FEW_ROWS {
+                self.forward_block(params, x, 0..rows, &bufs, Some(parts), self.threads);
             } else {
-                // Many rows: a block of rows goes through every layer on one
-                // thread, its activations still in cache from the layer below.
-                for_blocks(rows, |r| {
-                    self.forward_block(params, x, r, &bufs, dropout, None, 1)
-                });
+                for_blocks(rows, |r| self.forward_block(params, x, r, &bufs, None, 1));
             }
         }
         &mut acts[layers.len() - 1][..rows * self.layout.arch.classes]
     }
 
-    /// Marks the hidden layers that dropout masks this pass and sizes their
-    /// masks; a mask shared by all rows (unit mode) is drawn here, one per
-    /// row (sample mode) with its block's forward pass.
-    fn prepare_masks(&self, ws: &mut Workspace, rows: usize, dropout: Option<&Dropout<'_>>) {
-        let layers = &self.layout.layers;
-        ws.mask_mode = dropout.map(|d| d.mode);
-        for (l, layer) in layers[..layers.len() - 1].iter().enumerate() {
-            ws.masked[l] =
-                dropout.is_some_and(|d| layer.branches.iter().any(|b| d.keeps[b.index] < 1.0));
-            let Some(d) = dropout.filter(|_| ws.masked[l]) else {
-                continue;
-            };
-            let mask_rows = if d.mode == DropoutMode::Unit { 1 } else { rows };
-            let mask = &mut ws.masks[l];
-            if mask.len() < mask_rows * layer.outputs {
-                mask.resize(mask_rows * layer.outputs, 0.0);
-            }
-            if d.mode == DropoutMode::Unit {
-                fill_masks(&mut mask[..layer.outputs], 0, l, layer, d);
-            }
-        }
-    }
-
     /// Rows `r` of `x` through every layer into `bufs`, the products on
-    /// `threads` threads (`parts`: split by columns, for a minibatch).
-    #[allow(clippy::too_many_arguments)]
+    /// `threads` threads (`parts`: see [`first_layer::FirstLayer::forward`]).
     fn forward_block(
         &self,
-        params: &[f32],
+        params: &Params,
         x: Input<'_>,
         r: Range<usize>,
         bufs: &Shared<'_>,
-        dropout: Option<&Dropout<'_>>,
-        mut parts: Option<&mut ColumnParts>,
+        parts: Option<&mut ColumnParts>,
         threads: usize,
     ) {
         let layers = &self.layout.layers;
-        for (l, layer) in layers.iter().enumerate() {
-            let rows_of = |width| elems(&r, width);
-            // SAFETY: rows `r` of every buffer belong to this call alone
-            // (blocks of `for_blocks`, or all rows on the calling thread).
-            let out = unsafe { bufs.acts[l].range(rows_of(layer.outputs)) };
-            let w = if l == 0 {
-                bufs.w0_rows
-            } else {
-                &params[layer.w.clone()]
-            };
-            let d = Dims {
-                batch: r.len(),
-                inputs: layer.inputs,
-                outputs: layer.outputs,
-            };
-            match (l, x.slice(r.clone(), self.layout.arch.inputs)) {
-                (0, Input::Sparse { rows, .. }) => match parts.as_deref_mut() {
-                    Some(parts) => spmm_by_columns(out, rows, bufs.w0_panels, parts),
-                    None => spmm(out, rows, bufs.w0_panels, false),
-                },
-                (0, Input::Paired { rows, .. }) => spmm_paired(out, rows, bufs.w0_panels),
-                (0, Input::Dense(x)) => dense::forward(out, x, w, d, threads),
-                _ => {
-                    // SAFETY: as `out`, in the layer below.
-                    let below = unsafe { bufs.acts[l - 1].range(rows_of(layer.inputs)) };
-                    dense::forward(out, below, w, d, threads)
-                }
-            }
-            let mask = match bufs.masks.get(l) {
-                Some(Mask::Unit(m)) => MaskRows::Unit(&m[..layer.outputs]),
-                Some(Mask::Sample(m)) => {
-                    // SAFETY: as `out`.
-                    let m = unsafe { m.range(rows_of(layer.outputs)) };
-                    fill_masks(
-                        m,
-                        r.start,
-                        l,
-                        layer,
-                        dropout.expect("masks come with dropout"),
-                    );
-                    MaskRows::Sample(m)
-                }
-                _ => MaskRows::Off,
-            };
-            let bias = &params[layer.b.clone()];
-            activation::forward_rows(out, layer.outputs, bias, &layer.branches, mask);
+        // SAFETY (each `range` below): rows `r` of every buffer belong to
+        // this call alone (a block of `for_blocks`, or all rows).
+        let z1 = unsafe { bufs.acts[0].range(elems(&r, layers[0].outputs)) };
+        let x = x.slice(r.clone(), self.layout.arch.inputs);
+        // Z1 = X·W1ᵀ; A1 = act(Z1 + b1)·s1
+        params.first().forward(z1, x, bufs.w1, parts, threads);
+        self.activate(0, z1, &r, params, bufs);
+        for (l, layer) in layers.iter().enumerate().skip(1) {
+            let a = unsafe { bufs.acts[l - 1].range(elems(&r, layer.inputs)) };
+            let z = unsafe { bufs.acts[l].range(elems(&r, layer.outputs)) };
+            // Z = A·Wᵀ; A = act(Z + b)·s (the last layer's Z + b: the logits)
+            dense::forward(
+                z,
+                a,
+                &params[layer.w.clone()],
+                dims(layer, r.len()),
+                threads,
+            );
+            self.activate(l, z, &r, params, bufs);
         }
     }
 
+    /// Layer `l`'s bias, activation and dropout, in place on its rows `r`.
+    fn activate(
+        &self,
+        l: usize,
+        z: &mut [f32],
+        r: &Range<usize>,
+        params: &Params,
+        bufs: &Shared<'_>,
+    ) {
+        let layer = &self.layout.layers[l];
+        let mask = match bufs.masks.get(l) {
+            // SAFETY: rows `r` belong to this block (see `forward_block`).
+            Some(slot) => unsafe { slot.rows(l, layer, r, bufs.dropout) },
+            None => super::dropout::MaskRows::Off,
+        };
+        let bias = &params[layer.b.clone()];
+        activation::forward_rows(z, layer.outputs, bias, &layer.branches, mask);
+    }
+
     /// Forward with `dropout`, the mean cross-entropy of `labels`, and the
-    /// backward pass writing every parameter's gradient into `grads` (the flat
-    /// layout of `params`). Returns the mean cross-entropy (no L2 term).
+    /// backward pass writing every parameter's gradient into `grads` (in
+    /// the storage order of `params`). Returns the mean cross-entropy (no
+    /// L2 term).
     pub fn loss_and_grads(
         &self,
-        params: &[f32],
+        params: &Params,
         grads: &mut [f32],
         x: Input<'_>,
         labels: &[u8],
@@ -367,21 +212,17 @@ impl Network {
         );
         let classes = self.layout.arch.classes;
         let logits = self.forward(params, x, ws, dropout);
+        // A3 = softmax(Z3), J = -Σ log(A3[y] + 1e-7) / m; dZ3 = (A3 - Y) / m
+        // in place of the logits.
         let loss = softmax_ce::loss_and_grad(logits, labels, classes, 1.0 / rows as f32);
-        self.backward(
-            params,
-            grads,
-            x,
-            rows,
-            ws,
-            dropout.map(|d| d.keeps).unwrap_or(&[]),
-        );
+        let keeps = dropout.map(|d| d.keeps).unwrap_or(&[]);
+        self.backward(params, grads, x, rows, ws, keeps);
         loss / rows as f64
     }
 
     fn backward(
         &self,
-        params: &[f32],
+        params: &Params,
         grads: &mut [f32],
         x: Input<'_>,
         rows: usize,
@@ -389,188 +230,98 @@ impl Network {
         keeps: &[f32],
     ) {
         let layers = &self.layout.layers;
-        let last = layers.len() - 1;
         let Workspace {
             acts,
-            grads: dgrads,
+            grads: dacts,
             masks,
-            masked,
-            mask_mode,
             partials,
             ..
         } = ws;
-        let saved = Saved {
-            acts,
-            masks,
-            masked,
-            mask_mode: *mask_mode,
-            keeps,
-        };
-        if rows <= COLUMN_SPLIT_ROWS {
-            // Few rows: layer by layer, each product split among the threads.
-            for l in (0..=last).rev() {
-                let layer = &layers[l];
-                let (lower, upper) = dgrads.split_at_mut(l.min(last));
-                let dz: &[f32] = if l == last {
-                    &saved.acts[last]
-                } else {
-                    &upper[0]
-                };
-                let dinp = (l > 0).then(|| &mut lower[l - 1][..]);
-                let dwdb = &mut grads[layer.w.start..layer.b.end];
-                self.layer_grads(l, params, dwdb, x, dz, saved, 0..rows, dinp, self.threads);
-                if l > 0 {
-                    let width = layers[l - 1].outputs;
-                    for_row_blocks(&mut dgrads[l - 1][..rows * width], width, |first, block| {
-                        let r = first..first + block.len() / width;
-                        self.activation_grad(l - 1, r, block, saved)
-                    });
-                }
-            }
-        } else {
-            self.backward_blocks(params, grads, x, rows, dgrads, partials, saved);
-        }
-        // The dense product wrote the first layer's weight gradient in rows
-        // (a trainer keeps dense data's weight in rows, so only other callers
-        // get here).
-        if matches!(x, Input::Dense(_)) {
-            self.layout.from_row_major(grads);
-        }
-    }
-
-    /// [`Network::backward`] for many rows.
-    #[allow(clippy::too_many_arguments)]
-    fn backward_blocks(
-        &self,
-        params: &[f32],
-        grads: &mut [f32],
-        x: Input<'_>,
-        rows: usize,
-        dgrads: &mut [Aligned],
-        partials: &mut Vec<f32>,
-        saved: Saved<'_>,
-    ) {
-        let layers = &self.layout.layers;
-        let last = layers.len() - 1;
-        // Many rows: a block of rows goes back through the dense layers on
-        // one thread (what it reads and writes stays in cache), its share of
-        // their weight gradients into its own partial sums, which are then
-        // added in block order (so the thread count does not matter); the
-        // first layer's gradient follows, over all rows.
-        let base = layers[1].w.start;
-        let per_block = self.layout.len - base;
-        let blocks = rows.div_ceil(BLOCK_ROWS);
-        if partials.len() < blocks * per_block {
-            partials.resize(blocks * per_block, 0.0);
-        }
-        let partials = &mut partials[..blocks * per_block];
+        let saved = Saved { acts, masks, keeps };
+        // The layers after the first, last to first: few rows in one block,
+        // many a block at a time, each into its own partial sums, added in
+        // block order (so the thread count does not matter).
+        let later = &mut grads[layers[1].w.start..];
         {
-            let g: Vec<Disjoint> = dgrads.iter_mut().map(|g| Disjoint::new(g)).collect();
-            partials
-                .par_chunks_mut(per_block)
-                .enumerate()
-                .for_each(|(b, part)| {
-                    let r = block(rows, b);
-                    for l in (1..=last).rev() {
-                        let layer = &layers[l];
-                        let rows_of = |width| elems(&r, width);
-                        // SAFETY: rows `r` of the gradients belong to this block.
-                        let dz: &[f32] = if l == last {
-                            &saved.acts[last][rows_of(layer.outputs)]
-                        } else {
-                            unsafe { g[l].range(rows_of(layer.outputs)) }
-                        };
-                        let dinp = unsafe { g[l - 1].range(rows_of(layer.inputs)) };
-                        let dwdb = &mut part[layer.w.start - base..layer.b.end - base];
-                        self.layer_grads(
-                            l,
-                            params,
-                            dwdb,
-                            x,
-                            dz,
-                            saved,
-                            r.clone(),
-                            Some(&mut *dinp),
-                            1,
-                        );
-                        self.activation_grad(l - 1, r.clone(), dinp, saved);
-                    }
-                });
+            let d: Vec<Disjoint> = dacts.iter_mut().map(|g| Disjoint::new(g)).collect();
+            if rows <= FEW_ROWS {
+                self.backward_block(params, &saved, &d, 0..rows, later, self.threads);
+            } else {
+                let per_block = later.len();
+                partials.resize(rows.div_ceil(BLOCK_ROWS) * per_block, 0.0);
+                partials
+                    .par_chunks_mut(per_block)
+                    .enumerate()
+                    .for_each(|(b, part)| {
+                        self.backward_block(params, &saved, &d, block(rows, b), part, 1)
+                    });
+                sum_blocks(later, partials);
+            }
         }
-        sum_blocks(&mut grads[base..], partials);
+        // dW1 = dZ1ᵀ·X, db1 = Σ dZ1 (no gradient of the input).
         let first = &layers[0];
-        let dz = &dgrads[0][..rows * first.outputs];
+        let dz1 = &dacts[0][..rows * first.outputs];
         let dwdb = &mut grads[first.w.start..first.b.end];
-        self.layer_grads(0, params, dwdb, x, dz, saved, 0..rows, None, self.threads);
+        params.first().weight_grad(dwdb, dz1, x, self.threads);
     }
 
-    /// Layer `l`'s weight and bias gradients (`dwdb`, in the layout of its
-    /// parameters) from its `dz` for rows `r`, and, when asked, its input
-    /// gradient `dinp`, on `threads` threads.
-    #[allow(clippy::too_many_arguments)]
-    fn layer_grads(
+    /// Rows `r` back through every layer after the first: its weight and
+    /// bias gradients into `dwdb` (the gradient buffer from the second
+    /// layer's weight on), its input gradient, and from that the layer
+    /// below's dZ, in place.
+    fn backward_block(
         &self,
-        l: usize,
-        params: &[f32],
-        dwdb: &mut [f32],
-        x: Input<'_>,
-        dz: &[f32],
-        saved: Saved<'_>,
+        params: &Params,
+        saved: &Saved<'_>,
+        dacts: &[Disjoint<'_>],
         r: Range<usize>,
-        dinp: Option<&mut [f32]>,
+        dwdb: &mut [f32],
         threads: usize,
     ) {
-        let layer = &self.layout.layers[l];
-        let (dw, db) = dwdb.split_at_mut(layer.w.len());
-        let w = &params[layer.w.clone()];
-        let d = Dims {
-            batch: r.len(),
-            inputs: layer.inputs,
-            outputs: layer.outputs,
-        };
-        match (l, x) {
-            (0, Input::Sparse { by_column, .. } | Input::Paired { by_column, .. }) => {
-                let by_column = by_column.expect("a backward pass needs inputs by column");
-                dense::backward_sparse(dw, db, dz, by_column, self.layout.w0_panels);
-            }
-            (0, Input::Dense(x)) => {
-                // In rows, whatever the layout ([`Network::backward`] repacks
-                // it); the weight is only read for an input gradient.
-                dense::backward(None, dw, db, dz, &x[elems(&r, layer.inputs)], w, d, threads)
-            }
-            _ => {
-                let below = &saved.acts[l - 1][elems(&r, layer.inputs)];
-                dense::backward(dinp, dw, db, dz, below, w, d, threads)
-            }
+        let layers = &self.layout.layers;
+        let (last, base) = (layers.len() - 1, layers[1].w.start);
+        for l in (1..=last).rev() {
+            let layer = &layers[l];
+            // SAFETY (each `range`): rows `r` of the gradients belong to
+            // this call alone (a block of rows, or all of them).
+            let dz: &[f32] = match l == last {
+                true => &saved.acts[last][elems(&r, layer.outputs)],
+                false => unsafe { dacts[l].range(elems(&r, layer.outputs)) },
+            };
+            let da = unsafe { dacts[l - 1].range(elems(&r, layer.inputs)) };
+            let a = &saved.acts[l - 1][elems(&r, layer.inputs)];
+            let (dw, db) =
+                dwdb[layer.w.start - base..layer.b.end - base].split_at_mut(layer.w.len());
+            // dW = dZᵀ·A, db = Σ dZ, dA = dZ·W
+            let w = &params[layer.w.clone()];
+            dense::backward(
+                Some(&mut *da),
+                dw,
+                db,
+                dz,
+                a,
+                w,
+                dims(layer, r.len()),
+                threads,
+            );
+            // dZ below = dA ∘ act'·s
+            let below = &layers[l - 1];
+            activation::backward_rows(
+                da,
+                &saved.acts[l - 1][elems(&r, below.outputs)],
+                below.outputs,
+                &below.branches,
+                saved.keeps,
+                saved.masks.rows(l - 1, below.outputs, &r),
+            );
         }
-    }
-
-    /// Hidden layer `l`'s dA into dZ in place, for rows `r` (`block`).
-    fn activation_grad(&self, l: usize, r: Range<usize>, block: &mut [f32], saved: Saved<'_>) {
-        let layer = &self.layout.layers[l];
-        let width = layer.outputs;
-        let mask = match (saved.masked[l], saved.mask_mode) {
-            (true, Some(DropoutMode::Unit)) => MaskRows::Unit(&saved.masks[l][..width]),
-            (true, Some(DropoutMode::Sample)) => {
-                MaskRows::Sample(&saved.masks[l][elems(&r, width)])
-            }
-            _ => MaskRows::Off,
-        };
-        activation::backward_rows(
-            block,
-            &saved.acts[l][elems(&r, width)],
-            width,
-            &layer.branches,
-            saved.keeps,
-            mask,
-        );
     }
 
     /// Calls `f(first_row, logits)` for consecutive chunks of `images`,
     /// evaluated without dropout.
     pub fn logits_chunks(
         &self,
-        params: &[f32],
+        params: &Params,
         images: Input<'_>,
         ws: &mut Workspace,
         mut f: impl FnMut(usize, &mut [f32]),
@@ -594,7 +345,7 @@ impl Network {
     }
 
     /// Predicted class of each image (argmax of the logits).
-    pub fn predict(&self, params: &[f32], images: Input<'_>, ws: &mut Workspace) -> Vec<u8> {
+    pub fn predict(&self, params: &Params, images: Input<'_>, ws: &mut Workspace) -> Vec<u8> {
         let classes = self.layout.arch.classes;
         let mut out = Vec::with_capacity(images.rows(self.layout.arch.inputs));
         self.logits_chunks(params, images, ws, |_, logits| {
@@ -606,7 +357,7 @@ impl Network {
     /// Fraction of `labels` predicted correctly.
     pub fn accuracy(
         &self,
-        params: &[f32],
+        params: &Params,
         images: Input<'_>,
         labels: &[u8],
         ws: &mut Workspace,
@@ -620,48 +371,28 @@ impl Network {
 }
 
 /// What the backward pass reads of the forward pass.
-#[derive(Clone, Copy)]
 struct Saved<'a> {
     acts: &'a [Aligned],
-    masks: &'a [Vec<f32>],
-    masked: &'a [bool],
-    mask_mode: Option<DropoutMode>,
+    masks: &'a Masks,
     keeps: &'a [f32],
 }
 
 /// The workspace's buffers during a forward pass, shared by tasks that
-/// each own a block of rows.
+/// each own a block of rows, and the first layer's weight as the input
+/// reads it.
 struct Shared<'a> {
     acts: Vec<Disjoint<'a>>,
-    masks: Vec<Mask<'a>>,
-    /// The first layer's weight in rows (dense input) and in panels
-    /// (compressed input); one of them is valid.
-    w0_rows: &'a [f32],
-    w0_panels: PanelView<'a>,
+    masks: Vec<MaskSlot<'a>>,
+    w1: Weight<'a>,
+    dropout: Option<&'a Dropout<'a>>,
 }
 
-/// A hidden layer's dropout scales during a forward pass.
-enum Mask<'a> {
-    Off,
-    /// One row for every sample, drawn before the pass.
-    Unit(&'a [f32]),
-    /// A row per sample, drawn block by block.
-    Sample(Disjoint<'a>),
-}
-
-/// Draws layer `l`'s dropout scales for `scale`'s rows, the first being
-/// row `first_row` of the batch.
-fn fill_masks(scale: &mut [f32], first_row: usize, l: usize, layer: &LayerLayout, d: &Dropout<'_>) {
-    let key = mix64(d.key ^ l as u64);
-    for b in &layer.branches {
-        fill_mask(
-            scale,
-            first_row,
-            layer.outputs,
-            b.cols.clone(),
-            d.keeps[b.index],
-            key,
-        );
+/// A layer's shapes for `batch` rows.
+fn dims(layer: &LayerLayout, batch: usize) -> Dims {
+    Dims {
+        batch,
+        inputs: layer.inputs,
+        outputs: layer.outputs,
     }
 }
 

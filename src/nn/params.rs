@@ -4,12 +4,13 @@
 //! Layer `l` stores its branches' weight matrices stacked (`out x in`,
 //! row-major, branch after branch) and then its biases. Stacking makes a
 //! parallel block's forward one product whose output columns are the
-//! branches' concatenation, with no copy. The first layer's weight is kept
-//! in column panels instead where its branches allow ([`Layout::w0_panels`]);
-//! files and the GPU always see `out x in` rows.
+//! branches' concatenation, with no copy. [`Layout`] names the ranges;
+//! [`Params`] holds the values, which go in and out as those `out x in`
+//! rows whatever the first layer's storage (see [`super::first_layer`]).
 
 use super::arch::{Activation, Arch};
-use crate::tensor::{pack_transposed_into, unpack_transposed, TILE};
+use super::first_layer::{FirstLayer, InputKind};
+use crate::tensor::Aligned;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -55,14 +56,6 @@ pub struct Layout {
     /// Bias tensors, in the same order.
     pub biases: Vec<ParamTensor>,
     pub len: usize,
-    /// Whether the first layer's weight is held as its transpose in column
-    /// panels ([`crate::tensor::Panels`] layout, `TILE` outputs per panel)
-    /// rather than as `out x in` rows. It is when every branch of the layer
-    /// is a whole number of panels wide, so each branch's weight is still
-    /// one range of the buffer (a trainer turns it off for dense data). The sparse kernels read it in place and
-    /// write its gradient the same way, where they would otherwise repack it
-    /// every step. [`Layout::to_row_major`] gives the rows (files, the GPU).
-    pub w0_panels: bool,
 }
 
 /// How weights are initialised: N(0, 1) * sqrt(gain / fan_in), biases zero.
@@ -133,40 +126,12 @@ impl Layout {
             });
             inputs = outputs;
         }
-        let w0_panels = layers[0]
-            .branches
-            .iter()
-            .all(|b| b.cols.len().is_multiple_of(TILE));
         Layout {
             arch: arch.clone(),
             layers,
             weights,
             biases,
             len: at,
-            w0_panels,
-        }
-    }
-
-    /// Rewrites `buf` (the parameters, or a buffer shaped like them: a
-    /// gradient, an optimiser's state) from this layout's order to every
-    /// weight as `out x in` rows.
-    pub fn to_row_major(&self, buf: &mut [f32]) {
-        self.reorder_w0(buf, unpack_transposed);
-    }
-
-    /// The inverse of [`Layout::to_row_major`].
-    pub fn from_row_major(&self, buf: &mut [f32]) {
-        self.reorder_w0(buf, pack_transposed_into);
-    }
-
-    /// Rewrites the first layer's weight in `buf` by `f(dst, src, inputs,
-    /// outputs)` from a copy, where it is kept in panels.
-    fn reorder_w0(&self, buf: &mut [f32], f: fn(&mut [f32], &[f32], usize, usize)) {
-        if self.w0_panels {
-            let l = &self.layers[0];
-            let w = &mut buf[l.w.clone()];
-            let src = w.to_vec();
-            f(w, &src, l.inputs, l.outputs);
         }
     }
 
@@ -179,9 +144,8 @@ impl Layout {
             .flat_map(|(w, b)| [w, b])
     }
 
-    /// Fresh parameters from a seeded generator; draws weights in the
-    /// notebook's order (W11, W12, W2, W3), each row-major (then placed in
-    /// this layout's order).
+    /// Fresh parameters, in rows, from a seeded generator; draws weights in
+    /// the notebook's order (W11, W12, W2, W3), each row-major.
     pub fn init(&self, scheme: InitScheme, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut params = vec![0.0f32; self.len];
@@ -199,8 +163,73 @@ impl Layout {
                 *p = (z * std) as f32;
             }
         }
-        self.from_row_major(&mut params);
         params
+    }
+}
+
+/// A network's parameters, laid out by a [`Layout`], in one buffer on a
+/// cache line. They go in and out as the notebook's `out x in` rows
+/// ([`Params::from_rows`], [`Params::rows`]); inside, the first layer's
+/// weight may be stored as its input's product reads it fastest
+/// ([`FirstLayer`]). Each tensor's range still holds exactly that tensor's
+/// values, so elementwise passes over the buffer (the optimiser, L2) need
+/// not know: the buffer is the parameters in their storage order, and
+/// [`Params::to_rows`] reorders any buffer shaped like it (a gradient, the
+/// optimiser's state).
+#[derive(Clone, Debug)]
+pub struct Params {
+    data: Aligned,
+    first: FirstLayer,
+}
+
+impl Params {
+    /// `rows` (every weight `out x in`, as files hold them), stored for
+    /// input of `kind`.
+    pub fn from_rows(layout: &Layout, rows: &[f32], kind: InputKind) -> Params {
+        assert_eq!(rows.len(), layout.len, "parameters of another network");
+        let first = FirstLayer::new(layout, kind);
+        let mut data = Aligned::from(rows);
+        first.from_rows(&mut data);
+        Params { data, first }
+    }
+
+    /// The parameters, every weight `out x in`.
+    pub fn rows(&self) -> Vec<f32> {
+        self.to_rows(&self.data)
+    }
+
+    /// `buf`, shaped like the parameters and in their storage order (a
+    /// gradient, the optimiser's state), in rows.
+    pub fn to_rows(&self, buf: &[f32]) -> Vec<f32> {
+        let mut rows = buf.to_vec();
+        self.first.to_rows(&mut rows);
+        rows
+    }
+
+    /// The inverse of [`Params::to_rows`].
+    pub fn from_rows_like(&self, rows: &[f32]) -> Vec<f32> {
+        let mut buf = rows.to_vec();
+        self.first.from_rows(&mut buf);
+        buf
+    }
+
+    /// How the first layer's weight is stored, and its product.
+    pub fn first(&self) -> &FirstLayer {
+        &self.first
+    }
+}
+
+impl std::ops::Deref for Params {
+    type Target = [f32];
+    /// The parameters in their storage order.
+    fn deref(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+impl std::ops::DerefMut for Params {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.data
     }
 }
 
@@ -238,38 +267,27 @@ mod tests {
         );
     }
 
-    /// The notebook's first layer (128 and 64 wide) is kept in panels, odd
-    /// widths in rows. In panels each branch's range holds exactly that
-    /// branch's weights (what L2 reads), the round trip through rows is
-    /// exact, and the initial weights are those a layout in rows draws.
+    /// Rows go in and come out unchanged, whatever the storage; for the
+    /// notebook's first layer in panels each branch's range holds exactly
+    /// that branch's weights (what L2 reads), and other buffers shaped like
+    /// the parameters are reordered alike.
     #[test]
-    fn first_layer_in_panels_keeps_each_branch_in_its_range() {
-        let odd = Layout::new(&Arch::parse("relu:37|tanh:20,relu:11", 61, 10).unwrap());
-        assert!(!odd.w0_panels);
+    fn parameters_go_in_and_out_as_rows() {
         let layout = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap());
-        assert!(layout.w0_panels);
         let rows: Vec<f32> = (0..layout.len).map(|i| i as f32).collect();
-        let mut kept = rows.clone();
-        layout.from_row_major(&mut kept);
-        let w0 = layout.layers[0].w.clone();
-        assert_eq!(kept[w0.end..], rows[w0.end..], "only layer 0 moves");
-        // W1[o][i] is row i of panel o / 16, lane o % 16.
-        for (o, i) in [(0, 0), (0, 1), (1, 0), (130, 7), (191, 783)] {
-            assert_eq!(kept[(o / 16 * 784 + i) * 16 + o % 16], rows[o * 784 + i]);
+        for kind in [InputKind::Dense, InputKind::Sparse] {
+            let p = Params::from_rows(&layout, &rows, kind);
+            assert_eq!(p.rows(), rows, "{kind:?}");
+            assert_eq!(p.to_rows(&p.from_rows_like(&rows)), rows, "{kind:?}");
+            let w0 = layout.layers[0].w.clone();
+            assert_eq!(p[w0.end..], rows[w0.end..], "only layer 0 may move");
+            for w in &layout.weights[..2] {
+                let mut a = p[w.range.clone()].to_vec();
+                a.sort_by(f32::total_cmp);
+                assert_eq!(a, rows[w.range.clone()], "{kind:?} {}", w.name);
+            }
+            assert_eq!(p[..] != rows[..], kind == InputKind::Sparse, "{kind:?}");
         }
-        for w in &layout.weights[..2] {
-            let mut a = kept[w.range.clone()].to_vec();
-            a.sort_by(f32::total_cmp);
-            assert_eq!(a, rows[w.range.clone()], "{}", w.name);
-        }
-        let mut back = kept;
-        layout.to_row_major(&mut back);
-        assert_eq!(back, rows);
-        let mut in_rows = layout.clone();
-        in_rows.w0_panels = false;
-        let mut init = layout.init(InitScheme::Notebook, 3);
-        layout.to_row_major(&mut init);
-        assert_eq!(init, in_rows.init(InitScheme::Notebook, 3));
     }
 
     #[test]

@@ -36,17 +36,7 @@ impl Adam {
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], decay: &[Decay], lr: f32) -> bool {
         self.t += 1;
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
-        let (c1, c2) = if self.bias_correction {
-            (
-                1.0 - (b1 as f64).powi(self.t as i32),
-                1.0 - (b2 as f64).powi(self.t as i32),
-            )
-        } else {
-            (1.0, 1.0)
-        };
-        // lr·v/c1 / (sqrt(s/c2) + eps), with the corrections folded into two scalars.
-        let step = (lr as f64 / c1) as f32;
-        let inv_sqrt_c2 = (1.0 / c2.sqrt()) as f32;
+        let [step, inv_sqrt_c2] = self.scalars(lr);
         params
             .par_chunks_mut(CHUNK)
             .zip(grads.par_chunks(CHUNK))
@@ -66,6 +56,25 @@ impl Adam {
                 finite
             })
             .reduce(|| true, |a, b| a & b)
+    }
+}
+
+impl Adam {
+    /// The update's two scalars at step `t` (the steps taken, this one
+    /// included): `lr / c1` and `1 / sqrt(c2)`, so that
+    /// `lr·v/c1 / (sqrt(s/c2) + eps)` is `step·v / (sqrt(s)·inv_sqrt_c2 + eps)`,
+    /// where `c = 1 - βᵗ` with bias correction and 1 without. The CUDA
+    /// kernel takes the same two.
+    pub fn scalars(&self, lr: f32) -> [f32; 2] {
+        let (c1, c2) = if self.bias_correction {
+            (
+                1.0 - (self.beta1 as f64).powi(self.t as i32),
+                1.0 - (self.beta2 as f64).powi(self.t as i32),
+            )
+        } else {
+            (1.0, 1.0)
+        };
+        [(lr as f64 / c1) as f32, (1.0 / c2.sqrt()) as f32]
     }
 }
 

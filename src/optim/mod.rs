@@ -94,6 +94,18 @@ impl Optimizer {
         }
     }
 
+    /// Replaces each state buffer `b` (shaped like the parameters) by
+    /// `f(b)`: to move it between orders of the parameters.
+    pub fn map_buffers(&mut self, mut f: impl FnMut(&[f32]) -> Vec<f32>) {
+        match self {
+            Optimizer::Adam(a) => {
+                a.v = f(&a.v);
+                a.s = f(&a.s);
+            }
+            Optimizer::Sgd(s) => s.velocity = f(&s.velocity),
+        }
+    }
+
     /// Restores what [`Optimizer::state`] gave; `get` finds a buffer by name.
     pub fn restore<'a>(
         &mut self,

@@ -1,9 +1,11 @@
-//! Training: configuration and presets, the loop, and its metrics.
+//! Training: configuration and presets, the loop, checkpoints and metrics.
 
+pub mod checkpoint;
 pub mod config;
 pub mod metrics;
 pub mod trainer;
 
+pub use checkpoint::{Checkpoint, CHECKPOINT_KEY, CONFIG_KEY};
 pub use config::{BatchSize, TrainConfig};
 pub use metrics::{EvalRecord, MetricsWriter};
 pub use trainer::{Observer, Outcome, RunControl, Summary, Trainer};

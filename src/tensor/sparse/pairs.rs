@@ -1,33 +1,22 @@
-//! Compressed rows merged in pairs, and their product with a dense matrix.
+//! Compressed rows merged in pairs, and the transpose of compressed rows
+//! cut into blocks.
 //!
 //! The sparse kernel is bound by loads: each stored entry costs an index
 //! load, a broadcast and a load of a panel row per FMA. Two rows merged into
 //! one list of (column, two values) load each panel row once for two
-//! outputs: 6 loads feed 6 FMAs, where a single row took 5 loads for 3. That
-//! pays where the two rows share most of their columns:
-//! - the weight gradient `Xᵀ·D` ([`spmm_t`]): rows of `Xᵀ` are pixels, and
-//!   neighbouring pixels of a digit are mostly inked together (in MNIST, a
-//!   pair `2j, 2j + 1` has 1.17 entries per two rows' entries: 83% shared).
-//!   One thread's half of a weight gradient, 20 blocks of 512 images: 5.25
-//!   -> 3.72 ms (median of 30 alternating runs); blocks of 128 (a
-//!   minibatch): 1.76 -> 1.29 ms.
-//! - the forward product of a fixed set of images ([`spmm_paired`]: the
-//!   evaluated splits, and the training split of a full-batch run), rows
-//!   paired by [`pair_order`]: two random MNIST images share less (1.50 merged
-//!   entries per two rows' entries), the paired ones 1.23. The 10k test
-//!   images: 13.6 -> 10.8 ms; a full-batch forward and backward pass on 50k:
-//!   129.6 -> 120.3 ms.
+//! outputs. That pays where the two rows share most of their columns:
+//! - the weight gradient `Xᵀ·D`: rows of `Xᵀ` are pixels, and neighbouring
+//!   pixels of a digit are mostly inked together, so [`ColumnBlocks`] merges
+//!   columns `2j, 2j + 1` of `X`;
+//! - the forward product of a fixed set of images (the evaluated splits, and
+//!   the training split of a full-batch run): [`pair_order`] matches each
+//!   image with a similar one.
+//!
+//! docs/PERFORMANCE.md has the measurements.
 
-use multiversion::multiversion;
+use super::rows::SparseView;
 use rayon::prelude::*;
 use std::ops::Range;
-
-use super::par::{for_row_blocks, BLOCK_ROWS};
-use super::sparse::{
-    columns_per_thread, pack_into, panels_len, store, PanelView, Panels, SparseView, CHUNK_ROWS,
-    GROUP, TILE,
-};
-use super::transpose::transpose;
 
 /// A sparse matrix (`rows x cols`) with its rows merged in pairs: pair `j`
 /// lists, in order, each column where row `2j` or `2j + 1` has an entry,
@@ -122,7 +111,7 @@ impl PairRows {
     /// counted in one pass, then `parts` tasks each place those of a range
     /// of pairs (about equal counts), reading only those of each row (its
     /// columns are sorted). `counts` is scratch.
-    fn transpose_from(&mut self, m: impl Rows, counts: &mut Vec<usize>, parts: usize) {
+    pub(crate) fn transpose_from(&mut self, m: impl Rows, counts: &mut Vec<usize>, parts: usize) {
         let pairs = m.cols().div_ceil(2);
         counts.clear();
         counts.resize(pairs + 1, 0);
@@ -283,7 +272,7 @@ impl<'a> PairView<'a> {
         self.cols
     }
 
-    fn pairs(&self) -> usize {
+    pub(crate) fn pairs(&self) -> usize {
         self.ptr.len() - 1
     }
 
@@ -306,7 +295,7 @@ impl<'a> PairView<'a> {
     }
 
     /// Column indices and value pairs of pair `j`.
-    fn pair(&self, j: usize) -> (&'a [u32], &'a [[f32; 2]]) {
+    pub(crate) fn pair(&self, j: usize) -> (&'a [u32], &'a [[f32; 2]]) {
         let span = self.ptr[j]..self.ptr[j + 1];
         (&self.idx[span.clone()], &self.val[span])
     }
@@ -410,7 +399,7 @@ pub fn pair_order(m: SparseView<'_>) -> Vec<u32> {
 /// blocks of the block times `D`'s rows of that block.
 #[derive(Clone, Debug, Default)]
 pub struct ColumnBlocks {
-    block_rows: usize,
+    pub(crate) block_rows: usize,
     blocks: Vec<PairRows>,
     /// Scratch of each block: its entries per column pair.
     counts: Vec<Vec<usize>>,
@@ -453,241 +442,12 @@ impl ColumnBlocks {
     }
 }
 
-thread_local! {
-    /// Each worker's packed columns of a block of `D` and its rows of the
-    /// product before they are transposed, in [`spmm_t`] (kept, so steps do
-    /// not allocate).
-    static SPMM_T_SCRATCH: std::cell::RefCell<(Panels, Vec<f32>)> = Default::default();
-}
-
-/// `out = (Xᵀ·D)ᵀ = Dᵀ·X` (a layer's `[out, in]` weight gradient), `n x m`
-/// row-major, or, with `panels`, `Xᵀ·D` (`m x n`) in [`Panels`] layout, as a
-/// first-layer weight kept in panels is stored; for `X` given as
-/// [`ColumnBlocks`] (`m` columns) and `D` row-major `rows x n`. Threads
-/// split `D`'s columns (`out`'s rows, or its panels): each packs only its
-/// columns of each block of `D`, right before multiplying them (so they are
-/// still in its cache), sums the blocks in order into its own `m x w`
-/// buffer, and writes that, transposed or as panels, into its part of
-/// `out`. Each sum's order is fixed by the kernel, whatever the split.
-pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize, panels: bool) {
-    let Some(first) = xt.blocks.first() else {
-        out.fill(0.0);
-        return;
-    };
-    let m = first.rows();
-    let len = if panels { panels_len(m, n) } else { m * n };
-    assert_eq!(out.len(), len, "output is not n x cols");
-    if n == 0 || m == 0 {
-        return;
-    }
-    let per_task = columns_per_thread(n);
-    let chunk = if panels {
-        panels_len(m, per_task)
-    } else {
-        per_task * m
-    };
-    out.par_chunks_mut(chunk).enumerate().for_each(|(t, part)| {
-        let c0 = t * per_task;
-        let w = per_task.min(n - c0);
-        SPMM_T_SCRATCH.with_borrow_mut(|(d_panels, acc)| {
-            acc.resize(m * w, 0.0);
-            for (b, block) in xt.blocks.iter().enumerate() {
-                let first = b * xt.block_rows;
-                d_panels.pack(&d[first * n + c0..], block.cols(), w, n);
-                spmm_pairs(acc, block.view(), d_panels.view(), b > 0);
-            }
-            if panels {
-                pack_into(part, acc, m, w, w);
-            } else {
-                transpose(part, m, acc, w, m, w);
-            }
-        });
-    });
-}
-
-/// `out = a · b` (`a.rows() x b.cols()`, row-major) for rows merged in pairs:
-/// pairs are split among threads, and each row's sum has a fixed order, so
-/// the result does not depend on the thread count. Rows come out in `a`'s
-/// (paired) order.
-pub fn spmm_paired(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>) {
-    let n = b.cols();
-    assert_eq!(out.len(), a.rows() * n, "output is not rows x n");
-    // Blocks of an even number of rows start on a pair.
-    const _: () = assert!(BLOCK_ROWS.is_multiple_of(2));
-    for_row_blocks(out, n, |first, block| {
-        let rows = a.slice(first..first + block.len() / n);
-        spmm_pairs(block, rows, b, false);
-    });
-}
-
-/// `out[2j + h, :] (+)= Σ_{(c, v) in pair j} v[h] · b[c, :]`: `out` is
-/// `a.rows() x b.cols()` row-major. AVX-512 where the CPU has it, else
-/// portable code (vectorised for AVX2 where available); both sum in the
-/// same order with fused multiply-adds, so they give the same bits.
-fn spmm_pairs(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
-    assert_eq!(out.len(), a.rows() * b.cols(), "output is not rows x n");
-    assert_eq!(b.rows(), a.cols(), "inner dimensions differ");
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { avx512::spmm_pairs(out, a, b, accumulate) };
-    }
-    spmm_pairs_portable(out, a, b, accumulate)
-}
-
-/// Writes (or adds) one pair's sums into its one or two rows of `out`.
-#[inline(always)]
-fn store_pair(
-    out: &mut [f32],
-    n: usize,
-    j: usize,
-    c0: usize,
-    sums: [&[[f32; TILE]]; 2],
-    acc: bool,
-) {
-    let rows = out.len() / n;
-    for (h, sums) in sums.into_iter().enumerate() {
-        let r = 2 * j + h;
-        if r < rows {
-            store(&mut out[r * n..(r + 1) * n], c0, sums, acc);
-        }
-    }
-}
-
-/// Portable [`spmm_pairs`], a chunk of pairs and a panel at a time.
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn spmm_pairs_portable(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
-    let n = b.cols();
-    for c in (0..a.pairs()).step_by(CHUNK_ROWS / 2) {
-        for t in 0..n.div_ceil(TILE) {
-            let panel = b.panel(t);
-            for j in c..(c + CHUNK_ROWS / 2).min(a.pairs()) {
-                let (idx, val) = a.pair(j);
-                let [s0, s1] = pair_tile(idx, val, panel);
-                store_pair(out, n, j, t * TILE, [&[s0], &[s1]], accumulate);
-            }
-        }
-    }
-}
-
-/// `Σ v[h] · panel[c]` over one pair's entries, for both rows `h`, in two
-/// interleaved partial sums (entries alternate between them, a last odd one
-/// goes to the first) so consecutive FMAs do not wait on each other.
-#[inline(always)]
-fn pair_tile(idx: &[u32], val: &[[f32; 2]], panel: &[f32]) -> [[f32; TILE]; 2] {
-    let mut acc = [[[0.0f32; TILE]; 2]; 2];
-    let mut add = |u: usize, c: u32, v: &[f32; 2]| {
-        let s: &[f32; TILE] = panel[c as usize * TILE..][..TILE]
-            .try_into()
-            .expect("a panel row is TILE wide");
-        for h in 0..2 {
-            for j in 0..TILE {
-                acc[u][h][j] = v[h].mul_add(s[j], acc[u][h][j]);
-            }
-        }
-    };
-    let (ci, vi) = (idx.chunks_exact(2), val.chunks_exact(2));
-    let (c_rest, v_rest) = (ci.remainder(), vi.remainder());
-    for (cs, vs) in ci.zip(vi) {
-        add(0, cs[0], &vs[0]);
-        add(1, cs[1], &vs[1]);
-    }
-    for (&c, v) in c_rest.iter().zip(v_rest) {
-        add(0, c, v);
-    }
-    let mut sum = [[0.0f32; TILE]; 2];
-    for h in 0..2 {
-        for j in 0..TILE {
-            sum[h][j] = acc[0][h][j] + acc[1][h][j];
-        }
-    }
-    sum
-}
-
-/// The AVX-512 kernel: [`GROUP`] panels per pass, so each entry's index and
-/// two broadcast values feed twice as many FMAs.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{store_pair, PairView, PanelView, CHUNK_ROWS, GROUP, TILE};
-    use std::arch::x86_64::*;
-
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn spmm_pairs(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
-        let (n, panels) = (b.cols(), b.cols().div_ceil(TILE));
-        for c in (0..a.pairs()).step_by(CHUNK_ROWS / 2) {
-            let mut t = 0;
-            while t < panels {
-                let g = (panels - t).min(GROUP);
-                for j in c..(c + CHUNK_ROWS / 2).min(a.pairs()) {
-                    let (idx, val) = a.pair(j);
-                    let mut sums = [[[0.0f32; TILE]; GROUP]; 2];
-                    match g {
-                        3 => pair_tiles::<3>(idx, val, b, t, &mut sums),
-                        2 => pair_tiles::<2>(idx, val, b, t, &mut sums),
-                        _ => pair_tiles::<1>(idx, val, b, t, &mut sums),
-                    }
-                    let [s0, s1] = &sums;
-                    store_pair(out, n, j, t * TILE, [&s0[..g], &s1[..g]], accumulate);
-                }
-                t += g;
-            }
-        }
-    }
-
-    /// Panels `t..t + G` of one pair, summed as the portable `pair_tile`
-    /// does.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn pair_tiles<const G: usize>(
-        idx: &[u32],
-        val: &[[f32; 2]],
-        b: PanelView<'_>,
-        t: usize,
-        sums: &mut [[[f32; TILE]; GROUP]; 2],
-    ) {
-        let base: [*const f32; G] = std::array::from_fn(|g| b.panel(t + g).as_ptr());
-        let rows = b.rows();
-        let mut acc = [[[_mm512_setzero_ps(); G]; 2]; 2];
-        let mut add = |u: usize, c: u32, v: &[f32; 2]| {
-            // Column indices of a `PairRows` are below its `cols`, which
-            // `spmm_pairs` checked equals the panels' rows.
-            debug_assert!((c as usize) < rows);
-            let v = [_mm512_set1_ps(v[0]), _mm512_set1_ps(v[1])];
-            for g in 0..G {
-                // SAFETY: c < rows, so the 16 floats at c * TILE lie in panel g.
-                let s = unsafe { _mm512_loadu_ps(base[g].add(c as usize * TILE)) };
-                for h in 0..2 {
-                    acc[u][h][g] = _mm512_fmadd_ps(v[h], s, acc[u][h][g]);
-                }
-            }
-        };
-        let (ci, vi) = (idx.chunks_exact(2), val.chunks_exact(2));
-        let (c_rest, v_rest) = (ci.remainder(), vi.remainder());
-        for (cs, vs) in ci.zip(vi) {
-            add(0, cs[0], &vs[0]);
-            add(1, cs[1], &vs[1]);
-        }
-        for (&c, v) in c_rest.iter().zip(v_rest) {
-            add(0, c, v);
-        }
-        for h in 0..2 {
-            for g in 0..G {
-                let s = _mm512_add_ps(acc[0][h][g], acc[1][h][g]);
-                // SAFETY: sums[h][g] holds 16 floats.
-                unsafe { _mm512_storeu_ps(sums[h][g].as_mut_ptr(), s) };
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::sparse::tests::{assert_close, sparse_dense};
-    use crate::tensor::sparse::unpack_transposed;
-    use crate::tensor::{matmul_reference, Mat, MatMut, SparseRows};
+    use crate::tensor::sparse::tests::sparse_dense;
+    use crate::tensor::sparse::SparseRows;
+    use crate::tensor::transpose;
 
     #[test]
     fn pair_transposes_match_and_split_parts_agree() {
@@ -719,43 +479,6 @@ mod tests {
                     (&whole.ptr, &whole.idx, &whole.val),
                     "{rows}x{cols} in {parts} parts"
                 );
-            }
-        }
-    }
-
-    #[test]
-    fn pair_kernels_match_the_reference_and_each_other() {
-        // Odd rows (a last pair of one), odd entry counts, widths below, at
-        // and above a tile and across groups; all-zero input.
-        for (rows, k, n, density) in [
-            (784, 128, 96, 0.19),
-            (9, 5, 5, 0.5),
-            (30, 65, 131, 0.3),
-            (1, 3, 16, 0.9),
-            (12, 7, 48, 0.0),
-        ] {
-            let x = sparse_dense(k, rows, density, 3);
-            let mut pairs = PairRows::default();
-            pairs.transpose_from(SparseRows::from_dense(&x, rows).view(), &mut Vec::new(), 1);
-            let d = sparse_dense(k, n, 1.0, 4);
-            let mut panels = Panels::default();
-            panels.pack(&d, k, n, n);
-            for accumulate in [false, true] {
-                let start = sparse_dense(rows, n, 1.0, 5);
-                let mut slow = start.clone();
-                matmul_reference(
-                    MatMut::new(&mut slow, rows, n),
-                    Mat::new(&x, k, rows).t(),
-                    Mat::new(&d, k, n),
-                    accumulate,
-                );
-                let mut portable = start.clone();
-                spmm_pairs_portable(&mut portable, pairs.view(), panels.view(), accumulate);
-                let what = format!("{rows}x{k}·{k}x{n} acc={accumulate}");
-                assert_close(&portable, &slow, &what);
-                let mut fast = start.clone();
-                spmm_pairs(&mut fast, pairs.view(), panels.view(), accumulate);
-                assert_eq!(fast, portable, "{what}: the kernels differ");
             }
         }
     }
@@ -794,75 +517,6 @@ mod tests {
                 for (a, b) in from_pairs.blocks().iter().zip(from_rows.blocks()) {
                     assert_eq!((&a.ptr, &a.idx, &a.val), (&b.ptr, &b.idx, &b.val));
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn paired_product_matches_dense_reference_on_any_thread_count() {
-        for (m, k, n) in [(1000, 784, 192), (7, 13, 5), (1, 50, 33), (130, 29, 131)] {
-            let x = SparseRows::from_dense(&sparse_dense(m, k, 0.2, 22), k);
-            let paired = PairRows::from_rows(x.view(), &pair_order(x.view()));
-            let dense = paired.view().to_dense();
-            let w = sparse_dense(k, n, 1.0, 23);
-            let mut panels = Panels::default();
-            panels.pack(&w, k, n, n);
-            let mut slow = vec![0.0; m * n];
-            matmul_reference(
-                MatMut::new(&mut slow, m, n),
-                Mat::new(&dense, m, k),
-                Mat::new(&w, k, n),
-                false,
-            );
-            let run = |threads| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let mut fast = vec![f32::NAN; m * n];
-                pool.install(|| spmm_paired(&mut fast, paired.view(), panels.view()));
-                fast
-            };
-            let fast = run(2);
-            assert_close(&fast, &slow, &format!("{m}x{k}·{k}x{n}"));
-            assert_eq!(run(1), fast, "{m}x{k}·{k}x{n}: one thread differs");
-            assert_eq!(run(3), fast, "{m}x{k}·{k}x{n}: three threads differ");
-        }
-    }
-
-    #[test]
-    fn transposed_product_matches_dense_reference() {
-        for (m, k, n, block_rows) in [
-            (1, 784, 192, 512),
-            (1000, 784, 192, 256),
-            (37, 11, 70, 5),
-            (12, 7, 3, 100),
-        ] {
-            let x = sparse_dense(m, k, 0.2, 6);
-            let d = sparse_dense(m, n, 1.0, 7);
-            let sx = SparseRows::from_dense(&x, k);
-            let parallel = ColumnBlocks::new(sx.view(), block_rows);
-            let mut reused = ColumnBlocks::default();
-            reused.fill(SparseRows::from_dense(&x[..k], k).view(), 3);
-            reused.fill(sx.view(), block_rows);
-            let mut slow = vec![0.0; n * k];
-            matmul_reference(
-                MatMut::new(&mut slow, n, k),
-                Mat::new(&d, m, n).t(),
-                Mat::new(&x, m, k),
-                false,
-            );
-            for xt in [&parallel, &reused] {
-                let what = format!("{m}x{k} blocks of {block_rows}");
-                let mut fast = vec![f32::NAN; n * k];
-                spmm_t(&mut fast, xt, &d, n, false);
-                assert_close(&fast, &slow, &what);
-                // In panels: the same sums, laid out as a first-layer weight in panels.
-                let mut in_panels = vec![f32::NAN; panels_len(k, n)];
-                spmm_t(&mut in_panels, xt, &d, n, true);
-                let mut unpacked = vec![f32::NAN; n * k];
-                unpack_transposed(&mut unpacked, &in_panels, k, n);
-                assert_eq!(unpacked, fast, "{what}: in panels");
             }
         }
     }

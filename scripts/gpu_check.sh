@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 6, as one script for the device machine (which has
+# The GPU checks, as one script for a machine with an NVIDIA GPU (which has
 # no Rust toolchain). Prepare here, then run it there with `run`:
 #
 #   cargo build --release --features cuda

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Times the notebook's own training code (cupy) for a fixed number of
-iterations, for the GPU comparison of issue 6.
+iterations, to compare scratchnet's CUDA backend with it.
 
 usage: notebook_cupy.py NOTEBOOK.txt mnist.pkl.gz ITERS
 

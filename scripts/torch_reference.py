@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The workloads of `scratchnet bench`, in PyTorch: the reference issue 3 compares
-against (the notebook's network, 784 -> [ReLU 128 | tanh 64] -> ReLU 48 -> softmax 10,
+"""The workloads of `scratchnet bench`, in PyTorch: the reference scratchnet's speed
+is compared against (the notebook's network, 784 -> [ReLU 128 | tanh 64] -> ReLU 48 -> softmax 10,
 f32, on the same bundled MNIST).
 
     python3 scripts/torch_reference.py [--runs 7] [--threads 2] [--data data/mnist] [--json]

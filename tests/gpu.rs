@@ -54,7 +54,7 @@ impl Observer for Log {
     }
 }
 
-/// The parity check: the same initial weights, no dropout, 20
+/// Parity with the CPU: the same initial weights, no dropout, 20
 /// full-batch iterations: J within 1e-4 relative at every iteration and the
 /// same accuracies to 3 decimals.
 #[test]

@@ -4,8 +4,7 @@
 //! straddles two cache lines and costs two loads. The sparse kernel loads
 //! its dense operand's rows at multiples of 16 floats, so with a buffer
 //! placed wherever the allocator put it, it ran at half speed about three
-//! times in four (measured: the same weights copied to 8 buffers ran 9.3 ms
-//! where the buffer started on a line, 20–26 ms elsewhere).
+//! times in four (docs/PERFORMANCE.md, "aligned buffers").
 
 use std::ops::{Deref, DerefMut};
 

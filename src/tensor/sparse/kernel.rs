@@ -181,37 +181,19 @@ fn product<L: Lanes, const H: usize, const U: usize>(
         return;
     }
     let (panels, per_chunk) = (n.div_ceil(TILE), CHUNK_ROWS / H);
+    let rows = out.len() / n;
     for c in (0..a.units()).step_by(per_chunk) {
         let mut t = 0;
         while t < panels {
             let g = (panels - t).min(group);
             for j in c..(c + per_chunk).min(a.units()) {
                 let (idx, val) = a.unit(j);
+                // The unit's rows: H, or one for a last pair of an odd count.
+                let out = &mut out[H * j * n..(H * j + H).min(rows) * n];
                 match g {
-                    3 => store(
-                        out,
-                        n,
-                        j,
-                        t,
-                        unit_tiles::<L, H, 3, U>(idx, val, b, t),
-                        accumulate,
-                    ),
-                    2 => store(
-                        out,
-                        n,
-                        j,
-                        t,
-                        unit_tiles::<L, H, 2, U>(idx, val, b, t),
-                        accumulate,
-                    ),
-                    _ => store(
-                        out,
-                        n,
-                        j,
-                        t,
-                        unit_tiles::<L, H, 1, U>(idx, val, b, t),
-                        accumulate,
-                    ),
+                    3 => unit_tiles::<L, H, 3, U>(out, n, idx, val, b, t, accumulate),
+                    2 => unit_tiles::<L, H, 2, U>(out, n, idx, val, b, t, accumulate),
+                    _ => unit_tiles::<L, H, 1, U>(out, n, idx, val, b, t, accumulate),
                 }
             }
             t += g;
@@ -220,16 +202,22 @@ fn product<L: Lanes, const H: usize, const U: usize>(
 }
 
 /// One unit's sums against panels `t..t + G` of `b`, for each of its `H`
-/// rows: its entries go round `U` partial sums (a remainder into the
-/// first), so consecutive FMAs do not wait on each other, and the partial
-/// sums are then added pairwise, `(0 + 1) + (2 + 3)`.
+/// rows, written (or, when `accumulate`, added) into those rows of `out`
+/// (`n` wide; padding columns past `n` dropped, and the sums of a missing
+/// second row of a last pair). The entries go round `U` partial sums (a
+/// remainder into the first), so consecutive FMAs do not wait on each
+/// other, and the partial sums are then added pairwise, `(0 + 1) + (2 + 3)`.
 #[inline(always)]
 fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
+    out: &mut [f32],
+    n: usize,
     idx: &[u32],
     val: &[[f32; H]],
     b: PanelView<'_>,
     t: usize,
-) -> [[L; G]; H] {
+    accumulate: bool,
+) {
+    const { assert!(U == 1 || U == 2 || U == 4) };
     let base: [*const f32; G] = std::array::from_fn(|g| b.panel(t + g).as_ptr());
     let rows = b.rows();
     let mut acc = [[[L::zero(); G]; H]; U];
@@ -256,43 +244,37 @@ fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
     for (&k, v) in k_rest.iter().zip(v_rest) {
         add(0, k, v);
     }
-    let mut width = U;
-    while width > 1 {
-        for i in 0..width / 2 {
-            acc[i] = std::array::from_fn(|h| {
-                std::array::from_fn(|g| acc[2 * i][h][g].add(acc[2 * i + 1][h][g]))
-            });
+    // Constant bounds, so the loops unroll and the partial sums stay in
+    // registers.
+    let mut sums = [[[0.0f32; TILE]; G]; H];
+    for h in 0..H {
+        for g in 0..G {
+            let part = |u: usize| acc[u][h][g];
+            let sum = match U {
+                1 => part(0),
+                2 => part(0).add(part(1)),
+                _ => part(0).add(part(1)).add(part(2).add(part(3))),
+            };
+            sum.store(&mut sums[h][g]);
         }
-        width /= 2;
     }
-    acc[0]
-}
-
-/// Writes (or, when `accumulate`, adds) unit `j`'s sums for panels `t..`
-/// into its rows of `out` (`n` wide), dropping the panels' zero padding
-/// past the row's end and a missing second row of a last pair.
-#[inline(always)]
-fn store<L: Lanes, const H: usize, const G: usize>(
-    out: &mut [f32],
-    n: usize,
-    j: usize,
-    t: usize,
-    sums: [[L; G]; H],
-    accumulate: bool,
-) {
-    let rows = out.len() / n;
-    for (h, sums) in sums.iter().enumerate() {
-        let r = H * j + h;
-        if r >= rows {
-            continue;
-        }
-        let row = &mut out[r * n..(r + 1) * n];
-        for (g, s) in sums.iter().enumerate() {
+    for (row, sums) in out.chunks_exact_mut(n).zip(&sums) {
+        for (g, sum) in sums.iter().enumerate() {
             let c = (t + g) * TILE;
-            let mut lanes = [0.0f32; TILE];
-            s.store(&mut lanes);
-            for (d, &s) in row[c..(c + TILE).min(n)].iter_mut().zip(&lanes) {
-                *d = if accumulate { *d + s } else { s };
+            match row.get_mut(c..c + TILE) {
+                // A whole tile: fixed-size, so one vector operation (a
+                // variable-length copy became a call to memcpy).
+                Some(dst) => {
+                    let dst: &mut [f32; TILE] = dst.try_into().expect("a tile");
+                    for (d, &s) in dst.iter_mut().zip(sum) {
+                        *d = if accumulate { *d + s } else { s };
+                    }
+                }
+                None => {
+                    for (d, &s) in row[c..].iter_mut().zip(sum) {
+                        *d = if accumulate { *d + s } else { s };
+                    }
+                }
             }
         }
     }

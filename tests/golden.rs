@@ -7,10 +7,12 @@
 //! and their schedule, the optimiser, when J and the accuracies are taken)
 //! shows in these numbers.
 
+mod common;
+
 use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
 use scratchnet::nn::{Arch, Layout};
-use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
+use scratchnet::train::{TrainConfig, Trainer};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -35,15 +37,6 @@ fn fixed_weights(layout: &Layout) -> Vec<f32> {
     rows
 }
 
-#[derive(Default)]
-struct Log(Vec<EvalRecord>);
-impl Observer for Log {
-    fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
-        self.0.push(r.clone());
-        Ok(())
-    }
-}
-
 #[test]
 fn twenty_seed_iterations_follow_the_numpy_reference() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -59,20 +52,11 @@ fn twenty_seed_iterations_follow_the_numpy_reference() {
     .unwrap();
     let layout = Layout::new(&Arch::parse(&cfg.arch, 784, 10).unwrap());
     let mut t = Trainer::new(cfg, &data, Target::cpu(2), Some(fixed_weights(&layout))).unwrap();
-    let mut log = Log::default();
-    let ctl = RunControl {
-        checkpoint_every: None,
-        checkpoint_path: "unused".into(),
-        interrupt: None,
-    };
-    assert!(matches!(
-        t.run(&mut log, &ctl).unwrap(),
-        Outcome::Finished(_)
-    ));
+    let (_, log) = common::finish(&mut t);
     let want = golden["iterations"].as_array().unwrap();
-    assert_eq!(log.0.len(), want.len(), "one evaluation per iteration");
+    assert_eq!(log.len(), want.len(), "one evaluation per iteration");
     let splits = [data.train.len(), data.val.len(), data.test.len()];
-    for (got, want) in log.0.iter().zip(want) {
+    for (got, want) in log.iter().zip(want) {
         let it = want["iter"].as_u64().unwrap();
         assert_eq!(got.iter as u64, it + 1, "steps done at evaluation {it}");
         let j = want["J"].as_f64().unwrap();

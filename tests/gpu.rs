@@ -3,6 +3,8 @@
 //! skipped, and the clear-error check runs instead.
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use scratchnet::backend::{Device, Target};
 use scratchnet::compare;
 use scratchnet::data::Dataset;
@@ -10,7 +12,7 @@ use scratchnet::gpu::{open, GpuNet, GpuStep};
 use scratchnet::nn::dropout::{stream_key, Dropout, DropoutMode};
 use scratchnet::nn::{l2, Arch, InitScheme, Input, InputKind, Layout, Network, Params};
 use scratchnet::optim::{Optimizer, OptimizerKind};
-use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
+use scratchnet::train::{EvalRecord, TrainConfig, Trainer};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -44,16 +46,6 @@ fn without_a_gpu_device_cuda_is_a_clear_error() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-/// Records every evaluation.
-#[derive(Default)]
-struct Log(Vec<EvalRecord>);
-impl Observer for Log {
-    fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
-        self.0.push(r.clone());
-        Ok(())
-    }
-}
-
 /// Parity with the CPU: the same initial weights, no dropout, 20
 /// full-batch iterations: J within 1e-4 relative at every iteration and the
 /// same accuracies to 3 decimals.
@@ -75,17 +67,7 @@ fn twenty_full_batch_iterations_match_the_cpu() {
     let run = |device| {
         let target = Target { device, threads: 2 };
         let mut t = Trainer::new(cfg.clone(), &data, target, None).unwrap();
-        let ctl = RunControl {
-            checkpoint_every: None,
-            checkpoint_path: "unused".into(),
-            interrupt: None,
-        };
-        let mut log = Log::default();
-        assert!(matches!(
-            t.run(&mut log, &ctl).unwrap(),
-            Outcome::Finished(_)
-        ));
-        log.0
+        common::finish(&mut t).1
     };
     let (cpu, gpu) = (run(Device::Cpu), run(Device::Cuda));
     assert_eq!(cpu.len(), gpu.len());

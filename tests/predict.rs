@@ -1,15 +1,14 @@
 //! `predict` on MNIST test digits re-drawn the way a user's photo or scan
 //! would look: three times larger, dark ink on light paper, off-centre.
 
+mod common;
+
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
-use scratchnet::train::{Observer, Outcome, RunControl, TrainConfig, Trainer};
+use scratchnet::train::{TrainConfig, Trainer};
 use std::path::Path;
 use std::process::Command;
-
-struct Quiet;
-impl Observer for Quiet {}
 
 /// Test digit `i` at 3x scale, inverted, at (`ox`, `oy`) on a 140 x 120 page.
 fn render(ds: &Dataset, i: usize, ox: u32, oy: u32) -> GrayImage {
@@ -31,15 +30,7 @@ fn redrawn_test_digits_are_classified_as_their_labels() {
     let ds = Dataset::load(&root.join("data/mnist"), Some(10_000)).unwrap();
     let cfg = TrainConfig::resolve(None, serde_json::json!({"epochs": 2})).unwrap();
     let mut t = Trainer::new(cfg, &ds, Target::cpu(2), None).unwrap();
-    let ctl = RunControl {
-        checkpoint_every: None,
-        checkpoint_path: "unused".into(),
-        interrupt: None,
-    };
-    assert!(matches!(
-        t.run(&mut Quiet, &ctl).unwrap(),
-        Outcome::Finished(_)
-    ));
+    common::finish(&mut t);
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.safetensors");
     t.model(Default::default()).unwrap().save(&model).unwrap();

@@ -1,6 +1,8 @@
 //! Training on the bundled MNIST: accuracy thresholds, determinism, and the
 //! model-file round trip.
 
+mod common;
+
 use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, Split};
 use scratchnet::model_io::{load_init, Model};
@@ -11,9 +13,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
-
-struct Quiet;
-impl Observer for Quiet {}
 
 fn mnist() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
@@ -28,15 +27,7 @@ fn mnist() -> &'static Dataset {
 
 /// Runs to the end without checkpoints.
 fn finish(t: &mut Trainer<'_>) -> Summary {
-    let ctl = RunControl {
-        checkpoint_every: None,
-        checkpoint_path: "unused".into(),
-        interrupt: None,
-    };
-    match t.run(&mut Quiet, &ctl).unwrap() {
-        Outcome::Finished(s) => s,
-        other => panic!("run ended early: {other:?}"),
-    }
+    common::finish(t).0
 }
 
 fn config(overrides: serde_json::Value) -> TrainConfig {

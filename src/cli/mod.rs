@@ -146,7 +146,7 @@ pub fn main() -> ExitCode {
     // The command runs on a pool thread, serial parts included: a parallel
     // section then starts from inside the pool, instead of waking it from
     // outside and sleeping until it ends (a third thread on two cores; see
-    // docs/PERFORMANCE.md, "the pool").
+    // docs/PERFORMANCE.md, "Commands run on a pool thread").
     let result = rayon::scope(|_| match cli.command {
         Command::Train(a) => train::run(*a, v),
         Command::Eval(a) => eval::run(a),

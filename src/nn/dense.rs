@@ -43,11 +43,7 @@ pub fn backward(
     d: Dims,
     threads: usize,
 ) {
-    let Dims {
-        batch,
-        inputs,
-        outputs,
-    } = d;
+    let Dims { batch, inputs, .. } = d;
     // Small products (a minibatch's) each on one thread, the two at once.
     let each = product_threads(d, threads);
     let mut weight = || weight_grad(dw, db, dz, inp, d, threads);
@@ -55,8 +51,8 @@ pub fn backward(
         if let Some(dinp) = dinp {
             matmul(
                 MatMut::new(&mut dinp[..batch * inputs], batch, inputs),
-                Mat::new(&dz[..batch * outputs], batch, outputs),
-                Mat::new(w, outputs, inputs),
+                Mat::new(&dz[..batch * d.outputs], batch, d.outputs),
+                Mat::new(w, d.outputs, inputs),
                 false,
                 each,
             );
@@ -98,7 +94,7 @@ pub fn weight_grad(
 
 /// Multiply-adds below which a product runs on one thread: splitting a
 /// minibatch's products (1.2M multiply-adds at 128 rows) among the threads
-/// cost more than it saved (docs/PERFORMANCE.md, "small products").
+/// cost more than it saved (docs/PERFORMANCE.md, "Small dense products on one thread").
 const SMALL_PRODUCT: usize = 1 << 22;
 
 /// Threads for one of this layer's products: one below [`SMALL_PRODUCT`].

@@ -65,7 +65,7 @@ pub fn fill_mask(
 /// `1/keep` or 0 for draws `first..` of stream `key`. The loop vectorises
 /// where the CPU multiplies 64-bit lanes (AVX-512DQ): scalar, drawing a
 /// minibatch's masks took longer than its first layer's product
-/// (docs/PERFORMANCE.md, "dropout masks"). The same integer and exact
+/// (docs/PERFORMANCE.md, "Dropout masks vectorised"). The same integer and exact
 /// float operations either way, so the same masks.
 #[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
 fn fill_draws(row: &mut [f32], first: u64, keep: f32, key: u64) {

@@ -4,7 +4,7 @@
 //! straddles two cache lines and costs two loads. The sparse kernel loads
 //! its dense operand's rows at multiples of 16 floats, so with a buffer
 //! placed wherever the allocator put it, it ran at half speed about three
-//! times in four (docs/PERFORMANCE.md, "aligned buffers").
+//! times in four (docs/PERFORMANCE.md, "Aligned buffers").
 
 use std::ops::{Deref, DerefMut};
 

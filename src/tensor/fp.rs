@@ -6,7 +6,7 @@
 /// Why: late in training, softmax probabilities and the gradients behind
 /// them fall into the subnormal range, and each operation on a subnormal
 /// takes a microcode assist of a hundred cycles or more (docs/PERFORMANCE.md,
-/// "subnormals"). Values that small carry no information a
+/// "Subnormals flushed to zero"). Values that small carry no information a
 /// 32-bit network could use; results stay deterministic (every thread of
 /// the pool is set the same way).
 pub fn flush_denormals() {

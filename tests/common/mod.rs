@@ -1,4 +1,7 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test file uses some).
+#![allow(dead_code)]
+
+use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, Summary, Trainer};
 
 /// Skips the calling test for `reason`, something a development machine may
 /// lack (a file under `../shared`, the right to mount a tmpfs). Under CI
@@ -9,4 +12,30 @@ pub fn skip(test: &str, reason: &str) {
         panic!("{test}: {reason}; CI is set, so this check must run");
     }
     eprintln!("skipped {test}: {reason}");
+}
+
+/// Records every evaluation.
+#[derive(Default)]
+struct Log(Vec<EvalRecord>);
+
+impl Observer for Log {
+    fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
+        self.0.push(r.clone());
+        Ok(())
+    }
+}
+
+/// Runs `t` to its last step (no checkpoints, no interruption): the summary
+/// and every evaluation.
+pub fn finish(t: &mut Trainer<'_>) -> (Summary, Vec<EvalRecord>) {
+    let ctl = RunControl {
+        checkpoint_every: None,
+        checkpoint_path: "unused".into(),
+        interrupt: None,
+    };
+    let mut log = Log::default();
+    match t.run(&mut log, &ctl).unwrap() {
+        Outcome::Finished(s) => (s, log.0),
+        other => panic!("run ended early: {other:?}"),
+    }
 }

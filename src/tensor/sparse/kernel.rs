@@ -19,7 +19,7 @@ const CHUNK_ROWS: usize = 64;
 
 /// Panels per pass of the AVX-512 form: each entry's index and broadcast
 /// value then feed three FMAs, and its twelve accumulators still fit in
-/// registers (docs/PERFORMANCE.md, "panels per pass"). The portable form
+/// registers (docs/PERFORMANCE.md, "Three panels per pass"). The portable form
 /// takes one panel per pass, as the compiler would not keep more
 /// accumulators in registers.
 const GROUP: usize = 3;

@@ -8,6 +8,7 @@ pub mod dropout;
 pub mod first_layer;
 pub mod l2;
 pub mod network;
+pub mod param_buffer;
 pub mod params;
 pub mod softmax_ce;
 
@@ -15,4 +16,5 @@ pub use arch::{Activation, Arch, Branch};
 pub use dropout::{Dropout, DropoutMode};
 pub use first_layer::{Input, InputKind};
 pub use network::{Network, Workspace};
-pub use params::{InitScheme, Layout, ParamTensor, Params};
+pub use param_buffer::Params;
+pub use params::{InitScheme, Layout, ParamTensor};

@@ -24,7 +24,8 @@
 use super::dense::{self, Dims};
 use super::dropout::{Dropout, MaskSlot, Masks};
 use super::first_layer::{self, Input, Weight};
-use super::params::{LayerLayout, Layout, Params};
+use super::param_buffer::Params;
+use super::params::{LayerLayout, Layout};
 use super::{activation, softmax_ce};
 use crate::tensor::par::{block, for_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
 use crate::tensor::sparse::{ColumnParts, COLUMN_SPLIT_ROWS};

@@ -1,7 +1,8 @@
 //! Writing files so that a crash, a full disk or a kill never leaves a
-//! truncated file under the final name.
+//! truncated file under the final name, and checking, before any work,
+//! that an output can be written at all.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
@@ -44,6 +45,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Checks, before any work, that the file output of option `option` can be
+/// written at `path`: not a directory, its folder there (created if
+/// missing) and writable. Errors name the option and the path.
+pub fn check_output_file(option: &str, path: &Path) -> Result<()> {
+    let shown = path.display();
+    let names_a_folder = path
+        .as_os_str()
+        .to_string_lossy()
+        .ends_with(std::path::MAIN_SEPARATOR);
+    if path.is_dir() || names_a_folder {
+        bail!(
+            "{option} {shown}: is a directory; give a file name (e.g. {shown}/model.safetensors)"
+        );
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    writable_folder(dir).with_context(|| format!("{option} {shown}"))
+}
+
+/// Checks, before any work, that files can be written in folder `dir` (the
+/// output of option `option`), creating it if missing.
+pub fn check_output_dir(option: &str, dir: &Path) -> Result<()> {
+    writable_folder(dir).with_context(|| format!("{option} {}", dir.display()))
+}
+
+/// `dir` is a folder (created if missing) in which a file can be made:
+/// permissions, a read-only disk.
+fn writable_folder(dir: &Path) -> Result<()> {
+    let shown = dir.display();
+    if dir.exists() && !dir.is_dir() {
+        bail!("{shown} is not a folder");
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {shown}"))?;
+    let probe = dir.join(format!(".scratchnet-probe-{}", std::process::id()));
+    File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .with_context(|| format!("cannot write in the folder {shown}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +98,33 @@ mod tests {
         write_atomic(&p, b"second").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"second");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn outputs_are_checked_before_the_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = format!("{:#}", check_output_file("--save", dir.path()).unwrap_err());
+        assert!(e.contains("--save") && e.contains("is a directory"), "{e}");
+        let e = format!(
+            "{:#}",
+            check_output_file("--save", Path::new("no/such/")).unwrap_err()
+        );
+        assert!(e.contains("is a directory"), "{e}");
+        // A missing folder is created; nothing else is left behind.
+        let deep = dir.path().join("a/b/m.safetensors");
+        check_output_file("--save", &deep).unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+        assert_eq!(fs::read_dir(dir.path().join("a/b")).unwrap().count(), 0);
+        // A file where a folder should be.
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        let e = format!("{:#}", check_output_dir("--out", &file).unwrap_err());
+        assert!(e.contains("--out") && e.contains("not a folder"), "{e}");
+        let e = format!(
+            "{:#}",
+            check_output_file("--save", &file.join("m")).unwrap_err()
+        );
+        assert!(e.contains("--save") && e.contains("not a folder"), "{e}");
     }
 
     #[test]

@@ -71,36 +71,16 @@ fn divergence_stops_at_once_names_the_step_and_keeps_the_last_good_checkpoint() 
     assert!(!model.exists());
 }
 
-const NO_TMPFS: &str = "cannot mount a tmpfs here (needs root)";
-
-/// Mounts a small tmpfs for the disk-full test; None where that is not allowed.
-struct Tmpfs(tempfile::TempDir);
-impl Tmpfs {
-    fn mount(kib: usize) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?
-            .success();
-        ok.then_some(Tmpfs(dir))
-    }
-}
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
 #[test]
 fn a_full_disk_leaves_the_previous_model_intact() {
-    let Some(fs) = Tmpfs::mount(256) else {
-        common::skip("a_full_disk_leaves_the_previous_model_intact", NO_TMPFS);
+    let Some(fs) = common::Tmpfs::mount(256) else {
+        common::skip(
+            "a_full_disk_leaves_the_previous_model_intact",
+            common::NO_TMPFS,
+        );
         return;
     };
-    let dir = fs.0.path();
+    let dir = fs.path();
     let path = dir.join("m.safetensors");
     let a = Model {
         layout: Layout::new(&Arch::parse("relu:40", 784, 10).unwrap()),
@@ -143,19 +123,14 @@ fn a_full_disk_leaves_the_previous_model_intact() {
 
 #[test]
 fn a_read_only_directory_is_a_clear_error() {
-    let Some(fs) = Tmpfs::mount(64) else {
-        common::skip("a_read_only_directory_is_a_clear_error", NO_TMPFS);
+    let Some(fs) = common::Tmpfs::mount(64) else {
+        common::skip("a_read_only_directory_is_a_clear_error", common::NO_TMPFS);
         return;
     };
-    let path = fs.0.path().join("m.safetensors");
+    let path = fs.path().join("m.safetensors");
     small_model(1).save(&path).unwrap();
     let before = std::fs::read(&path).unwrap();
-    assert!(Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(fs.0.path())
-        .status()
-        .unwrap()
-        .success());
+    fs.read_only();
     let e = format!("{:#}", small_model(2).save(&path).unwrap_err());
     assert!(
         e.contains("m.safetensors") && e.contains("Read-only"),

@@ -9,6 +9,7 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use scratchnet::backend::{logits, Target};
 use scratchnet::data::{Dataset, Split, CLASSES};
+use scratchnet::fsutil::check_output_dir;
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
 use scratchnet::train::metrics::confusion;
@@ -42,8 +43,7 @@ pub fn run(args: PlotArgs) -> Result<()> {
         include_bytes!("../../assets/DejaVuSans.ttf"),
     )
     .map_err(|_| anyhow!("bundled font is unreadable"))?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("--out {}: cannot create", args.out.display()))?;
+    check_output_dir("--out", &args.out)?;
     if let Some(m) = &args.metrics {
         let records = read_metrics(m)?;
         let png = args.out.join("curves.png");

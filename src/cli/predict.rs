@@ -7,13 +7,18 @@ use scratchnet::data::image_prep::{load_digit, SIDE};
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
 use scratchnet::nn::softmax_ce::softmax;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Images of any size, grey or colour, dark ink on light paper or the reverse, are
 prepared as MNIST was made: cropped to the ink, fitted into 20x20, centred by
 centre of mass in 28x28.
+
+Every readable image is answered. A file that cannot be read, or a blank image,
+is reported on stderr (file and reason) and in CSV as a row with an empty digit
+and probabilities and the reason in the last column, `error`; the exit status
+is then 1.
 
 Examples:
   scratchnet predict --model model.safetensors my-seven.png
@@ -79,38 +84,64 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     let files = image_files(&args.images)?;
-    let mut pixels = Vec::with_capacity(files.len() * SIDE * SIDE);
-    for f in &files {
-        pixels.extend(load_digit(f)?);
-    }
+    // Every readable image is answered; each unreadable one is reported
+    // (file and reason) and makes the exit status non-zero.
+    let loaded: Vec<Result<Vec<f32>>> = files.iter().map(|f| load_digit(f)).collect();
+    let pixels: Vec<f32> = loaded.iter().flatten().flatten().copied().collect();
     let classes = arch.classes;
     let target = args.device.target();
     let mut probs = logits(target, &model.layout, &model.params, &pixels)?;
     softmax(&mut probs, classes);
-    let rows = files.iter().zip(probs.chunks_exact(classes));
+    let mut answers = probs.chunks_exact(classes);
+    let rows: Vec<(&PathBuf, Result<&[f32], String>)> = files
+        .iter()
+        .zip(&loaded)
+        .map(|(f, l)| match l {
+            Ok(_) => (f, Ok(answers.next().expect("one answer per image"))),
+            Err(e) => {
+                // The reason, without the file name the error starts with.
+                let why = format!("{e:#}");
+                let name = format!("{}: ", f.display());
+                (f, Err(why.strip_prefix(&name).unwrap_or(&why).to_string()))
+            }
+        })
+        .collect();
+    let failed: Vec<_> = rows.iter().filter(|(_, r)| r.is_err()).collect();
+    for (f, r) in &failed {
+        if let Err(why) = r {
+            eprintln!("{}: {why}", f.display());
+        }
+    }
     if args.csv {
         println!(
-            "file,digit,{}",
+            "file,digit,{},error",
             (0..classes)
                 .map(|c| format!("p{c}"))
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        for (f, p) in rows {
-            println!(
-                "{},{},{}",
-                csv_field(f),
-                argmax(p),
-                p.iter()
-                    .map(|v| format!("{v:.6}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
+        for (f, r) in &rows {
+            match r {
+                Ok(p) => println!(
+                    "{},{},{},",
+                    csv_field(&f.display().to_string()),
+                    argmax(p),
+                    p.iter()
+                        .map(|v| format!("{v:.6}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                Err(why) => println!(
+                    "{},{},{}",
+                    csv_field(&f.display().to_string()),
+                    ",".repeat(classes),
+                    csv_field(why)
+                ),
+            }
         }
-    } else if files.len() == 1 {
-        let p = &probs[..classes];
+    } else if let [(f, Ok(p))] = rows.as_slice() {
         let d = argmax(p) as usize;
-        println!("{}: {d}  (probability {:.4})", files[0].display(), p[d]);
+        println!("{}: {d}  (probability {:.4})", f.display(), p[d]);
         for (c, v) in p.iter().enumerate() {
             println!("  {c}: {v:.4}  {}", "#".repeat((v * 40.0).round() as usize));
         }
@@ -122,19 +153,35 @@ pub fn run(args: PredictArgs) -> Result<()> {
             .unwrap_or(4)
             .max(4);
         println!("{:width$}  digit  probability", "file");
-        for (f, p) in rows {
-            let d = argmax(p) as usize;
-            println!("{:width$}  {d:>5}  {:>11.4}", f.display().to_string(), p[d]);
+        for (f, r) in &rows {
+            match r {
+                Ok(p) => {
+                    let d = argmax(p) as usize;
+                    println!("{:width$}  {d:>5}  {:>11.4}", f.display().to_string(), p[d]);
+                }
+                Err(_) => println!(
+                    "{:width$}  {:>5}  {:>11}",
+                    f.display().to_string(),
+                    "-",
+                    "-"
+                ),
+            }
         }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} files got no answer (each is named above)",
+            failed.len(),
+            files.len()
+        );
     }
     Ok(())
 }
 
-fn csv_field(p: &Path) -> String {
-    let s = p.display().to_string();
+fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s
+        s.to_string()
     }
 }

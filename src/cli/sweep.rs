@@ -10,7 +10,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, CLASSES};
-use scratchnet::fsutil::write_atomic;
+use scratchnet::fsutil::{check_output_dir, write_atomic};
 use scratchnet::nn::dropout::stream_key;
 use scratchnet::train::{Observer, Outcome, RunControl, TrainConfig, Trainer};
 use serde::{Deserialize, Serialize};
@@ -128,6 +128,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
             args.keep.1
         );
     }
+    check_output_dir("--out", &args.out)?;
     let threads = rayon::current_num_threads();
     let mut base = json!({"preset": args.preset});
     match (args.epochs, args.iters) {
@@ -145,8 +146,6 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
         );
     }
     let arch = base.arch(data.features(), CLASSES)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("--out {}: cannot create", args.out.display()))?;
     let jsonl = args.out.join("results.jsonl");
 
     let mut done: BTreeMap<u32, TrialResult> = BTreeMap::new();

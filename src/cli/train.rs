@@ -4,7 +4,8 @@ use super::{Common, DeviceArg, Verbosity};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchnet::data::Dataset;
-use scratchnet::model_io::load_init;
+use scratchnet::fsutil::check_output_file;
+use scratchnet::model_io::{load_init, Model};
 use scratchnet::nn::Layout;
 use scratchnet::train::config::BatchSize;
 use scratchnet::train::{
@@ -13,7 +14,7 @@ use scratchnet::train::{
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args, Debug)]
@@ -44,9 +45,9 @@ pub struct TrainArgs {
     /// Write a checkpoint (model, optimiser state, step) every N steps
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_every: Option<u64>,
-    /// Checkpoint file, written atomically (also on Ctrl-C)
-    #[arg(long, value_name = "FILE", default_value = "checkpoint.safetensors")]
-    checkpoint: PathBuf,
+    /// Checkpoint file, written atomically (also on Ctrl-C) [default: checkpoint.safetensors]
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
     /// Continue a run from a checkpoint, with its configuration
     #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "init"])]
     resume: Option<PathBuf>,
@@ -171,8 +172,11 @@ impl Observer for Console {
     }
 
     fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
-        if let Some(m) = &mut self.metrics {
-            m.write(r)?;
+        // A metrics file that cannot be written (a full disk) costs the
+        // metrics, not the run.
+        if let Some(Err(e)) = self.metrics.as_mut().map(|m| m.write(r)) {
+            self.metrics = None;
+            self.say(format!("warning: {e:#}; metrics are no longer written"));
         }
         if self.verbosity > Verbosity::Quiet {
             let val = r
@@ -195,6 +199,16 @@ impl Observer for Console {
     }
 }
 
+impl Console {
+    /// A line on stderr, above the progress bar if there is one.
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
 /// Raised by Ctrl-C; the training loop checks it after every step.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -202,6 +216,20 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     let quiet = v == Verbosity::Quiet;
     let target = args.device.target();
     let threads = target.threads;
+    // Every output is checked before any work: a model must not be lost to
+    // a path that could never be written.
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("checkpoint.safetensors"));
+    for (option, path) in [("--save", &args.save), ("--metrics", &args.metrics)] {
+        if let Some(p) = path {
+            check_output_file(option, p)?;
+        }
+    }
+    if args.checkpoint.is_some() || args.checkpoint_every.is_some() {
+        check_output_file("--checkpoint", &checkpoint)?;
+    }
     let mut overrides = serde_json::to_value(&args.flags)?;
     // `--init` names a file; the scheme flag maps onto the config's `init` key.
     if let Some(s) = overrides
@@ -315,26 +343,25 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
         .context("cannot install the Ctrl-C handler")?;
     let ctl = RunControl {
         checkpoint_every: args.checkpoint_every.map(|n| n as usize),
-        checkpoint_path: args.checkpoint.clone(),
+        checkpoint_path: checkpoint.clone(),
         interrupt: Some(&INTERRUPTED),
     };
-    let outcome = trainer.run(&mut console, &ctl).map_err(|e| {
-        if args.checkpoint_every.is_some() && args.checkpoint.is_file() {
-            anyhow::anyhow!(
-                "{e:#}\nthe last good checkpoint, {0}, is intact (scratchnet train --resume {0})",
-                args.checkpoint.display()
-            )
-        } else {
-            e
-        }
-    });
+    let outcome = trainer.run(&mut console, &ctl);
     if let Some(b) = &console.bar {
         b.finish_and_clear();
     }
-    let summary = match outcome? {
-        Outcome::Finished(s) => s,
-        Outcome::Interrupted { step } => {
-            let ckpt = args.checkpoint.display();
+    let summary = match outcome {
+        Err(e) => {
+            return Err(after_failure(
+                e,
+                &trainer,
+                &checkpoint,
+                args.checkpoint_every,
+            ))
+        }
+        Ok(Outcome::Finished(s)) => s,
+        Ok(Outcome::Interrupted { step }) => {
+            let ckpt = checkpoint.display();
             let save = args
                 .save
                 .as_ref()
@@ -360,10 +387,85 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     if let Some(path) = &args.save {
         let mut meta = BTreeMap::new();
         meta.insert("scratchnet.metrics".to_string(), serde_json::to_string(r)?);
-        trainer.model(meta)?.save(path)?;
+        let model = trainer.model(meta)?;
+        if let Err(e) = model.save(path) {
+            let note = match rescue(&model, path, &checkpoint) {
+                Some(p) => format!("the trained model was saved to {} instead", p.display()),
+                None => format!(
+                    "the trained model could not be written anywhere (tried beside the checkpoint, here and in {}){}",
+                    std::env::temp_dir().display(),
+                    checkpoint_note(&checkpoint, args.checkpoint_every)
+                ),
+            };
+            bail!("{e:#}\n{note}");
+        }
         println!("saved model to {}", path.display());
     }
     Ok(())
+}
+
+/// The error of a run that stopped, with where its work is: a run stopped
+/// by anything but divergence (a checkpoint that could not be written, a
+/// device error) still holds good weights, kept as a checkpoint where one
+/// can be written; after divergence, the last checkpoint written, if any.
+fn after_failure(
+    e: anyhow::Error,
+    trainer: &Trainer<'_>,
+    checkpoint: &Path,
+    every: Option<u64>,
+) -> anyhow::Error {
+    let good = trainer.step > 0
+        && trainer
+            .params()
+            .is_ok_and(|p| p.iter().all(|v| v.is_finite()));
+    let saved = good
+        .then(|| trainer.checkpoint().ok())
+        .flatten()
+        .and_then(|ckpt| rescue(&ckpt, checkpoint, checkpoint));
+    let note = match saved {
+        Some(p) => format!(
+            "\nthe run as of step {} was saved to {p} (scratchnet train --resume {p})",
+            trainer.step,
+            p = p.display()
+        ),
+        None => checkpoint_note(checkpoint, every),
+    };
+    anyhow::anyhow!("{e:#}{note}")
+}
+
+/// Where a model goes when it cannot go to `wanted`: `NAME.rescued.safetensors`
+/// beside the checkpoint, in the working directory, or in the system's
+/// temporary folder, the first that takes it (never over an existing file).
+fn rescue(model: &Model, wanted: &Path, checkpoint: &Path) -> Option<PathBuf> {
+    let stem = wanted
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    let name = format!("{stem}.rescued.safetensors");
+    let beside = checkpoint.parent().filter(|d| !d.as_os_str().is_empty());
+    let folders = beside
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain([PathBuf::from("."), std::env::temp_dir()]);
+    folders
+        .map(|d| {
+            let p = d.join(&name);
+            match p.exists() {
+                true => d.join(format!("{stem}.rescued-{}.safetensors", std::process::id())),
+                false => p,
+            }
+        })
+        .find(|p| !p.exists() && model.save(p).is_ok())
+}
+
+/// A line naming the last good checkpoint, where this run wrote one.
+fn checkpoint_note(checkpoint: &Path, every: Option<u64>) -> String {
+    match every.is_some() && checkpoint.is_file() {
+        true => format!(
+            "\nthe last good checkpoint, {0}, is intact (scratchnet train --resume {0})",
+            checkpoint.display()
+        ),
+        false => String::new(),
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, Summary, Trainer};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 /// Skips the calling test for `reason`, something a development machine may
 /// lack (a file under `../shared`, the right to mount a tmpfs). Under CI
@@ -37,5 +39,47 @@ pub fn finish(t: &mut Trainer<'_>) -> (Summary, Vec<EvalRecord>) {
     match t.run(&mut log, &ctl).unwrap() {
         Outcome::Finished(s) => (s, log.0),
         other => panic!("run ended early: {other:?}"),
+    }
+}
+
+/// Why a test that needs a tmpfs could not have one.
+pub const NO_TMPFS: &str = "cannot mount a tmpfs here (needs root)";
+
+/// A small tmpfs (a disk that fills, or is made read-only), unmounted when
+/// dropped; `None` where mounting is not allowed.
+pub struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    pub fn mount(kib: usize) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?
+            .success();
+        ok.then_some(Tmpfs(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Remounts it read-only.
+    pub fn read_only(&self) {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot remount {} read-only", self.path().display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.path()).status();
     }
 }

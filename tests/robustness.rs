@@ -65,6 +65,8 @@ fn divergence_stops_at_once_names_the_step_and_keeps_the_last_good_checkpoint() 
         err.contains("last good checkpoint") && err.contains("ck.safetensors"),
         "{err}"
     );
+    // A diverged run's weights are not kept as a rescued copy.
+    assert!(!err.contains("rescued"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     // The checkpoint holds only finite values (the reader refuses others) and no model was saved.
     Model::load(&ck).unwrap();

@@ -9,7 +9,8 @@ use scratchnet::model_io::{load_init, Model};
 use scratchnet::nn::Layout;
 use scratchnet::train::config::BatchSize;
 use scratchnet::train::{
-    Checkpoint, EvalRecord, MetricsWriter, Observer, Outcome, RunControl, TrainConfig, Trainer,
+    Checkpoint, Diverged, EvalRecord, MetricsWriter, Observer, Outcome, RunControl, TrainConfig,
+    Trainer,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -414,7 +415,8 @@ fn after_failure(
     checkpoint: &Path,
     every: Option<u64>,
 ) -> anyhow::Error {
-    let good = trainer.step > 0
+    let good = e.downcast_ref::<Diverged>().is_none()
+        && trainer.step > 0
         && trainer
             .params()
             .is_ok_and(|p| p.iter().all(|v| v.is_finite()));

@@ -8,4 +8,4 @@ pub mod trainer;
 pub use checkpoint::{Checkpoint, CHECKPOINT_KEY, CONFIG_KEY};
 pub use config::{BatchSize, TrainConfig};
 pub use metrics::{EvalRecord, MetricsWriter};
-pub use trainer::{Observer, Outcome, RunControl, Summary, Trainer};
+pub use trainer::{Diverged, Observer, Outcome, RunControl, Summary, Trainer};

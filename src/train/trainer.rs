@@ -202,7 +202,8 @@ impl<'d> Trainer<'d> {
         })?;
         if let Some(loss) = report.loss {
             if !loss.is_finite() {
-                bail!("training diverged at iteration {i}: the loss is {loss} (try a lower --lr)");
+                let what = format!("the loss is {loss}");
+                return Err(Diverged { step: i, what }.into());
             }
             self.last_loss = loss;
         }
@@ -213,7 +214,10 @@ impl<'d> Trainer<'d> {
                 .tensors()
                 .find(|t| params[t.range.clone()].iter().any(|v| !v.is_finite()));
             let name = bad.map_or("?", |t| t.name.as_str());
-            bail!("training diverged at iteration {i}: tensor {name} holds a non-finite value after the update (learning rate {lr:e}; try a lower --lr)");
+            let what = format!(
+                "tensor {name} holds a non-finite value after the update (learning rate {lr:e})"
+            );
+            return Err(Diverged { step: i, what }.into());
         }
         if reports_j {
             self.last_j = self.last_loss + penalty;
@@ -330,6 +334,15 @@ impl<'d> Trainer<'d> {
         let model = self.model(BTreeMap::new())?;
         checkpoint::write(model, self.step, &self.factors, &self.backend.optimizer()?)
     }
+}
+
+/// A run that stopped because a value stopped being finite: its weights are
+/// not worth keeping.
+#[derive(Debug, thiserror::Error)]
+#[error("training diverged at iteration {step}: {what} (try a lower --lr)")]
+pub struct Diverged {
+    pub step: usize,
+    pub what: String,
 }
 
 /// Where and when [`Trainer::run`] writes checkpoints, and its stop flag.

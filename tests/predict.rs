@@ -79,12 +79,14 @@ fn redrawn_test_digits_are_classified_as_their_labels() {
     let mut right = 0;
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f.len(), 12, "{line}");
+        // file, digit, ten probabilities, and an empty error.
+        assert_eq!(f.len(), 13, "{line}");
+        assert_eq!(f[12], "", "{line}");
         assert!(
             f[0].contains(&format!("{i:02}.")),
             "files in name order: {line}"
         );
-        let p: f64 = f[2..].iter().map(|v| v.parse::<f64>().unwrap()).sum();
+        let p: f64 = f[2..12].iter().map(|v| v.parse::<f64>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-3, "probabilities sum to {p}");
         right += (f[1] == ds.test.labels[i].to_string()) as usize;
     }

@@ -79,6 +79,14 @@ fn outputs_that_cannot_be_written_are_refused_before_any_work() {
         d,
         &["--out", file, "not a folder"],
     );
+    // Before any download is tried (this machine may have no network).
+    let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+        .args(["download", "--dest", file])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--dest") && stderr.contains("not a folder"), "{stderr}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchnet::data::download::{download, mnist_sources, Progress, MIRRORS};
+use scratchnet::fsutil::check_output_dir;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -69,6 +70,7 @@ impl Progress for Bar {
 }
 
 pub fn run(args: DownloadArgs, v: super::Verbosity) -> Result<()> {
+    check_output_dir("--dest", &args.dest)?;
     let mirrors: Vec<String> = args
         .mirror
         .iter()

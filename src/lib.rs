@@ -5,11 +5,13 @@
 //! Data flows one way: [`data`] (dataset → batch) → [`nn`] (forward → loss →
 //! backward) → [`optim`] (step) → [`train`] (the loop, metrics, presets) →
 //! [`model_io`] (safetensors files). The loop drives a [`backend`]: the
-//! CPU or, with the `cuda` feature, the GPU engine in `gpu`.
+//! CPU or, with the `cuda` feature, the GPU engine in `gpu`. [`export`] writes
+//! a trained model for other runtimes (ONNX).
 
 pub mod backend;
 pub mod compare;
 pub mod data;
+pub mod export;
 pub mod fsutil;
 #[cfg(feature = "cuda")]
 pub mod gpu;

@@ -86,7 +86,10 @@ fn outputs_that_cannot_be_written_are_refused_before_any_work() {
         .unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("--dest") && stderr.contains("not a folder"), "{stderr}");
+    assert!(
+        stderr.contains("--dest") && stderr.contains("not a folder"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod bench;
 mod completions;
 mod download;
 mod eval;
+mod export;
 mod info;
 mod plot;
 mod predict;
@@ -62,6 +63,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fetch the four MNIST files from public mirrors, checking their checksums.
     Download(download::DownloadArgs),
+    /// Write a trained model as ONNX, for other runtimes (ONNX Runtime, tract, ...).
+    Export(export::ExportArgs),
 }
 
 /// `--device`, for the commands that compute with a model.
@@ -112,7 +115,10 @@ impl Command {
             Command::Sweep(a) => a.common.threads,
             Command::Bench(a) => a.common.threads,
             Command::Predict(a) => a.threads,
-            Command::Info(_) | Command::Completions(_) | Command::Download(_) => None,
+            Command::Info(_)
+            | Command::Completions(_)
+            | Command::Download(_)
+            | Command::Export(_) => None,
         }
     }
 }
@@ -157,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Sweep(a) => sweep::run(a, v),
         Command::Plot(a) => plot::run(a),
         Command::Completions(a) => completions::run(a),
+        Command::Export(a) => export::run(a),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,4 @@
+//! Trained models in formats other programs read.
+
+pub mod onnx;
+pub mod proto;

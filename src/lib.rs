@@ -18,5 +18,6 @@ pub mod gpu;
 pub mod model_io;
 pub mod nn;
 pub mod optim;
+pub mod serve;
 pub mod tensor;
 pub mod train;

@@ -7,35 +7,23 @@
 
 mod common;
 
+use common::mnist;
 use scratchnet::backend::{logits, Target};
 use scratchnet::compare;
-use scratchnet::data::Dataset;
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
-use scratchnet::train::{TrainConfig, Trainer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use tract_onnx::prelude::*;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn mnist() -> &'static Dataset {
-    static DATA: OnceLock<Dataset> = OnceLock::new();
-    DATA.get_or_init(|| Dataset::load(&root().join("data/mnist"), Some(10_000)).unwrap())
-}
-
 /// A model of `arch`, trained for one epoch and saved in `dir`.
 fn trained(arch: &str, dir: &Path) -> PathBuf {
-    let cfg = TrainConfig::resolve(None, json!({"epochs": 1, "arch": arch})).unwrap();
-    let mut t = Trainer::new(cfg, mnist(), Target::cpu(2), None).unwrap();
-    common::finish(&mut t);
-    let path = dir.join("m.safetensors");
-    t.model(Default::default()).unwrap().save(&path).unwrap();
-    path
+    common::trained_model(dir, json!({"epochs": 1, "arch": arch}))
 }
 
 /// `scratchnet export` through the binary; returns the ONNX file.

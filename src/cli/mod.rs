@@ -8,6 +8,7 @@ mod export;
 mod info;
 mod plot;
 mod predict;
+mod serve;
 mod sweep;
 mod train;
 
@@ -65,6 +66,8 @@ enum Command {
     Download(download::DownloadArgs),
     /// Write a trained model as ONNX, for other runtimes (ONNX Runtime, tract, ...).
     Export(export::ExportArgs),
+    /// Draw digits in a browser and watch the network read them; a JSON prediction API.
+    Serve(serve::ServeArgs),
 }
 
 /// `--device`, for the commands that compute with a model.
@@ -115,6 +118,7 @@ impl Command {
             Command::Sweep(a) => a.common.threads,
             Command::Bench(a) => a.common.threads,
             Command::Predict(a) => a.threads,
+            Command::Serve(a) => a.threads,
             Command::Info(_)
             | Command::Completions(_)
             | Command::Download(_)
@@ -164,6 +168,7 @@ pub fn main() -> ExitCode {
         Command::Plot(a) => plot::run(a),
         Command::Completions(a) => completions::run(a),
         Command::Export(a) => export::run(a),
+        Command::Serve(a) => serve::run(a, v),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,12 @@
 //! Helpers shared by the integration tests (each test file uses some).
 #![allow(dead_code)]
 
-use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, Summary, Trainer};
-use std::path::Path;
+use scratchnet::backend::Target;
+use scratchnet::data::Dataset;
+use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 /// Skips the calling test for `reason`, something a development machine may
 /// lack (a file under `../shared`, the right to mount a tmpfs). Under CI
@@ -82,4 +85,32 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.path()).status();
     }
+}
+
+/// The bundled MNIST, loaded once per test binary.
+pub fn mnist() -> &'static Dataset {
+    static DATA: OnceLock<Dataset> = OnceLock::new();
+    DATA.get_or_init(|| {
+        Dataset::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"),
+            Some(10_000),
+        )
+        .expect("the bundled MNIST in data/mnist")
+    })
+}
+
+/// A model of the default preset with `overrides` (e.g. `{"epochs": 1}`),
+/// trained on the bundled MNIST and saved as `dir/m.safetensors`.
+pub fn trained_model(dir: &Path, overrides: serde_json::Value) -> PathBuf {
+    let cfg = TrainConfig::resolve(None, overrides).unwrap();
+    let mut t = Trainer::new(cfg, mnist(), Target::cpu(2), None).unwrap();
+    let (s, _) = finish(&mut t);
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert(
+        "scratchnet.metrics".to_string(),
+        serde_json::to_string(&s.last).unwrap(),
+    );
+    let path = dir.join("m.safetensors");
+    t.model(meta).unwrap().save(&path).unwrap();
+    path
 }

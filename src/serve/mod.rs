@@ -1,0 +1,254 @@
+//! A trained network over HTTP: a page to draw a digit on and watch the
+//! network read it, and a small JSON API.
+//!
+//! - `GET /`: the page (HTML, CSS and JS built into the binary).
+//! - `POST /api/predict`: an image (PNG, JPEG, BMP, PGM bytes), prepared as
+//!   `scratchnet predict` prepares a file, or JSON `{"pixels": [784 numbers
+//!   in 0..1]}` taken as they are; answers
+//!   `{"digit", "probabilities": [10], "prepared": [784]}`.
+//! - `GET /api/random`: a random MNIST test image with its label and the
+//!   answer (`?index=N` for a given one).
+//! - `GET /api/model`: architecture, size, test accuracy, training.
+//! - `GET /healthz`.
+//!
+//! Errors are JSON `{"error": "..."}` with their status: 400 for a body
+//! that is not an image or not the JSON expected, 413 for a body over the
+//! limit, 404, 405. Inference runs on the runtime's blocking threads, never
+//! on the threads that serve connections.
+
+mod classifier;
+
+pub use classifier::{Answer, Classifier};
+
+use crate::data::Split;
+use crate::model_io::Model;
+use crate::train::{EvalRecord, TrainConfig, CONFIG_KEY};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What the server serves.
+pub struct Service {
+    classifier: Classifier,
+    /// What `GET /api/model` answers.
+    facts: Value,
+    /// MNIST's test images, for `GET /api/random`.
+    test: Option<Split>,
+    max_body: usize,
+    /// State of the random-digit draws.
+    draws: AtomicU64,
+}
+
+/// The page and its parts, built into the binary.
+const PAGE: &str = include_str!("../../assets/serve/index.html");
+const SCRIPT: &str = include_str!("../../assets/serve/app.js");
+const STYLE: &str = include_str!("../../assets/serve/style.css");
+
+impl Service {
+    /// Serves `model`; `test`: MNIST's test images, if at hand (the random
+    /// digit, and the test accuracy when the model does not record it);
+    /// bodies up to `max_body` bytes.
+    pub fn new(model: &Model, test: Option<Split>, max_body: usize) -> Service {
+        let classifier = Classifier::new(model);
+        let facts = facts(model, &classifier, test.as_ref());
+        Service {
+            classifier,
+            facts,
+            test,
+            max_body,
+            draws: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
+        }
+    }
+
+    /// The routes, over this service.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route(
+                "/",
+                get(|| async { page(PAGE, "text/html; charset=utf-8") }),
+            )
+            .route(
+                "/app.js",
+                get(|| async { page(SCRIPT, "text/javascript; charset=utf-8") }),
+            )
+            .route(
+                "/style.css",
+                get(|| async { page(STYLE, "text/css; charset=utf-8") }),
+            )
+            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/api/model", get(model_facts))
+            .route("/api/predict", post(predict))
+            .route("/api/random", get(random))
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page or API") })
+            .method_not_allowed_fallback(|| async {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "this method is not allowed here",
+                )
+            })
+            .with_state(Arc::new(self))
+    }
+}
+
+fn page(body: &'static str, kind: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+/// A JSON error with its status.
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+async fn model_facts(State(s): State<Arc<Service>>) -> Json<Value> {
+    Json(s.facts.clone())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pixels {
+    pixels: Vec<f32>,
+}
+
+/// `POST /api/predict`.
+async fn predict(State(s): State<Arc<Service>>, headers: HeaderMap, req: Request) -> Response {
+    let bytes = match read_body(req.into_body(), s.max_body).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let service = s.clone();
+    // Decoding, preparing and the forward pass run off the connections'
+    // threads.
+    let answer = tokio::task::spawn_blocking(move || match json {
+        true => serde_json::from_slice::<Pixels>(&bytes)
+            .map_err(|e| {
+                format!("not the JSON expected, {{\"pixels\": [784 numbers in 0..1]}}: {e}")
+            })
+            .and_then(|p| {
+                service
+                    .classifier
+                    .classify(p.pixels)
+                    .map_err(|e| format!("{e:#}"))
+            }),
+        false => service
+            .classifier
+            .classify_image(&bytes)
+            .map_err(|e| format!("{e:#}")),
+    })
+    .await;
+    match answer {
+        Ok(Ok(a)) => Json(a).into_response(),
+        Ok(Err(why)) => error(StatusCode::BAD_REQUEST, why),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// The body, up to `max` bytes. Past the limit the rest is read and
+/// dropped (up to a bound) before the 413 goes out: a client still sending
+/// when the connection closed would get a reset instead of the answer.
+async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
+    let mut stream = body.into_data_stream();
+    let (mut kept, mut seen) = (Vec::new(), 0usize);
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(error(StatusCode::BAD_REQUEST, "the body could not be read"));
+        };
+        seen += chunk.len();
+        if seen <= max {
+            kept.extend_from_slice(&chunk);
+        } else if seen > max.saturating_mul(4).max(64 << 20) {
+            break;
+        }
+    }
+    if seen > max {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the limit of {max} bytes (--max-body)"),
+        ));
+    }
+    Ok(Bytes::from(kept))
+}
+
+#[derive(Deserialize)]
+struct Pick {
+    index: Option<usize>,
+}
+
+/// `GET /api/random`: a test image (at random, or `?index=N`), its label and
+/// the network's answer.
+async fn random(State(s): State<Arc<Service>>, Query(pick): Query<Pick>) -> Response {
+    let Some(test) = &s.test else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no MNIST test images here (start with --data DIR)",
+        );
+    };
+    let i = match pick.index {
+        Some(i) if i >= test.len() => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("index {i}: there are {} test images", test.len()),
+            )
+        }
+        Some(i) => i,
+        None => {
+            let z = s.draws.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+            (crate::nn::dropout::mix64(z) % test.len() as u64) as usize
+        }
+    };
+    let (label, pixels) = (test.labels[i], test.image(i).to_vec());
+    let service = s.clone();
+    match tokio::task::spawn_blocking(move || service.classifier.classify(pixels)).await {
+        Ok(Ok(a)) => Json(json!({"index": i, "label": label, "digit": a.digit,
+            "probabilities": a.probabilities, "prepared": a.prepared}))
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// What `GET /api/model` says: the architecture, the parameter count, the
+/// test accuracy (as recorded, else measured on `test`), the training
+/// configuration and how long it trained.
+fn facts(model: &Model, classifier: &Classifier, test: Option<&Split>) -> Value {
+    let meta = |k: &str| model.metadata.get(k);
+    let recorded: Option<EvalRecord> =
+        meta("scratchnet.metrics").and_then(|m| serde_json::from_str(m).ok());
+    let test_acc = recorded.as_ref().map(|r| r.test_acc).or_else(|| {
+        test.map(|t| {
+            let right = (0..t.len())
+                .filter(|&i| {
+                    classifier
+                        .classify(t.image(i).to_vec())
+                        .is_ok_and(|a| a.digit == t.labels[i])
+                })
+                .count();
+            right as f64 / t.len().max(1) as f64
+        })
+    });
+    let config: Option<TrainConfig> = meta(CONFIG_KEY).and_then(|c| serde_json::from_str(c).ok());
+    let arch = &model.layout.arch;
+    json!({
+        "architecture": arch.to_string(),
+        "arch": arch.spec(),
+        "parameters": model.layout.len,
+        "inputs": arch.inputs,
+        "classes": arch.classes,
+        "test_accuracy": test_acc,
+        "validation_accuracy": recorded.as_ref().and_then(|r| r.val_acc),
+        "steps": meta("scratchnet.steps").and_then(|s| s.parse::<u64>().ok()),
+        "configuration": config.map(|c| c.to_toml()),
+        "version": meta(crate::model_io::VERSION_KEY),
+    })
+}

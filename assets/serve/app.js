@@ -166,11 +166,20 @@ document.getElementById("random").addEventListener("click", async () => {
   }
 });
 
+document.getElementById("upload").addEventListener("click", () => document.getElementById("file").click());
+
 document.getElementById("file").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (!file) return;
   clearPad();
   source.textContent = `Uploaded: ${file.name}`;
+  // The picture on the pad, fitted, where the browser can decode it (PGM it cannot).
+  try {
+    const bitmap = await createImageBitmap(file);
+    const k = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
+    const w = bitmap.width * k, h = bitmap.height * k;
+    ctx.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+  } catch (_) { /* the answer still shows what the network saw */ }
   await send(file, "application/octet-stream");
   e.target.value = "";
 });

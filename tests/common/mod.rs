@@ -4,8 +4,10 @@
 use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
 use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 /// Skips the calling test for `reason`, something a development machine may
@@ -113,4 +115,76 @@ pub fn trained_model(dir: &Path, overrides: serde_json::Value) -> PathBuf {
     let path = dir.join("m.safetensors");
     t.model(meta).unwrap().save(&path).unwrap();
     path
+}
+
+/// A server of a model trained for two epochs, on a free port.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let model = trained_model(dir.path(), serde_json::json!({"epochs": 2}));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--model"])
+            .arg(&model)
+            .args(["--data", concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist")])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // The first line names the address; then the reader goes away, as
+        // a terminal may, and the server must go on.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches('/')
+            .to_string();
+        Server {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request; the status and the JSON answer.
+    pub fn call(&self, method: &str, path: &str, kind: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("{}{path}", self.url);
+        let mut resp = match (method, kind) {
+            ("GET", _) => agent.get(&url).call(),
+            ("DELETE", _) => agent.delete(&url).call(),
+            (_, Some(kind)) => agent.post(&url).header("Content-Type", kind).send(body),
+            _ => agent.post(&url).send(body),
+        }
+        .unwrap_or_else(|e| panic!("{method} {path} ({} bytes): {e}", body.len()));
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    pub fn healthy(&self) {
+        assert_eq!(self.call("GET", "/healthz", None, b"").0, 200);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -49,6 +49,71 @@ fn impossible_options_are_named() {
         &["/no/such/dir", "no such file"],
     );
     fails_with(&["train", "--threads", "0"], &["--threads"]);
+    fails_with(&["train", "--rotate", "90"], &["--rotate"]);
+    fails_with(&["train", "--elastic=-1"], &["--elastic -1 must be in [0, 8]"]);
+    fails_with(&["train", "--patience", "0"], &["--patience", "at least 1"]);
+}
+
+#[test]
+fn keep_best_records_the_selection_in_the_model_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let metrics = dir.path().join("m.jsonl");
+    let args = [
+        "train",
+        "--iters",
+        "100",
+        "--batch-size",
+        "200",
+        "--lr",
+        "0.05",
+        "--lr-schedule",
+        "constant",
+        "--eval-every",
+        "10",
+        "--keep-best",
+        "--rotate",
+        "5",
+        "--save",
+        model.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ];
+    let stdout = succeeds(&args);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let best = lines
+        .iter()
+        .max_by(|a, b| {
+            let v = |r: &serde_json::Value| r["val_acc"].as_f64().unwrap();
+            v(a).total_cmp(&v(b))
+                .then(b["iter"].as_u64().cmp(&a["iter"].as_u64()))
+        })
+        .unwrap();
+    let best_iter = best["iter"].as_u64().unwrap();
+    assert_eq!(lines.last().unwrap()["best_iter"].as_u64(), Some(best_iter));
+    assert!(
+        stdout.contains(&format!("kept the weights of iteration {best_iter} ")),
+        "{stdout}"
+    );
+    // The model's recorded accuracy is the kept weights', and eval agrees.
+    let info = succeeds(&["info", model.to_str().unwrap()]);
+    assert!(info.contains("keep_best = true"), "{info}");
+    let test = best["test_acc"].as_f64().unwrap();
+    let eval = succeeds(&["eval", "--model", model.to_str().unwrap()]);
+    assert!(
+        eval.contains(&format!("accuracy {test:.4}")),
+        "{eval} vs {best}"
+    );
+    let bytes = std::fs::read(&model).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    let selection: serde_json::Value = serde_json::from_str(&meta["scratchnet.selection"]).unwrap();
+    assert_eq!(selection["best_iter"].as_u64(), Some(best_iter));
+    assert_eq!(selection["last"]["iter"].as_u64(), Some(100));
 }
 
 #[test]

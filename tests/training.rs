@@ -64,18 +64,21 @@ fn fifty_iterations_of_the_seed_preset_reach_88_percent_validation() {
 
 #[test]
 fn same_seed_gives_bit_identical_weights_and_a_new_seed_does_not() {
-    let run = |seed: u64, dropout: &str| {
-        let mut t = Trainer::new(
-            config(json!({"iters": 40, "seed": seed, "keep": [0.9, 0.8, 0.9], "dropout": dropout})),
-            mnist(),
-            Target::cpu(2),
-            None,
-        )
-        .unwrap();
+    // "distorted": the notebook's masks, and every image shifted, rotated,
+    // scaled, sheared and elastically warped.
+    let run = |seed: u64, mode: &str| {
+        let cfg = match mode {
+            "distorted" => json!({"iters": 40, "seed": seed, "batch_size": 500, "shift": 2,
+                "rotate": 12, "scale": 0.1, "shear": 0.2, "elastic": 1.5}),
+            dropout => {
+                json!({"iters": 40, "seed": seed, "keep": [0.9, 0.8, 0.9], "dropout": dropout})
+            }
+        };
+        let mut t = Trainer::new(config(cfg), mnist(), Target::cpu(2), None).unwrap();
         let s = finish(&mut t);
         (t.params().unwrap(), s.last.j)
     };
-    for mode in ["unit", "sample"] {
+    for mode in ["unit", "sample", "distorted"] {
         let (a, ja) = run(3, mode);
         let (b, jb) = run(3, mode);
         assert!(a == b, "{mode}: weights differ between identical runs");
@@ -194,10 +197,12 @@ impl Observer for StopAt<'_> {
 fn interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ck.safetensors");
-    // Minibatches across an epoch boundary, per-sample dropout, shifts, cosine
-    // decay and the L2 schedule: every piece of state a resume must restore.
+    // Minibatches across an epoch boundary, per-sample dropout, shifts and
+    // distortions, cosine decay, the L2 schedule and model selection: every
+    // piece of state a resume must restore.
     let cfg = config(
-        json!({"iters": 120, "batch_size": 500, "keep": [0.9], "dropout": "sample", "shift": 1, "reg_every": 50}),
+        json!({"iters": 120, "batch_size": 500, "keep": [0.9], "dropout": "sample",
+        "shift": 1, "rotate": 10, "elastic": 1.0, "reg_every": 50, "eval_every": 20, "keep_best": true}),
     );
     for optimizer in ["adam", "adam-nb", "sgd"] {
         let cfg = TrainConfig {
@@ -227,6 +232,8 @@ fn interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
             resumed.params().unwrap() == whole.params().unwrap(),
             "{optimizer}: resumed weights differ from the uninterrupted run's"
         );
+        let (a, b) = (resumed.best().unwrap(), whole.best().unwrap());
+        assert_eq!(a.record.iter, b.record.iter, "{optimizer}: best evaluation");
     }
 }
 
@@ -235,9 +242,11 @@ fn thread_count_does_not_change_the_weights() {
     for preset in [
         json!({"iters": 30, "keep": [0.9], "dropout": "sample"}),
         json!({"preset": "seed", "iters": 2}),
+        json!({"iters": 20, "batch_size": 300, "shift": 2, "rotate": 15, "scale": 0.1, "shear": 0.2, "elastic": 2.0}),
     ] {
         // In pools of 1, 2 and 3 threads: the sparse layer and the batch
-        // preparation split their work by the pool's size.
+        // preparation (distortions included) split their work by the pool's
+        // size.
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -326,4 +335,114 @@ fn resuming_on_data_of_another_size_is_an_error() {
             .contains("does not fit this data (16 inputs)"),
         "{err}"
     );
+}
+
+/// The run behind the model-selection tests: a constant rate too high for
+/// steady progress, so validation accuracy rises and falls.
+fn bumpy(overrides: serde_json::Value) -> TrainConfig {
+    let mut cfg = json!({"iters": 100, "batch_size": 200, "lr": 0.05, "lr_schedule": "constant", "eval_every": 10});
+    cfg.as_object_mut()
+        .unwrap()
+        .extend(overrides.as_object().unwrap().clone());
+    config(cfg)
+}
+
+#[test]
+fn keep_best_keeps_the_weights_of_the_best_validation_accuracy() {
+    let mut t = Trainer::new(
+        bumpy(json!({"keep_best": true})),
+        mnist(),
+        Target::cpu(2),
+        None,
+    )
+    .unwrap();
+    let (s, log) = common::finish(&mut t);
+    let best = s.best.clone().expect("a best evaluation");
+    let top = log
+        .iter()
+        .map(|r| r.val_acc.unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(
+        best.val_acc,
+        Some(top),
+        "the best is the highest validation accuracy"
+    );
+    assert!(
+        best.iter < s.last.iter && best.val_acc > s.last.val_acc,
+        "this run must end worse than its best: best {best:?}, last {:?}",
+        s.last
+    );
+    assert!(log.iter().all(|r| r.best_iter.is_some_and(|i| i <= r.iter)));
+    assert_eq!(s.last.best_iter, Some(best.iter));
+
+    // The kept weights are those a run stopped at the best iteration ends with.
+    let mut short = Trainer::new(
+        bumpy(json!({"iters": best.iter})),
+        mnist(),
+        Target::cpu(2),
+        None,
+    )
+    .unwrap();
+    finish(&mut short);
+    let kept = t.model(BTreeMap::new()).unwrap();
+    assert!(
+        kept.params == short.params().unwrap(),
+        "the saved weights are not the best"
+    );
+    assert!(
+        kept.params != t.checkpoint().unwrap().params,
+        "a checkpoint holds the last weights"
+    );
+    let net = Network::new(t.layout.clone(), 2);
+    let val = &mnist().val;
+    let params = Params::from_rows(&t.layout, &kept.params, InputKind::Dense);
+    let acc = net.accuracy(
+        &params,
+        Input::Dense(&val.images),
+        &val.labels,
+        &mut net.workspace(1000),
+    );
+    assert!(
+        (acc - top).abs() <= 2e-4,
+        "kept weights score {acc}, best {top}"
+    );
+}
+
+#[test]
+fn patience_stops_the_run_after_evaluations_without_progress() {
+    let mut t = Trainer::new(
+        bumpy(json!({"lr": 0.02, "patience": 1})),
+        mnist(),
+        Target::cpu(2),
+        None,
+    )
+    .unwrap();
+    let (s, log) = common::finish(&mut t);
+    let stop = s.stopped_early.expect("patience ran out");
+    assert!(stop < 100 && t.step == stop && s.last.iter == stop, "{s:?}");
+    // Every evaluation but the last improved on the one before.
+    let val: Vec<f64> = log.iter().map(|r| r.val_acc.unwrap()).collect();
+    assert!(val.windows(2).rev().skip(1).all(|w| w[1] > w[0]), "{val:?}");
+    assert!(val[val.len() - 1] <= val[val.len() - 2], "{val:?}");
+    // Patience alone selects but keeps the last weights.
+    assert_eq!(s.best.unwrap().iter, log[log.len() - 2].iter);
+    assert!(t.params().unwrap() == t.checkpoint().unwrap().params);
+}
+
+#[test]
+fn model_selection_without_a_validation_split_is_an_error() {
+    let data = Dataset::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"),
+        Some(0),
+    )
+    .unwrap();
+    let err = Trainer::new(
+        bumpy(json!({"keep_best": true})),
+        &data,
+        Target::cpu(1),
+        None,
+    )
+    .err()
+    .expect("an error");
+    assert!(err.to_string().contains("no validation split"), "{err}");
 }

@@ -24,6 +24,9 @@ pub struct Cuda {
 
 impl Cuda {
     pub fn new(setup: Setup<'_>) -> Result<Cuda> {
+        if setup.batcher.distorts() {
+            anyhow::bail!("--device cuda gathers shifted batches only; distortions (--rotate, --scale, --shear, --elastic) run on the CPU");
+        }
         let ctx = open()?;
         let rows = setup.batcher.max_rows();
         let net = GpuNet::new(

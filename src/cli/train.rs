@@ -145,6 +145,30 @@ struct ConfigFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     shift: Option<usize>,
+    /// Largest random rotation of training images, in degrees (0: off)
+    #[arg(long, value_name = "DEGREES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotate: Option<f32>,
+    /// Largest random change of size of training images, as a fraction, per axis (0: off)
+    #[arg(long, value_name = "FRACTION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scale: Option<f32>,
+    /// Largest random shear of training images, as a fraction (0: off)
+    #[arg(long, value_name = "FRACTION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shear: Option<f32>,
+    /// Largest elastic displacement of training images, in pixels (0: off)
+    #[arg(long, value_name = "PIXELS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    elastic: Option<f32>,
+    /// Save the weights of the best validation accuracy seen, not the last ones
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_best: Option<bool>,
+    /// Stop after N evaluations without a better validation accuracy
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patience: Option<usize>,
     /// Evaluate every N steps
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -385,9 +409,43 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
         "done: {} steps in {:.2} s ({:.2} s training, {:.0} samples/s); accuracy train {:.4}  val {val}  test {:.4}",
         trainer.step, summary.total_s, summary.train_s, summary.samples_per_s, r.train_acc, r.test_acc
     );
+    if let Some(step) = summary.stopped_early {
+        println!(
+            "stopped early after {step} steps: no better validation accuracy in {} evaluations (--patience)",
+            cfg.patience.unwrap_or(0)
+        );
+    }
+    // The record of the weights kept: the best evaluation's with --keep-best.
+    let kept = match (&summary.best, cfg.keep_best) {
+        (Some(b), true) => {
+            println!(
+                "kept the weights of iteration {} (epoch {:.2}): accuracy val {}  test {:.4}",
+                b.iter,
+                b.epoch,
+                b.val_acc.map_or("-".into(), |v| format!("{v:.4}")),
+                b.test_acc
+            );
+            b
+        }
+        _ => r,
+    };
     if let Some(path) = &args.save {
         let mut meta = BTreeMap::new();
-        meta.insert("scratchnet.metrics".to_string(), serde_json::to_string(r)?);
+        meta.insert(
+            "scratchnet.metrics".to_string(),
+            serde_json::to_string(kept)?,
+        );
+        if cfg.keep_best || cfg.patience.is_some() {
+            let selection = serde_json::json!({
+                "keep_best": cfg.keep_best,
+                "patience": cfg.patience,
+                "best_iter": summary.best.as_ref().map(|b| b.iter),
+                "best_val_acc": summary.best.as_ref().and_then(|b| b.val_acc),
+                "stopped_early": summary.stopped_early,
+                "last": r,
+            });
+            meta.insert("scratchnet.selection".to_string(), selection.to_string());
+        }
         let model = trainer.model(meta)?;
         if let Err(e) = model.save(path) {
             let note = match rescue(&model, path, &checkpoint) {

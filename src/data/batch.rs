@@ -1,7 +1,9 @@
 //! Batches for training: the whole split (full batch), or shuffled
-//! minibatches with a fresh permutation each epoch, optionally shifted.
+//! minibatches with a fresh permutation each epoch, optionally shifted or
+//! distorted.
 
 use super::augment::{random_shift, shift_entries, shift_image};
+use super::distort::Distortion;
 use super::Split;
 use crate::nn::dropout::stream_key;
 use crate::tensor::sparse::{SparseRows, SparseView};
@@ -25,6 +27,8 @@ pub struct Batcher {
     seed: u64,
     /// Largest shift in pixels (0: no augmentation).
     shift: usize,
+    /// Distortions beside the shift (none by default).
+    distort: Distortion,
     shape: (usize, usize),
     perm: Vec<u32>,
     perm_epoch: Option<usize>,
@@ -49,6 +53,7 @@ impl Batcher {
             batch,
             seed,
             shift,
+            distort: Distortion::default(),
             shape,
             perm: (0..n as u32).collect(),
             perm_epoch: None,
@@ -74,7 +79,24 @@ impl Batcher {
 
     /// Whether every step's batch is the split itself, unchanged.
     pub fn is_whole_split(&self) -> bool {
-        self.batch.is_none() && self.shift == 0
+        self.batch.is_none() && self.shift == 0 && self.distort.is_none()
+    }
+
+    /// Distorts every training image by `d` (see [`super::distort`]), the
+    /// shift becoming the distortion's translation.
+    pub fn distorted(mut self, d: Distortion) -> Batcher {
+        self.distort = d;
+        if !d.is_none() && self.images.is_empty() {
+            let rows = self.max_rows();
+            self.images = vec![0.0; rows * self.shape.0 * self.shape.1];
+        }
+        self
+    }
+
+    /// Whether images are distorted (which a device gathering its own
+    /// batches does not do).
+    pub fn distorts(&self) -> bool {
+        !self.distort.is_none()
     }
 
     /// The images and labels of step `step` (0-based).
@@ -84,17 +106,12 @@ impl Batcher {
         }
         let (range, key) = self.ids(step);
         let ids = &self.perm[range];
-        let (f, shift, shape) = (split.features, self.shift, self.shape);
+        let (f, how) = (split.features, self.how());
         self.labels.clear();
         for (j, &id) in ids.iter().enumerate() {
             let id = id as usize;
             let dst = &mut self.images[j * f..(j + 1) * f];
-            if shift > 0 {
-                let (dx, dy) = random_shift(key, j as u64, shift);
-                shift_image(split.image(id), dst, shape, dx, dy);
-            } else {
-                dst.copy_from_slice(split.image(id));
-            }
+            how.dense(split.image(id), dst, key, j as u64);
             self.labels.push(split.labels[id]);
         }
         (&self.images[..ids.len() * f], &self.labels)
@@ -114,12 +131,12 @@ impl Batcher {
     ) -> &'a [u8] {
         let (range, key) = self.ids(step);
         let ids = &self.perm[range];
-        let (half, shift, shape) = (ids.len() / 2, self.shift, self.shape);
+        let (half, how) = (ids.len() / 2, self.how());
         let rows = compressed.view();
         let second = &mut self.second_half;
         rayon::join(
-            || gather(out, rows, &ids[..half], 0, key, shift, shape),
-            || gather(second, rows, &ids[half..], half, key, shift, shape),
+            || gather(out, rows, &ids[..half], 0, key, how),
+            || gather(second, rows, &ids[half..], half, key, how),
         );
         out.append(second);
         self.labels.clear();
@@ -178,18 +195,71 @@ fn prefetch<T>(data: &[T]) {
     }
 }
 
-/// Replaces `out` with the rows `ids` of `rows`, shifted when `shift > 0`;
-/// `first` is the batch position of `ids[0]` (it picks each row's shift).
+/// How each image of a batch is changed.
+#[derive(Clone, Copy, Debug)]
+struct How {
+    shift: usize,
+    distort: Distortion,
+    shape: (usize, usize),
+}
+
+impl How {
+    /// Image `src` as sample `position` of the batch with augmentation key
+    /// `key` gets it, into `dst`.
+    fn dense(&self, src: &[f32], dst: &mut [f32], key: u64, position: u64) {
+        if !self.distort.is_none() {
+            let warp = self.distort.warp(self.shift, key, position);
+            warp.apply(src, dst, self.shape);
+        } else if self.shift > 0 {
+            let (dx, dy) = random_shift(key, position, self.shift);
+            shift_image(src, dst, self.shape, dx, dy);
+        } else {
+            dst.copy_from_slice(src);
+        }
+    }
+}
+
+impl Batcher {
+    fn how(&self) -> How {
+        How {
+            shift: self.shift,
+            distort: self.distort,
+            shape: self.shape,
+        }
+    }
+}
+
+/// Replaces `out` with the rows `ids` of `rows`, shifted or distorted as
+/// `how` says; `first` is the batch position of `ids[0]` (it picks each
+/// row's draws).
 fn gather(
     out: &mut SparseRows,
     rows: SparseView<'_>,
     ids: &[u32],
     first: usize,
     key: u64,
-    shift: usize,
-    shape: (usize, usize),
+    how: How,
 ) {
     out.clear(rows.cols());
+    if !how.distort.is_none() {
+        let mut image = vec![0.0f32; rows.cols()];
+        for (j, &id) in ids.iter().enumerate() {
+            let (idx, val) = rows.row(id as usize);
+            let warp = how.distort.warp(how.shift, key, (first + j) as u64);
+            let ink = idx.iter().copied().zip(val.iter().copied());
+            warp.move_ink(ink, &mut image, how.shape);
+            out.push_row_with(image.len(), |i, v| {
+                let mut m = 0;
+                for (k, &x) in image.iter().enumerate().filter(|(_, &x)| x != 0.0) {
+                    (i[m], v[m]) = (k as u32, x);
+                    m += 1;
+                }
+                m
+            });
+        }
+        return;
+    }
+    let (shift, shape) = (how.shift, how.shape);
     for (j, &id) in ids.iter().enumerate() {
         // The rows are scattered over the split: ask for a later one now,
         // or each row starts with a wait on memory.
@@ -261,19 +331,38 @@ mod tests {
 
     #[test]
     fn compressed_batches_are_the_dense_batches() {
-        // 6 x 5 images, about half zeros, shifted by up to 2 pixels.
+        // 6 x 5 images, about half zeros, shifted by up to 2 pixels and
+        // distorted or not.
         let n = 23;
         let s = Split {
             images: (0..n * 30)
-                .map(|v| if v % 7 < 3 { 0.0 } else { v as f32 })
+                .map(|v| {
+                    if v % 7 < 3 {
+                        0.0
+                    } else {
+                        (v % 13) as f32 / 12.0
+                    }
+                })
                 .collect(),
             labels: (0..n).map(|i| (i % 10) as u8).collect(),
             features: 30,
         };
         let compressed = SparseRows::from_dense(&s.images, 30);
-        for (batch, shift) in [(Some(8), 2), (Some(5), 0), (None, 1)] {
-            let mut dense = Batcher::new(n, batch, 3, shift, (6, 5));
-            let mut sparse = Batcher::new(n, batch, 3, shift, (6, 5));
+        let warp = Distortion {
+            rotate: 20.0,
+            scale: 0.2,
+            shear: 0.3,
+            elastic: 1.5,
+        };
+        for (batch, shift, d) in [
+            (Some(8), 2, Distortion::default()),
+            (Some(5), 0, Distortion::default()),
+            (None, 1, Distortion::default()),
+            (Some(8), 2, warp),
+            (None, 0, warp),
+        ] {
+            let mut dense = Batcher::new(n, batch, 3, shift, (6, 5)).distorted(d);
+            let mut sparse = Batcher::new(n, batch, 3, shift, (6, 5)).distorted(d);
             let mut out = SparseRows::default();
             for step in 0..7 {
                 let (x, y) = dense.get(&s, step);

@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod batch;
+pub mod distort;
 pub mod download;
 
 pub mod idx;

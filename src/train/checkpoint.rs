@@ -4,6 +4,8 @@
 //! functions of (seed, step), so no generator state is kept.
 
 use super::config::TrainConfig;
+use super::metrics::EvalRecord;
+use super::trainer::Best;
 use crate::model_io::{Model, STATE_PREFIX};
 use crate::optim::Optimizer;
 use anyhow::{Context, Result};
@@ -13,6 +15,10 @@ use std::path::Path;
 /// Metadata keys of models and checkpoints.
 pub const CONFIG_KEY: &str = "scratchnet.config";
 pub const CHECKPOINT_KEY: &str = "scratchnet.checkpoint";
+/// Where model selection is on: the best evaluation so far; its weights are
+/// the tensor `state.best`.
+const BEST_KEY: &str = "scratchnet.best";
+const BEST_PARAMS: &str = "state.best";
 
 /// A checkpoint, read and checked once.
 #[derive(Clone, Debug)]
@@ -33,6 +39,12 @@ struct State {
     step: usize,
     factors: Vec<f32>,
     optimizer_steps: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BestState {
+    record: EvalRecord,
+    since: usize,
 }
 
 impl Checkpoint {
@@ -62,6 +74,26 @@ impl Checkpoint {
         })
     }
 
+    /// Model selection's state, where the run had it on.
+    pub fn best(&self) -> Result<Option<Best>> {
+        let Some(text) = self.model.metadata.get(BEST_KEY) else {
+            return Ok(None);
+        };
+        let b: BestState = serde_json::from_str(text).context("unreadable best evaluation")?;
+        let params = self.model.extra.get(BEST_PARAMS).cloned();
+        if params
+            .as_ref()
+            .is_some_and(|p| p.len() != self.model.params.len())
+        {
+            anyhow::bail!("the best weights are of another network");
+        }
+        Ok(Some(Best {
+            record: b.record,
+            params,
+            since: b.since,
+        }))
+    }
+
     /// Gives `opt` (made from this checkpoint's configuration) its state.
     pub fn restore(&self, opt: &mut Optimizer) -> Result<()> {
         opt.restore(self.optimizer_steps, |n| {
@@ -74,8 +106,15 @@ impl Checkpoint {
 }
 
 /// `model` (with its configuration in the metadata) made a checkpoint:
-/// the step, the L2 factors and `opt`'s state (buffers in rows) added.
-pub fn write(mut model: Model, step: usize, factors: &[f32], opt: &Optimizer) -> Result<Model> {
+/// the step, the L2 factors, `opt`'s state (buffers in rows) and model
+/// selection's `best` added.
+pub fn write(
+    mut model: Model,
+    step: usize,
+    factors: &[f32],
+    opt: &Optimizer,
+    best: Option<&Best>,
+) -> Result<Model> {
     let (optimizer_steps, buffers) = opt.state();
     let state = State {
         step,
@@ -89,5 +128,17 @@ pub fn write(mut model: Model, step: usize, factors: &[f32], opt: &Optimizer) ->
         .into_iter()
         .map(|(n, v)| (format!("{STATE_PREFIX}{n}"), v.to_vec()))
         .collect();
+    if let Some(b) = best {
+        let state = BestState {
+            record: b.record.clone(),
+            since: b.since,
+        };
+        model
+            .metadata
+            .insert(BEST_KEY.into(), serde_json::to_string(&state)?);
+        if let Some(p) = &b.params {
+            model.extra.insert(BEST_PARAMS.into(), p.clone());
+        }
+    }
     Ok(model)
 }

@@ -2,6 +2,7 @@
 //! by command-line flags, then validated. The resolved configuration is
 //! printed at start and stored in the model file.
 
+use crate::data::distort::Distortion;
 use crate::nn::arch::NOTEBOOK_ARCH;
 use crate::nn::dropout::DropoutMode;
 use crate::nn::{Arch, InitScheme};
@@ -111,6 +112,25 @@ pub struct TrainConfig {
     pub dropout: DropoutMode,
     /// Largest random shift of training images in pixels (0: no augmentation).
     pub shift: usize,
+    /// Distortions of training images (see [`crate::data::distort`]): the
+    /// largest rotation in degrees, change of size and shear as fractions,
+    /// and elastic displacement in pixels; 0 is none.
+    #[serde(default)]
+    pub rotate: f32,
+    #[serde(default)]
+    pub scale: f32,
+    #[serde(default)]
+    pub shear: f32,
+    #[serde(default)]
+    pub elastic: f32,
+    /// Keep the weights of the best validation accuracy seen at an
+    /// evaluation, not the last ones.
+    #[serde(default)]
+    pub keep_best: bool,
+    /// Stop after this many evaluations without a better validation
+    /// accuracy.
+    #[serde(default)]
+    pub patience: Option<usize>,
     /// Evaluate every this many steps (default: 50 full-batch, once per epoch otherwise).
     pub eval_every: Option<usize>,
     /// Validation images taken from the end of the IDX training set.
@@ -146,6 +166,12 @@ impl TrainConfig {
             keep: vec![0.9],
             dropout: DropoutMode::Unit,
             shift: 0,
+            rotate: 0.0,
+            scale: 0.0,
+            shear: 0.0,
+            elastic: 0.0,
+            keep_best: false,
+            patience: None,
             eval_every: Some(50),
             val_size: 10_000,
         };
@@ -317,6 +343,21 @@ impl TrainConfig {
             self.eval_every != Some(0),
             "--eval-every must be at least 1".into(),
         )?;
+        for (name, v, max) in [
+            ("--rotate", self.rotate, 45.0),
+            ("--scale", self.scale, 0.5),
+            ("--shear", self.shear, 1.0),
+            ("--elastic", self.elastic, 8.0),
+        ] {
+            check(
+                v.is_finite() && (0.0..=max).contains(&v),
+                format!("{name} {v} must be in [0, {max}]"),
+            )?;
+        }
+        check(
+            self.patience != Some(0),
+            "--patience must be at least 1 evaluation".into(),
+        )?;
         Ok(())
     }
 
@@ -346,6 +387,16 @@ impl TrainConfig {
     pub fn reg_schedule(&self) -> RegSchedule {
         RegSchedule {
             every: self.reg_every,
+        }
+    }
+
+    /// The distortions of training images.
+    pub fn distortion(&self) -> Distortion {
+        Distortion {
+            rotate: self.rotate,
+            scale: self.scale,
+            shear: self.shear,
+            elastic: self.elastic,
         }
     }
 

@@ -23,6 +23,10 @@ pub struct EvalRecord {
     pub lr: f32,
     /// Seconds since training started, evaluations included.
     pub elapsed_s: f64,
+    /// Where model selection is on (`keep_best`, `patience`): the
+    /// iteration of the best validation accuracy so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_iter: Option<usize>,
 }
 
 /// Appends [`EvalRecord`]s to a JSON-lines file, flushing each.

@@ -32,6 +32,11 @@ pub trait Observer {
 #[derive(Clone, Debug)]
 pub struct Summary {
     pub last: EvalRecord,
+    /// With model selection on: the evaluation of the best validation
+    /// accuracy (whose weights `keep_best` keeps).
+    pub best: Option<EvalRecord>,
+    /// Where `patience` ran out: the steps done when the run stopped.
+    pub stopped_early: Option<usize>,
     /// Time spent in training steps (evaluations excluded).
     pub train_s: f64,
     pub total_s: f64,
@@ -58,6 +63,19 @@ pub struct Trainer<'d> {
     last_loss: f64,
     samples: usize,
     train_time: Duration,
+    /// Model selection: the best evaluation so far, its weights (with
+    /// `keep_best`), and the evaluations since.
+    best: Option<Best>,
+}
+
+/// The evaluation of the best validation accuracy so far.
+#[derive(Clone, Debug)]
+pub struct Best {
+    pub record: EvalRecord,
+    /// Its weights, in rows (kept with `keep_best`).
+    pub params: Option<Vec<f32>>,
+    /// Evaluations since, none better.
+    pub since: usize,
 }
 
 impl<'d> Trainer<'d> {
@@ -101,6 +119,9 @@ impl<'d> Trainer<'d> {
         if data.train.is_empty() {
             bail!("the training split is empty");
         }
+        if (cfg.keep_best || cfg.patience.is_some()) && data.val.is_empty() {
+            bail!("--keep-best and --patience choose by validation accuracy, but there is no validation split (--val-size)");
+        }
         let layout = Layout::new(&arch);
         let params = match init {
             Some(rows) => {
@@ -119,7 +140,8 @@ impl<'d> Trainer<'d> {
             cfg.seed,
             cfg.shift,
             data.shape,
-        );
+        )
+        .distorted(cfg.distortion());
         let spe = batcher.steps_per_epoch();
         let total_steps = cfg.iters.unwrap_or_else(|| cfg.epochs.unwrap_or(1) * spe);
         let eval_every = cfg
@@ -134,13 +156,13 @@ impl<'d> Trainer<'d> {
             cfg.momentum,
         );
         let mut factors = cfg.l2_factors(&arch);
-        let mut step = 0;
+        let (mut step, mut best) = (0, None);
         if let Some(ckpt) = resumed {
             ckpt.restore(&mut optimizer)?;
             if ckpt.factors.len() != factors.len() || ckpt.step > total_steps {
                 bail!("checkpoint state does not match its configuration");
             }
-            (step, factors) = (ckpt.step, ckpt.factors.clone());
+            (step, factors, best) = (ckpt.step, ckpt.factors.clone(), ckpt.best()?);
         }
         let setup = Setup {
             layout: layout.clone(),
@@ -164,6 +186,7 @@ impl<'d> Trainer<'d> {
             last_loss: f64::NAN,
             samples: 0,
             train_time: Duration::ZERO,
+            best,
             cfg,
         })
     }
@@ -173,9 +196,21 @@ impl<'d> Trainer<'d> {
         self.steps_per_epoch
     }
 
-    /// The parameters, every weight in rows.
+    /// The parameters, every weight in rows: with `keep_best`, those of the
+    /// best validation accuracy seen.
     pub fn params(&self) -> Result<Vec<f32>> {
-        self.backend.params()
+        match &self.best {
+            Some(Best {
+                params: Some(p), ..
+            }) => Ok(p.clone()),
+            _ => self.backend.params(),
+        }
+    }
+
+    /// The evaluation of the best validation accuracy so far (with
+    /// `keep_best` or `patience`).
+    pub fn best(&self) -> Option<&Best> {
+        self.best.as_ref()
     }
 
     /// One training step; returns its cross-entropy (on a device that reads
@@ -258,7 +293,38 @@ impl<'d> Trainer<'d> {
                 self.total_steps,
             ),
             elapsed_s,
+            best_iter: None,
         })
+    }
+
+    /// Notes evaluation `r` for model selection (`keep_best`, `patience`):
+    /// sets its `best_iter`; returns whether patience ran out.
+    fn select(&mut self, r: &mut EvalRecord) -> Result<bool> {
+        if !self.cfg.keep_best && self.cfg.patience.is_none() {
+            return Ok(false);
+        }
+        let val = r.val_acc.unwrap_or(f64::NAN);
+        let better = self
+            .best
+            .as_ref()
+            .is_none_or(|b| val > b.record.val_acc.unwrap_or(f64::NAN));
+        if better {
+            let params = match self.cfg.keep_best {
+                true => Some(self.backend.params()?),
+                false => None,
+            };
+            r.best_iter = Some(r.iter);
+            self.best = Some(Best {
+                record: r.clone(),
+                params,
+                since: 0,
+            });
+        } else if let Some(b) = &mut self.best {
+            b.since += 1;
+            r.best_iter = Some(b.record.iter);
+        }
+        let since = self.best.as_ref().map_or(0, |b| b.since);
+        Ok(self.cfg.patience.is_some_and(|p| since >= p))
     }
 
     /// Whether the notebook's loop would evaluate after step `i` (0-based):
@@ -278,14 +344,19 @@ impl<'d> Trainer<'d> {
     /// raised (the step under way finishes, a checkpoint is written).
     pub fn run(&mut self, obs: &mut dyn Observer, ctl: &RunControl<'_>) -> Result<Outcome> {
         let start = Instant::now();
-        let mut last = None;
+        let (mut last, mut stopped_early) = (None, None);
         while self.step < self.total_steps {
             let loss = self.train_step()?;
             obs.step(self.step, self.total_steps, loss);
             if self.evaluates_after(self.step - 1) {
-                let r = self.evaluate(start.elapsed().as_secs_f64())?;
+                let mut r = self.evaluate(start.elapsed().as_secs_f64())?;
+                let patience_out = self.select(&mut r)?;
                 obs.eval(&r)?;
                 last = Some(r);
+                if patience_out {
+                    stopped_early = Some(self.step);
+                    break;
+                }
             }
             let due = ctl
                 .checkpoint_every
@@ -301,15 +372,21 @@ impl<'d> Trainer<'d> {
         }
         let last = match last {
             Some(r) => r,
-            None => self.evaluate(start.elapsed().as_secs_f64())?,
+            None => {
+                let mut r = self.evaluate(start.elapsed().as_secs_f64())?;
+                self.select(&mut r)?;
+                r
+            }
         };
         let train_s = self.train_time.as_secs_f64();
-        Ok(Outcome::Finished(Summary {
+        Ok(Outcome::Finished(Box::new(Summary {
             last,
+            best: self.best.as_ref().map(|b| b.record.clone()),
+            stopped_early,
             train_s,
             total_s: start.elapsed().as_secs_f64(),
             samples_per_s: self.samples as f64 / train_s.max(1e-9),
-        }))
+        })))
     }
 
     /// The trained model, with the configuration and data checksums recorded.
@@ -331,8 +408,17 @@ impl<'d> Trainer<'d> {
     /// Everything needed to continue exactly where this run is (see
     /// [`checkpoint`]).
     pub fn checkpoint(&self) -> Result<Model> {
-        let model = self.model(BTreeMap::new())?;
-        checkpoint::write(model, self.step, &self.factors, &self.backend.optimizer()?)
+        // The weights reached, whatever `keep_best` keeps: the run goes on
+        // from them.
+        let mut model = self.model(BTreeMap::new())?;
+        model.params = self.backend.params()?;
+        checkpoint::write(
+            model,
+            self.step,
+            &self.factors,
+            &self.backend.optimizer()?,
+            self.best.as_ref(),
+        )
     }
 }
 
@@ -355,7 +441,7 @@ pub struct RunControl<'a> {
 /// How [`Trainer::run`] ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Finished(Summary),
+    Finished(Box<Summary>),
     /// Stopped on request after `step` steps; a checkpoint was written.
     Interrupted {
         step: usize,

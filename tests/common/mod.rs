@@ -42,7 +42,7 @@ pub fn finish(t: &mut Trainer<'_>) -> (Summary, Vec<EvalRecord>) {
     };
     let mut log = Log::default();
     match t.run(&mut log, &ctl).unwrap() {
-        Outcome::Finished(s) => (s, log.0),
+        Outcome::Finished(s) => (*s, log.0),
         other => panic!("run ended early: {other:?}"),
     }
 }

@@ -50,7 +50,10 @@ fn impossible_options_are_named() {
     );
     fails_with(&["train", "--threads", "0"], &["--threads"]);
     fails_with(&["train", "--rotate", "90"], &["--rotate"]);
-    fails_with(&["train", "--elastic=-1"], &["--elastic -1 must be in [0, 8]"]);
+    fails_with(
+        &["train", "--elastic=-1"],
+        &["--elastic -1 must be in [0, 8]"],
+    );
     fails_with(&["train", "--patience", "0"], &["--patience", "at least 1"]);
 }
 
@@ -434,9 +437,54 @@ fn plot_draws_curves_confusion_and_misclassified_digits() {
         let svg = std::fs::read_to_string(dir.path().join("plots").join(name)).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<text"), "{name}");
     }
+    // Two runs compared: one line each, named by file.
+    succeeds(&[
+        "train",
+        "--iters",
+        "100",
+        "--eval-every",
+        "25",
+        "-q",
+        "--lr",
+        "0.004",
+        "--metrics",
+        &p("faster.jsonl"),
+    ]);
+    let out = succeeds(&[
+        "plot",
+        "--compare",
+        &p("m.jsonl"),
+        &p("faster.jsonl"),
+        "--out",
+        &p("plots"),
+    ]);
+    assert!(
+        out.contains("frontier.png") && out.contains("frontier.svg"),
+        "{out}"
+    );
+    let img = image::open(dir.path().join("plots/frontier.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(img.dimensions(), (900, 560));
+    let svg = std::fs::read_to_string(dir.path().join("plots/frontier.svg")).unwrap();
+    assert!(
+        svg.contains(">\nm\n<") && svg.contains(">\nfaster\n<"),
+        "legend names the runs"
+    );
     std::fs::write(p("bad.jsonl"), "{\"iter\": 1}\n").unwrap();
     fails_with(
         &["plot", "--metrics", &p("bad.jsonl"), "--out", &p("plots")],
+        &["bad.jsonl:1", "not a metrics record"],
+    );
+    fails_with(
+        &[
+            "plot",
+            "--compare",
+            &p("m.jsonl"),
+            &p("bad.jsonl"),
+            "--out",
+            &p("plots"),
+        ],
         &["bad.jsonl:1", "not a metrics record"],
     );
     fails_with(&["plot", "--out", &p("plots")], &["--metrics"]);

@@ -19,11 +19,16 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   scratchnet train --metrics run.jsonl --save model.safetensors
-  scratchnet plot --metrics run.jsonl --model model.safetensors --out plots/")]
+  scratchnet plot --metrics run.jsonl --model model.safetensors --out plots/
+  scratchnet plot --compare fast.jsonl best.jsonl --out plots/")]
 pub struct PlotArgs {
     /// Metrics file from `train --metrics`: draws curves.png and curves.svg
-    #[arg(long, value_name = "FILE", required_unless_present = "model")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["model", "compare"])]
     metrics: Option<PathBuf>,
+    /// Metrics files of several runs: draws frontier.png and frontier.svg,
+    /// test accuracy against training time, one line per run
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    compare: Vec<PathBuf>,
     /// Model file: draws confusion.png/.svg and misclassified.png on the test split
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
@@ -60,9 +65,27 @@ pub fn run(args: PlotArgs) -> Result<()> {
         )?;
         println!("wrote {} and {}", png.display(), svg.display());
     }
+    if !args.compare.is_empty() {
+        let runs = args
+            .compare
+            .iter()
+            .map(|m| {
+                let name = m.file_stem().unwrap_or_default().to_string_lossy();
+                Ok((name.into_owned(), read_metrics(m)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let png = args.out.join("frontier.png");
+        frontier(
+            BitMapBackend::new(&png, (900, 560)).into_drawing_area(),
+            &runs,
+        )?;
+        let svg = args.out.join("frontier.svg");
+        frontier(SVGBackend::new(&svg, (900, 560)).into_drawing_area(), &runs)?;
+        println!("wrote {} and {}", png.display(), svg.display());
+    }
     if let Some(mp) = &args.model {
         let model = Model::load(mp)?;
-        let path = args.common.data_path();
+        let path = args.common.data_path()?;
         let data = Dataset::load(&path, None)?;
         if model.layout.arch.inputs != data.features() || model.layout.arch.classes != CLASSES {
             bail!(
@@ -195,6 +218,70 @@ fn curves<DB: DrawingBackend>(
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// Test accuracy against seconds of training (log scale), one line per
+/// run: where each recipe stands in accuracy for time.
+fn frontier<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    runs: &[(String, Vec<EvalRecord>)],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let points = || runs.iter().flat_map(|r| &r.1);
+    let t_min = points()
+        .map(|r| r.elapsed_s)
+        .fold(f64::MAX, f64::min)
+        .max(1e-3);
+    let t_max = points()
+        .map(|r| r.elapsed_s)
+        .fold(0.0, f64::max)
+        .max(t_min * 2.0);
+    let lo = points().map(|r| r.test_acc).fold(1.0, f64::min);
+    let hi = points().map(|r| r.test_acc).fold(0.0, f64::max);
+    // Whole tenths of a percent around the results.
+    let (lo, hi) = (
+        (lo * 1000.0).floor() / 1000.0,
+        ((hi * 1000.0).ceil() / 1000.0).min(1.0),
+    );
+    let mut c = ChartBuilder::on(&root)
+        .caption("test accuracy against training time", (FONT, 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (t_min * 0.8..t_max * 1.25).log_scale(),
+            lo..hi.max(lo + 0.001),
+        )
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("seconds of training (evaluations included)")
+        .y_desc("test accuracy")
+        .label_style((FONT, 14))
+        .x_labels(12)
+        .x_label_formatter(&|x| format!("{}", (x * 10.0).round() / 10.0))
+        .y_label_formatter(&|y| format!("{:.1}%", y * 100.0))
+        .draw()
+        .map_err(err)?;
+    for (k, (name, records)) in runs.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let pts: Vec<(f64, f64)> = records.iter().map(|r| (r.elapsed_s, r.test_acc)).collect();
+        c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        c.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .map_err(err)?;
     }
     c.configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)

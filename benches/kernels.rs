@@ -5,6 +5,7 @@
 
 use divan::{black_box, Bencher};
 use scratchnet::data::batch::Batcher;
+use scratchnet::data::distort::Distortion;
 use scratchnet::data::Dataset;
 use scratchnet::nn::activation::{backward_rows, forward_rows};
 use scratchnet::nn::arch::NOTEBOOK_ARCH;
@@ -173,7 +174,8 @@ fn adam_step_all_parameters(bencher: Bencher) {
 fn mnist() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
     DATA.get_or_init(|| {
-        Dataset::load(&scratchnet::data::default_data_dir(), None).expect("bundled MNIST")
+        Dataset::load(&scratchnet::data::locate::locate(None).unwrap().path, None)
+            .expect("bundled MNIST")
     })
 }
 
@@ -216,12 +218,27 @@ fn sparse_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
 }
 
 /// Per-step preparation of a minibatch as the trainer does it: gather 128
-/// shifted rows from the compressed training split and group them by column.
-#[divan::bench]
-fn sparse_prepare_minibatch(bencher: Bencher) {
+/// rows from the compressed training split, shifted (and rotated, scaled
+/// and sheared; and elastically warped), and group them by column.
+#[divan::bench(args = ["shift", "affine", "elastic"])]
+fn sparse_prepare_minibatch(bencher: Bencher, augment: &str) {
     let d = mnist();
     let train = SparseRows::from_dense(&d.train.images, 784);
-    let mut batcher = Batcher::new(d.train.len(), Some(128), 1, 1, d.shape);
+    let affine = Distortion {
+        rotate: 10.0,
+        scale: 0.1,
+        shear: 0.2,
+        elastic: 0.0,
+    };
+    let distortion = match augment {
+        "shift" => Distortion::default(),
+        "affine" => affine,
+        _ => Distortion {
+            elastic: 2.0,
+            ..affine
+        },
+    };
+    let mut batcher = Batcher::new(d.train.len(), Some(128), 1, 1, d.shape).distorted(distortion);
     let (mut x, mut xt, mut step) = (SparseRows::default(), ColumnBlocks::default(), 0);
     bencher.bench_local(|| {
         batcher.get_compressed(&d.train, &train, step, &mut x);

@@ -82,7 +82,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let target = args.device.target();
     let (device, threads) = (target.device, target.threads);
     device.check()?;
-    let path = args.common.data_path();
+    let path = args.common.data_path()?;
     let data50 = Dataset::load(&path, Some(10_000))?;
     let mut rows = Vec::new();
 

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use scratchnet::data::download::{download, mnist_sources, Progress, MIRRORS};
+use scratchnet::data::download::{download, mnist_sources, Progress};
+use scratchnet::data::locate::mirrors;
 use scratchnet::fsutil::check_output_dir;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,14 +16,30 @@ pub struct DownloadArgs {
     /// Directory to put the four files in
     #[arg(long, default_value = "data/mnist", value_name = "DIR")]
     dest: PathBuf,
-    /// Mirror base URL to try first (repeatable); the public mirrors follow
+    /// Mirror base URL to try first (repeatable); then those of $SCRATCHNET_MIRROR if set, else
+    /// the public mirrors
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
 }
 
-struct Bar {
+/// Shows a download: a bar in a terminal, a line per file otherwise.
+pub(super) struct Bar {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// Where the data is fetched on the way to another command's work: its
+    /// lines go to stderr, leaving stdout to that command's results.
+    aside: bool,
+}
+
+impl Bar {
+    /// For data fetched on first use by a command that needs it.
+    pub(super) fn aside() -> Bar {
+        Bar {
+            bar: None,
+            quiet: false,
+            aside: true,
+        }
+    }
 }
 
 impl Progress for Bar {
@@ -58,31 +75,21 @@ impl Progress for Bar {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
-        println!(
-            "{name}: {}",
-            if skipped {
-                "already present, checksum ok"
-            } else {
-                "downloaded, checksum ok"
-            }
-        );
+        let what = if skipped {
+            "already present, checksum ok"
+        } else {
+            "downloaded, checksum ok"
+        };
+        match self.aside {
+            true => eprintln!("{name}: {what}"),
+            false => println!("{name}: {what}"),
+        }
     }
 }
 
 pub fn run(args: DownloadArgs, v: super::Verbosity) -> Result<()> {
     check_output_dir("--dest", &args.dest)?;
-    let mirrors: Vec<String> = args
-        .mirror
-        .iter()
-        .map(|m| {
-            if m.ends_with('/') {
-                m.clone()
-            } else {
-                format!("{m}/")
-            }
-        })
-        .chain(MIRRORS.iter().map(|m| m.to_string()))
-        .collect();
+    let mirrors = mirrors(&args.mirror);
     download(
         &args.dest,
         &mnist_sources(),
@@ -90,6 +97,7 @@ pub fn run(args: DownloadArgs, v: super::Verbosity) -> Result<()> {
         &mut Bar {
             bar: None,
             quiet: v == super::Verbosity::Quiet,
+            aside: false,
         },
     )?;
     println!("MNIST is in {}", args.dest.display());

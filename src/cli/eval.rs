@@ -29,7 +29,7 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     args.device.device.check()?;
     let model = Model::load(&args.model)?;
-    let path = args.common.data_path();
+    let path = args.common.data_path()?;
     let data = Dataset::load(&path, None)?;
     let arch = &model.layout.arch;
     if arch.inputs != data.features() || arch.classes != CLASSES {

@@ -1,20 +1,55 @@
 //! `scratchnet info`: what a model or checkpoint file holds.
 
 use anyhow::{Context, Result};
+use scratchnet::data::locate::{cache_dir, has_mnist, locate, Origin, DATA_ENV};
 use scratchnet::model_io::{Model, VERSION_KEY};
 use scratchnet::train::{EvalRecord, TrainConfig, CHECKPOINT_KEY, CONFIG_KEY};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  scratchnet info model.safetensors")]
+#[command(after_help = "Examples:\n  scratchnet info model.safetensors\n  scratchnet info --data")]
 pub struct InfoArgs {
     /// A model saved by `train --save`, or a checkpoint
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
+    #[arg(value_name = "FILE", required_unless_present = "data")]
+    file: Option<PathBuf>,
+    /// Say where the commands would read MNIST from, and why (nothing is downloaded)
+    #[arg(long)]
+    data: bool,
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
-    let m = Model::load(&args.file)?;
+    if args.data {
+        data()?;
+    }
+    match &args.file {
+        Some(f) => model(f),
+        None => Ok(()),
+    }
+}
+
+/// Where the data comes from: the rule that chose it, then the places in
+/// the order they are tried.
+fn data() -> Result<()> {
+    let found = locate(None)?;
+    let state = match has_mnist(&found.path) || found.path.is_file() {
+        true => "present",
+        false if found.origin == Origin::Cache => "empty: downloaded there on first use",
+        false => "missing",
+    };
+    println!(
+        "data        {} ({}; {state})",
+        found.path.display(),
+        found.origin
+    );
+    let env = std::env::var(DATA_ENV).unwrap_or_default();
+    let cache = cache_dir().map_or("none on this system".into(), |c| c.display().to_string());
+    println!("looked in   --data, ${DATA_ENV} ({}), ./data/mnist, the source's bundled copy, the user cache ({cache})",
+        if env.is_empty() { "unset" } else { &env });
+    Ok(())
+}
+
+fn model(file: &Path) -> Result<()> {
+    let m = Model::load(file)?;
     let meta = |k: &str| m.metadata.get(k).map(String::as_str);
     let kind = if meta(CHECKPOINT_KEY).is_some() {
         "checkpoint"
@@ -23,7 +58,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
     };
     println!(
         "{}: scratchnet {kind}, written by scratchnet {}",
-        args.file.display(),
+        file.display(),
         meta(VERSION_KEY).unwrap_or("?")
     );
     println!("network     {}", m.layout.arch);

@@ -70,6 +70,11 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// [`Common::data_path`] for commands with their own `--data`.
+pub fn data_path(flag: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    Ok(scratchnet::data::locate::locate_or_fetch(flag, &mut download::Bar::aside())?.path)
+}
+
 /// `--device`, for the commands that compute with a model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DeviceArg {
@@ -92,7 +97,8 @@ impl DeviceArg {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
     /// MNIST-format data: a directory of IDX files (raw or .gz) or the notebook's mnist.pkl.gz
-    /// [default: the bundled data/mnist]
+    /// [default: $SCRATCHNET_DATA, ./data/mnist, the clone's bundled copy, else the user cache,
+    /// downloaded there on first use; `scratchnet info --data` says which]
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// Worker threads [default: all cores]
@@ -101,10 +107,10 @@ pub struct Common {
 }
 
 impl Common {
-    pub fn data_path(&self) -> PathBuf {
-        self.data
-            .clone()
-            .unwrap_or_else(scratchnet::data::default_data_dir)
+    /// The data to read, fetched into the user cache on first use where
+    /// nothing else holds it (see [`scratchnet::data::locate`]).
+    pub fn data_path(&self) -> anyhow::Result<PathBuf> {
+        data_path(self.data.as_deref())
     }
 }
 

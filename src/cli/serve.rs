@@ -70,11 +70,7 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let threads = rayon::current_num_threads();
-    let data_path = args
-        .data
-        .clone()
-        .unwrap_or_else(scratchnet::data::default_data_dir);
-    let data = match Dataset::load(&data_path, None) {
+    let data = match super::data_path(args.data.as_deref()).and_then(|p| Dataset::load(&p, None)) {
         Ok(d) => Some(d),
         Err(e) if args.model.is_some() => {
             eprintln!("warning: {e:#}; serving without the random test digit");

@@ -137,7 +137,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
         _ => {}
     }
     let base = TrainConfig::resolve(None, base)?;
-    let path = args.common.data_path();
+    let path = args.common.data_path()?;
     let data = Dataset::load(&path, (!path.is_file()).then_some(base.val_size))?;
     if data.val.is_empty() {
         bail!(

@@ -290,7 +290,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             })?
         }
     };
-    let data_path = args.common.data_path();
+    let data_path = args.common.data_path()?;
     let val_size = (!data_path.is_file() || args.flags.val_size.is_some() || resumed.is_some())
         .then_some(cfg.val_size);
     let data = Dataset::load(&data_path, val_size)?;

@@ -1,43 +1,46 @@
 //! Fetching the MNIST files from public mirrors.
 //!
-//! Each file is streamed to a temporary file beside its destination while its
-//! MD5 is computed; only a file whose checksum matches the published one is
-//! renamed into place, so an interrupted or corrupt download never sits under
-//! the final name. On any error the next mirror is tried.
+//! Each file is streamed to a temporary file beside its destination while the
+//! MD5 of its decompressed content is computed; only a file whose content
+//! matches the canonical checksum is renamed into place, so an interrupted
+//! or corrupt download never sits under the final name. On any error the
+//! next mirror is tried. The content is checked, not the gzip wrapper, so a
+//! mirror that compressed the same files anew serves as well.
 
 use anyhow::{bail, Context, Result};
+use flate2::write::GzDecoder;
 use md5::{Digest, Md5};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A file to fetch and its published checksum.
+/// A gzipped file to fetch and the MD5 of its decompressed content.
 #[derive(Clone, Debug)]
 pub struct Source {
     pub name: String,
     pub md5: String,
 }
 
-/// The four MNIST files, with the MD5 checksums of the mirrors' `.gz` files
-/// as published by torchvision.
+/// The four MNIST files, with the MD5 checksums of the canonical
+/// (decompressed) IDX files.
 pub fn mnist_sources() -> Vec<Source> {
     [
         (
             "train-images-idx3-ubyte.gz",
-            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "6bbc9ace898e44ae57da46a324031adb",
         ),
         (
             "train-labels-idx1-ubyte.gz",
-            "d53e105ee54ea40749a09fcbcd1e9432",
+            "a25bea736e30d166cdddb491f175f624",
         ),
         (
             "t10k-images-idx3-ubyte.gz",
-            "9fb629c4189551a2d022fa330f9573f3",
+            "2646ac647ad5339dbf082846283269ea",
         ),
         (
             "t10k-labels-idx1-ubyte.gz",
-            "ec29112dd5afa0611ce80d1b7f02629c",
+            "27ae3e4e09519cfbb04c329615203637",
         ),
     ]
     .iter()
@@ -85,7 +88,7 @@ pub fn download(
     let mut paths = Vec::new();
     for src in sources {
         let path = dest.join(&src.name);
-        if path.is_file() && md5_file(&path)? == src.md5 {
+        if path.is_file() && md5_content(&path).is_ok_and(|m| m == src.md5) {
             progress.done(&src.name, true);
             paths.push(path);
             continue;
@@ -140,7 +143,9 @@ fn fetch(
     let result = (|| -> Result<()> {
         let mut out =
             File::create(&part).with_context(|| format!("{}: cannot create", part.display()))?;
-        let mut hasher = Md5::new();
+        // The bytes as they come go to the file, and through a gzip
+        // decoder to the checksum.
+        let mut content = GzDecoder::new(Md5::new());
         let mut body = resp.body_mut().as_reader();
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -148,11 +153,16 @@ fn fetch(
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            content
+                .write_all(&buf[..n])
+                .context("corrupt: not the expected gzip data")?;
             out.write_all(&buf[..n])
                 .with_context(|| format!("{}: cannot write", part.display()))?;
             progress.advance(n as u64);
         }
+        let hasher = content
+            .finish()
+            .context("corrupt: not the expected gzip data")?;
         let got = super::hex(&hasher.finalize());
         if got != md5 {
             bail!("checksum mismatch: MD5 {got}, expected {md5}");
@@ -168,9 +178,9 @@ fn fetch(
     result
 }
 
-/// Hex MD5 of a file.
-pub fn md5_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+/// Hex MD5 of a file's content, decompressed if it is gzipped.
+pub fn md5_content(path: &Path) -> Result<String> {
+    let (mut f, _) = super::open_maybe_gz(path)?;
     let mut h = Md5::new();
     std::io::copy(&mut f, &mut h).with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(super::hex(&h.finalize()))

@@ -5,6 +5,7 @@ pub mod augment;
 pub mod batch;
 pub mod distort;
 pub mod download;
+pub mod locate;
 
 pub mod idx;
 pub mod image_prep;
@@ -216,19 +217,4 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The MNIST directory bundled with the repository, if it can be found:
-/// `./data/mnist` or the one beside the crate's manifest.
-pub fn default_data_dir() -> PathBuf {
-    let local = PathBuf::from("data/mnist");
-    if local.is_dir() {
-        return local;
-    }
-    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-    if bundled.is_dir() {
-        bundled
-    } else {
-        local
-    }
 }

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests (each test file uses some).
 #![allow(dead_code)]
 
+mod mirror;
+#[allow(unused_imports)] // Not every test file fetches.
+pub use mirror::Mirror;
+
 use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
 use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};

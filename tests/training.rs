@@ -217,7 +217,7 @@ fn interrupted_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
         let mut obs = StopAt(77, &flag);
         let ctl = RunControl {
             checkpoint_every: Some(1000),
-            checkpoint_path: path.clone(),
+            checkpoint_path: Some(path.clone()),
             interrupt: Some(&flag),
         };
         match first.run(&mut obs, &ctl).unwrap() {

@@ -14,7 +14,7 @@ mod train;
 
 use clap::{Parser, Subcommand};
 use scratchnet::backend::{Device, Target};
-use scratchnet::tensor::flush_denormals;
+use scratchnet::tensor::pool;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -141,9 +141,7 @@ fn start_pool(threads: Option<u16>) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .start_handler(|_| flush_denormals())
+    pool(n)
         .build_global()
         .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))
 }

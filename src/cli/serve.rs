@@ -87,7 +87,7 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
             let mut t = Trainer::new(cfg, data, Target::cpu(threads), None)?;
             let ctl = RunControl {
                 checkpoint_every: None,
-                checkpoint_path: PathBuf::from("checkpoint.safetensors"),
+                checkpoint_path: None,
                 interrupt: None,
             };
             let Outcome::Finished(s) = t.run(&mut Progress, &ctl)? else {

@@ -181,7 +181,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
         .with_context(|| format!("{}: cannot open", jsonl.display()))?;
     let ctl = RunControl {
         checkpoint_every: None,
-        checkpoint_path: args.out.join("checkpoint.safetensors"),
+        checkpoint_path: Some(args.out.join("checkpoint.safetensors")),
         interrupt: None,
     };
     for i in 0..args.trials {

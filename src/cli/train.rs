@@ -368,7 +368,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
         .context("cannot install the Ctrl-C handler")?;
     let ctl = RunControl {
         checkpoint_every: args.checkpoint_every.map(|n| n as usize),
-        checkpoint_path: checkpoint.clone(),
+        checkpoint_path: Some(checkpoint.clone()),
         interrupt: Some(&INTERRUPTED),
     };
     let outcome = trainer.run(&mut console, &ctl);

@@ -11,6 +11,6 @@ pub mod sparse;
 pub mod transpose;
 
 pub use aligned::{on_a_line, Aligned};
-pub use fp::flush_denormals;
+pub use fp::{flush_denormals, pool};
 pub use matmul::{matmul, matmul_reference, Mat, MatMut};
 pub use transpose::transpose;

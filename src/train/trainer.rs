@@ -341,7 +341,8 @@ impl<'d> Trainer<'d> {
     }
 
     /// Runs the remaining steps: until the last, or until `ctl.interrupt` is
-    /// raised (the step under way finishes, a checkpoint is written).
+    /// raised (the step under way finishes, a checkpoint is written if
+    /// `ctl` names a path).
     pub fn run(&mut self, obs: &mut dyn Observer, ctl: &RunControl<'_>) -> Result<Outcome> {
         let start = Instant::now();
         let (mut last, mut stopped_early) = (None, None);
@@ -363,8 +364,8 @@ impl<'d> Trainer<'d> {
                 .is_some_and(|n| self.step.is_multiple_of(n));
             let stop = ctl.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
                 && self.step < self.total_steps;
-            if due || stop {
-                self.checkpoint()?.save(&ctl.checkpoint_path)?;
+            if let Some(path) = ctl.checkpoint_path.as_ref().filter(|_| due || stop) {
+                self.checkpoint()?.save(path)?;
             }
             if stop {
                 return Ok(Outcome::Interrupted { step: self.step });
@@ -434,7 +435,9 @@ pub struct Diverged {
 /// Where and when [`Trainer::run`] writes checkpoints, and its stop flag.
 pub struct RunControl<'a> {
     pub checkpoint_every: Option<usize>,
-    pub checkpoint_path: PathBuf,
+    /// Where checkpoints go (every `checkpoint_every` steps and on an
+    /// interruption); `None`: nowhere, an interruption just stops.
+    pub checkpoint_path: Option<PathBuf>,
     pub interrupt: Option<&'a AtomicBool>,
 }
 
@@ -442,7 +445,8 @@ pub struct RunControl<'a> {
 #[derive(Debug)]
 pub enum Outcome {
     Finished(Box<Summary>),
-    /// Stopped on request after `step` steps; a checkpoint was written.
+    /// Stopped on request after `step` steps (and a checkpoint written, if
+    /// asked for).
     Interrupted {
         step: usize,
     },

@@ -43,6 +43,18 @@ fn one_epoch_of_the_default_preset_reaches_95_percent() {
 }
 
 #[test]
+fn three_epochs_of_the_best_presets_pipeline_reach_97_percent() {
+    // The best preset's recipe (distorted images, cosine Adam) cut to 3
+    // of its 400 epochs.
+    let cfg = config(json!({"preset": "best", "epochs": 3}));
+    assert!(cfg.distortion().elastic > 0.0 && cfg.distortion().rotate > 0.0);
+    let mut t = Trainer::new(cfg, mnist(), Target::cpu(2), None).unwrap();
+    let s = finish(&mut t);
+    println!("best preset, 3 epochs: {:?}", s.last);
+    assert!(s.last.test_acc >= 0.97, "test accuracy {}", s.last.test_acc);
+}
+
+#[test]
 fn fifty_iterations_of_the_seed_preset_reach_88_percent_validation() {
     let mut t = Trainer::new(
         config(json!({"preset": "seed", "iters": 50})),

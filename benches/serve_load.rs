@@ -30,7 +30,7 @@ fn main() {
     let mut t = Trainer::new(cfg, &data, Target::cpu(2), None).unwrap();
     let ctl = RunControl {
         checkpoint_every: None,
-        checkpoint_path: "unused".into(),
+        checkpoint_path: None,
         interrupt: None,
     };
     t.run(&mut Quiet, &ctl).unwrap();

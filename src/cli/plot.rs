@@ -4,7 +4,7 @@
 
 use super::Common;
 use anyhow::{anyhow, bail, Context, Result};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use scratchnet::backend::{logits, Target};
@@ -215,17 +215,9 @@ fn curves<DB: DrawingBackend>(
         c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(err)?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(legend_line(color));
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font((FONT, 15))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    legend(&mut c)?;
     root.present().map_err(err)
 }
 
@@ -277,20 +269,30 @@ fn frontier<DB: DrawingBackend>(
         c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(err)?
             .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(legend_line(color));
         c.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             .map_err(err)?;
     }
+    legend(&mut c)?;
+    root.present().map_err(err)
+}
+
+/// The series' labels, lower right.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+) -> Result<()> {
     c.configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
         .label_font((FONT, 15))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)
+        .map_err(err)
+}
+
+/// A series' mark in the legend: a short line in its colour.
+fn legend_line<C: Color + Copy>(color: C) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
 }
 
 /// The confusion matrix: cells shaded by the share of their true class,

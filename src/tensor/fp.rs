@@ -26,6 +26,15 @@ pub fn flush_denormals() {
     }
 }
 
+/// A pool of `threads` computing threads, each set by [`flush_denormals`]:
+/// the command line and the Python module compute in such a pool, so the
+/// same seed and thread count give the same weights in both.
+pub fn pool(threads: usize) -> rayon::ThreadPoolBuilder {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(|_| flush_denormals())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,13 +59,4 @@ mod tests {
         .join()
         .unwrap();
     }
-}
-
-/// A pool of `threads` computing threads, each set by [`flush_denormals`]:
-/// the command line and the Python module compute in such a pool, so the
-/// same seed and thread count give the same weights in both.
-pub fn pool(threads: usize) -> rayon::ThreadPoolBuilder {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .start_handler(|_| flush_denormals())
 }

@@ -23,6 +23,11 @@ fn values<T: Element + Copy>(a: &Bound<'_, PyAny>) -> Option<Vec<T>> {
     Some(a.as_array().iter().copied().collect())
 }
 
+/// The array's values widened, if its dtype is the integer type `T`.
+fn ints<T: Element + Copy + Into<i128>>(a: &Bound<'_, PyAny>) -> Option<Vec<i128>> {
+    values::<T>(a).map(|v| v.into_iter().map(Into::into).collect())
+}
+
 fn dtype_error(name: &str, a: &Bound<'_, PyAny>, want: &str) -> PyErr {
     let got = match a.cast::<PyUntypedArray>() {
         Ok(u) => format!("an array of {}", u.dtype()),
@@ -105,25 +110,15 @@ pub fn labels(name: &str, a: &Bound<'_, PyAny>, count: usize) -> PyResult<Vec<u8
             "{name}: expected shape (N,), got {dims:?}"
         )));
     }
-    let v: Vec<i128> = if let Some(v) = values::<i64>(a) {
-        v.into_iter().map(i128::from).collect()
-    } else if let Some(v) = values::<u8>(a) {
-        v.into_iter().map(i128::from).collect()
-    } else if let Some(v) = values::<i32>(a) {
-        v.into_iter().map(i128::from).collect()
-    } else if let Some(v) = values::<u64>(a) {
-        v.into_iter().map(i128::from).collect()
-    } else if let Some(v) = values::<u32>(a) {
-        v.into_iter().map(i128::from).collect()
-    } else if let Some(v) = values::<i16>(a) {
-        v.into_iter().map(i128::from).collect()
-    } else if let Some(v) = values::<u16>(a) {
-        v.into_iter().map(i128::from).collect()
-    } else if let Some(v) = values::<i8>(a) {
-        v.into_iter().map(i128::from).collect()
-    } else {
-        return Err(dtype_error(name, a, want));
-    };
+    let v = ints::<i64>(a)
+        .or_else(|| ints::<u8>(a))
+        .or_else(|| ints::<i32>(a))
+        .or_else(|| ints::<u64>(a))
+        .or_else(|| ints::<u32>(a))
+        .or_else(|| ints::<i16>(a))
+        .or_else(|| ints::<u16>(a))
+        .or_else(|| ints::<i8>(a))
+        .ok_or_else(|| dtype_error(name, a, want))?;
     if v.len() != count {
         return Err(PyValueError::new_err(format!(
             "{name}: {} labels for {count} images",

@@ -5,7 +5,7 @@
 
 use super::config::TrainConfig;
 use super::metrics::EvalRecord;
-use super::trainer::Best;
+use super::selection::Best;
 use crate::model_io::{Model, STATE_PREFIX};
 use crate::optim::Optimizer;
 use anyhow::{Context, Result};

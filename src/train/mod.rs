@@ -1,11 +1,14 @@
-//! Training: configuration and presets, the loop, checkpoints and metrics.
+//! Training: configuration and presets, the loop, checkpoints, metrics and
+//! model selection.
 
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod selection;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_KEY, CONFIG_KEY};
 pub use config::{BatchSize, TrainConfig};
 pub use metrics::{EvalRecord, MetricsWriter};
+pub use selection::Best;
 pub use trainer::{Diverged, Observer, Outcome, RunControl, Summary, Trainer};

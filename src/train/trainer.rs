@@ -4,6 +4,7 @@
 use super::checkpoint::{self, Checkpoint, CONFIG_KEY};
 use super::config::TrainConfig;
 use super::metrics::EvalRecord;
+use super::selection::{self, Best};
 use crate::backend::{self, Backend, Setup, SplitName, Step, Target};
 use crate::data::batch::Batcher;
 use crate::data::{Dataset, CLASSES};
@@ -66,16 +67,6 @@ pub struct Trainer<'d> {
     /// Model selection: the best evaluation so far, its weights (with
     /// `keep_best`), and the evaluations since.
     best: Option<Best>,
-}
-
-/// The evaluation of the best validation accuracy so far.
-#[derive(Clone, Debug)]
-pub struct Best {
-    pub record: EvalRecord,
-    /// Its weights, in rows (kept with `keep_best`).
-    pub params: Option<Vec<f32>>,
-    /// Evaluations since, none better.
-    pub since: usize,
 }
 
 impl<'d> Trainer<'d> {
@@ -303,27 +294,8 @@ impl<'d> Trainer<'d> {
         if !self.cfg.keep_best && self.cfg.patience.is_none() {
             return Ok(false);
         }
-        let val = r.val_acc.unwrap_or(f64::NAN);
-        let better = self
-            .best
-            .as_ref()
-            .is_none_or(|b| val > b.record.val_acc.unwrap_or(f64::NAN));
-        if better {
-            let params = match self.cfg.keep_best {
-                true => Some(self.backend.params()?),
-                false => None,
-            };
-            r.best_iter = Some(r.iter);
-            self.best = Some(Best {
-                record: r.clone(),
-                params,
-                since: 0,
-            });
-        } else if let Some(b) = &mut self.best {
-            b.since += 1;
-            r.best_iter = Some(b.record.iter);
-        }
-        let since = self.best.as_ref().map_or(0, |b| b.since);
+        let backend = &self.backend;
+        let since = selection::note(&mut self.best, r, self.cfg.keep_best, || backend.params())?;
         Ok(self.cfg.patience.is_some_and(|p| since >= p))
     }
 

@@ -1,0 +1,183 @@
+//! `Model`: a trained network in Python's hands, and `load`.
+
+use crate::arrays::{images, labels};
+use crate::{from_json, pool, record, thread_count, value_error};
+use numpy::{PyArray1, PyArray2, PyArrayMethods};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use scratchnet::backend::{logits, Target};
+use scratchnet::data::CLASSES;
+use scratchnet::model_io::Model;
+use scratchnet::nn::network::argmax;
+use scratchnet::nn::softmax_ce::softmax_row;
+use scratchnet::train::{EvalRecord, CONFIG_KEY};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A trained network.
+#[pyclass(name = "Model", module = "scratchnet", frozen)]
+pub struct PyModel {
+    pub model: Model,
+    pub records: Vec<EvalRecord>,
+}
+
+impl PyModel {
+    /// Logits of `x`'s images, one row of `CLASSES` per image.
+    fn logits(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        x: &Bound<'_, PyAny>,
+        threads: Option<usize>,
+    ) -> PyResult<(Vec<f32>, usize)> {
+        let im = images(name, x)?;
+        let inputs = self.model.layout.arch.inputs;
+        if im.features != inputs {
+            return Err(PyValueError::new_err(format!(
+                "{name}: images of {} pixels, but the model takes {inputs}",
+                im.features
+            )));
+        }
+        let threads = thread_count(threads)?;
+        let (layout, params) = (&self.model.layout, &self.model.params);
+        let pool = pool(threads)?;
+        let z = py
+            .detach(|| pool.install(|| logits(Target::cpu(threads), layout, params, &im.pixels)))
+            .map_err(value_error)?;
+        Ok((z, im.count))
+    }
+}
+
+#[pymethods]
+impl PyModel {
+    /// predict_proba(X, threads=None)
+    /// --
+    ///
+    /// Class probabilities, float32 of shape (N, 10).
+    #[pyo3(signature = (X, threads=None))]
+    #[allow(non_snake_case)]
+    fn predict_proba<'py>(
+        &self,
+        py: Python<'py>,
+        X: &Bound<'py, PyAny>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let (mut z, n) = self.logits(py, "X", X, threads)?;
+        z.chunks_exact_mut(CLASSES).for_each(softmax_row);
+        PyArray1::from_vec(py, z).reshape([n, CLASSES])
+    }
+
+    /// predict(X, threads=None)
+    /// --
+    ///
+    /// The predicted digit of each image, int64 of shape (N,).
+    #[pyo3(signature = (X, threads=None))]
+    #[allow(non_snake_case)]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        X: &Bound<'py, PyAny>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let (z, _) = self.logits(py, "X", X, threads)?;
+        let digits: Vec<i64> = z.chunks_exact(CLASSES).map(|r| argmax(r) as i64).collect();
+        Ok(PyArray1::from_vec(py, digits))
+    }
+
+    /// evaluate(X, y, threads=None)
+    /// --
+    ///
+    /// Accuracy on (X, y): the share of images whose digit is predicted right.
+    #[pyo3(signature = (X, y, threads=None))]
+    #[allow(non_snake_case)]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        X: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        threads: Option<usize>,
+    ) -> PyResult<f64> {
+        let (z, n) = self.logits(py, "X", X, threads)?;
+        let y = labels("y", y, n)?;
+        let right = z
+            .chunks_exact(CLASSES)
+            .zip(&y)
+            .filter(|(r, &l)| argmax(r) == l)
+            .count();
+        Ok(right as f64 / n as f64)
+    }
+
+    /// save(path)
+    /// --
+    ///
+    /// Writes the model as safetensors (the command line's format), atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| self.model.save(&path))
+            .map_err(|e| PyOSError::new_err(format!("{e:#}")))
+    }
+
+    /// The weights and biases by the notebook's names (W11, b11, ...), in its
+    /// shapes: [out, in] and [out, 1].
+    #[getter]
+    fn weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for t in self.model.layout.tensors() {
+            let a =
+                PyArray1::from_slice(py, &self.model.params[t.range.clone()]).reshape(t.shape)?;
+            d.set_item(&t.name, a)?;
+        }
+        Ok(d)
+    }
+
+    /// The training configuration, as a dict of option names.
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.model.metadata.get(CONFIG_KEY) {
+            Some(c) => from_json(py, c),
+            None => Ok(py.None().into_bound(py)),
+        }
+    }
+
+    /// Every evaluation of the run that trained this model, as dicts (empty
+    /// for a loaded model: the file keeps only the last, in `config`'s
+    /// company under `metadata`).
+    #[getter]
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items = self
+            .records
+            .iter()
+            .map(|r| record(py, r))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    /// The file's metadata (configuration, last metrics, version), as strings.
+    #[getter]
+    fn metadata(&self) -> BTreeMap<String, String> {
+        self.model.metadata.clone()
+    }
+
+    /// The architecture, e.g. `784 -> [relu 128 | tanh 64] -> relu 48 -> softmax 10`.
+    #[getter]
+    fn arch(&self) -> String {
+        self.model.layout.arch.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<scratchnet.Model {}>", self.model.layout.arch)
+    }
+}
+
+/// load(path)
+/// --
+///
+/// Reads a model saved by `save` or by `scratchnet train --save`.
+#[pyfunction]
+pub fn load(py: Python<'_>, path: PathBuf) -> PyResult<PyModel> {
+    let model = py.detach(|| Model::load(&path)).map_err(value_error)?;
+    Ok(PyModel {
+        model,
+        records: Vec::new(),
+    })
+}

@@ -1,0 +1,254 @@
+//! `train`: arrays in, a trained Model out, on a pool like the command
+//! line's while the caller watches for Ctrl-C.
+
+use crate::arrays::{images, labels, Images};
+use crate::model::PyModel;
+use crate::{pool, record, thread_count, to_json, value_error};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict};
+use scratchnet::backend::Target;
+use scratchnet::data::{Dataset, Split};
+use scratchnet::train::{EvalRecord, Observer, RunControl, TrainConfig, Trainer};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the waiting caller looks for Ctrl-C (Python runs signal
+/// handlers only on its main thread, which waits while a pool trains).
+const SIGNAL_POLL: Duration = Duration::from_millis(10);
+
+/// Hands each evaluation to the Python callback; stops the run when the
+/// callback returns False or raises.
+struct Callback<'a> {
+    callback: Option<&'a Py<PyAny>>,
+    stop: &'a AtomicBool,
+    error: Option<PyErr>,
+    records: Vec<EvalRecord>,
+}
+
+impl Observer for Callback<'_> {
+    fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
+        self.records.push(r.clone());
+        let Some(cb) = self.callback else {
+            return Ok(());
+        };
+        let answer = Python::attach(|py| -> PyResult<bool> {
+            let ret = cb.call1(py, (record(py, r)?,))?;
+            let ret = ret.bind(py);
+            // Only False stops (print, for one, returns None).
+            Ok(!ret.is_instance_of::<PyBool>() || ret.extract::<bool>()?)
+        });
+        match answer {
+            Ok(true) => {}
+            Ok(false) => self.stop.store(true, Ordering::SeqCst),
+            Err(e) => {
+                self.error = Some(e);
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every configuration key the trainer takes (the TOML names).
+fn option_names() -> Vec<String> {
+    let cfg = serde_json::to_value(TrainConfig::preset("fast").expect("the default preset"))
+        .expect("a configuration serialises");
+    cfg.as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// A split from optional arrays (empty when not given).
+fn split(
+    x: Option<&Bound<'_, PyAny>>,
+    y: Option<&Bound<'_, PyAny>>,
+    names: (&str, &str),
+    like: &Images,
+) -> PyResult<Split> {
+    match (x, y) {
+        (None, None) => Ok(Split {
+            images: Vec::new(),
+            labels: Vec::new(),
+            features: like.features,
+        }),
+        (Some(x), Some(y)) => {
+            let im = images(names.0, x)?;
+            if im.features != like.features {
+                return Err(PyValueError::new_err(format!(
+                    "{}: images of {} pixels, but X has {}",
+                    names.0, im.features, like.features
+                )));
+            }
+            let labels = labels(names.1, y, im.count)?;
+            Ok(Split {
+                images: im.pixels,
+                labels,
+                features: im.features,
+            })
+        }
+        _ => Err(PyValueError::new_err(format!(
+            "{} and {} go together: give both or neither",
+            names.0, names.1
+        ))),
+    }
+}
+
+/// train(X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset="fast",
+///       threads=None, callback=None, **options)
+/// --
+///
+/// Trains a network and returns the Model. `options` are the command line's
+/// training options by their configuration names (lr, epochs, iters, batch_size,
+/// optimizer, l2, keep, dropout, shift, rotate, arch, seed, keep_best, patience,
+/// ...). `callback(metrics)` receives each evaluation as a dict and stops the run
+/// by returning False. Ctrl-C stops within a step and raises KeyboardInterrupt,
+/// whose `model` attribute holds the model as of the last finished step.
+#[pyfunction]
+#[pyo3(signature = (X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset=None, threads=None, callback=None, **options))]
+#[allow(non_snake_case, clippy::too_many_arguments)]
+pub fn train(
+    py: Python<'_>,
+    X: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    X_val: Option<&Bound<'_, PyAny>>,
+    y_val: Option<&Bound<'_, PyAny>>,
+    X_test: Option<&Bound<'_, PyAny>>,
+    y_test: Option<&Bound<'_, PyAny>>,
+    preset: Option<String>,
+    threads: Option<usize>,
+    callback: Option<Py<PyAny>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<PyModel> {
+    let threads = thread_count(threads)?;
+    let mut overrides = serde_json::Map::new();
+    if let Some(p) = preset {
+        overrides.insert("preset".into(), p.into());
+    }
+    let known = option_names();
+    for (k, v) in options.into_iter().flatten() {
+        let k: String = k.extract()?;
+        if !known.contains(&k) {
+            return Err(PyTypeError::new_err(format!(
+                "train() got an unexpected keyword argument '{k}' (options: {})",
+                known.join(", ")
+            )));
+        }
+        overrides.insert(k.clone(), to_json(&k, &v)?);
+    }
+    let cfg = TrainConfig::resolve(None, overrides.into()).map_err(value_error)?;
+
+    let data = dataset([X, y], [X_val, y_val], [X_test, y_test])?;
+    run(py, cfg, &data, threads, callback)
+}
+
+/// The splits as the trainer takes them.
+fn dataset(
+    [x, y]: [&Bound<'_, PyAny>; 2],
+    [x_val, y_val]: [Option<&Bound<'_, PyAny>>; 2],
+    [x_test, y_test]: [Option<&Bound<'_, PyAny>>; 2],
+) -> PyResult<Dataset> {
+    let train = images("X", x)?;
+    let train_labels = labels("y", y, train.count)?;
+    let val = split(x_val, y_val, ("X_val", "y_val"), &train)?;
+    let test = split(x_test, y_test, ("X_test", "y_test"), &train)?;
+    Ok(Dataset {
+        shape: train.shape,
+        train: Split {
+            images: train.pixels,
+            labels: train_labels,
+            features: train.features,
+        },
+        val,
+        test,
+        checksums: Vec::new(),
+    })
+}
+
+/// Trains on a pool of `threads` while the calling (main) thread waits,
+/// looking for Ctrl-C.
+fn run(
+    py: Python<'_>,
+    cfg: TrainConfig,
+    data: &Dataset,
+    threads: usize,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<PyModel> {
+    let stop = AtomicBool::new(false);
+    let pool = pool(threads)?;
+    let (result, signal) = py.detach(|| {
+        std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                pool.install(|| -> anyhow::Result<_> {
+                    let mut t = Trainer::new(cfg, data, Target::cpu(threads), None)?;
+                    let mut obs = Callback {
+                        callback: callback.as_ref(),
+                        stop: &stop,
+                        error: None,
+                        records: Vec::new(),
+                    };
+                    let ctl = RunControl {
+                        checkpoint_every: None,
+                        checkpoint_path: None,
+                        interrupt: Some(&stop),
+                    };
+                    let outcome = t.run(&mut obs, &ctl);
+                    let model = match &outcome {
+                        Ok(_) => Some(t.model(metadata(obs.records.last())?)?),
+                        Err(_) => None,
+                    };
+                    Ok((outcome, model, obs))
+                })
+            });
+            let mut signal = None;
+            while !worker.is_finished() {
+                std::thread::park_timeout(SIGNAL_POLL);
+                if signal.is_none() {
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        signal = Some(e);
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            (worker.join(), signal)
+        })
+    });
+    let (outcome, model, obs) = match result {
+        Ok(r) => r.map_err(value_error)?,
+        Err(_) => return Err(PyRuntimeError::new_err("training panicked")),
+    };
+    if let Some(e) = obs.error {
+        return Err(e);
+    }
+    if let Err(e) = outcome {
+        return Err(match e.downcast_ref::<scratchnet::train::Diverged>() {
+            Some(_) => PyRuntimeError::new_err(format!("{e:#}")),
+            None => value_error(e),
+        });
+    }
+    let model = PyModel {
+        model: model.expect("made after a run that did not fail"),
+        records: obs.records,
+    };
+    match signal {
+        Some(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => {
+            e.value(py).setattr("model", Py::new(py, model)?)?;
+            Err(e)
+        }
+        Some(e) => Err(e),
+        None => Ok(model),
+    }
+}
+
+/// The metadata a saved model carries: the last evaluation, as the command
+/// line saves it.
+fn metadata(last: Option<&EvalRecord>) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut meta = BTreeMap::new();
+    if let Some(r) = last {
+        meta.insert("scratchnet.metrics".into(), serde_json::to_string(r)?);
+    }
+    Ok(meta)
+}

@@ -18,6 +18,11 @@ use scratchnet::data::Dataset;
 use scratchnet::train::EvalRecord;
 use std::path::PathBuf;
 
+/// As in the command line (src/main.rs): the matrix-product crate's packing
+/// buffers, allocated on every call, stay with the process.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn value_error(e: anyhow::Error) -> PyErr {
     PyValueError::new_err(format!("{e:#}"))
 }

@@ -95,9 +95,6 @@ impl Progress for Note {
     }
 }
 
-/// load_mnist(path=None, val_size=10000)
-/// --
-///
 /// MNIST as numpy arrays: ((X_train, y_train), (X_val, y_val), (X_test, y_test)),
 /// images float32 of shape (N, 784) with values byte / 256, labels uint8. The
 /// validation split is the last `val_size` training images. Without `path`,

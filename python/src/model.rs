@@ -51,9 +51,6 @@ impl PyModel {
 
 #[pymethods]
 impl PyModel {
-    /// predict_proba(X, threads=None)
-    /// --
-    ///
     /// Class probabilities, float32 of shape (N, 10).
     #[pyo3(signature = (X, threads=None))]
     #[allow(non_snake_case)]
@@ -68,9 +65,6 @@ impl PyModel {
         PyArray1::from_vec(py, z).reshape([n, CLASSES])
     }
 
-    /// predict(X, threads=None)
-    /// --
-    ///
     /// The predicted digit of each image, int64 of shape (N,).
     #[pyo3(signature = (X, threads=None))]
     #[allow(non_snake_case)]
@@ -85,9 +79,6 @@ impl PyModel {
         Ok(PyArray1::from_vec(py, digits))
     }
 
-    /// evaluate(X, y, threads=None)
-    /// --
-    ///
     /// Accuracy on (X, y): the share of images whose digit is predicted right.
     #[pyo3(signature = (X, y, threads=None))]
     #[allow(non_snake_case)]
@@ -108,9 +99,6 @@ impl PyModel {
         Ok(right as f64 / n as f64)
     }
 
-    /// save(path)
-    /// --
-    ///
     /// Writes the model as safetensors (the command line's format), atomically.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         py.detach(|| self.model.save(&path))
@@ -169,9 +157,6 @@ impl PyModel {
     }
 }
 
-/// load(path)
-/// --
-///
 /// Reads a model saved by `save` or by `scratchnet train --save`.
 #[pyfunction]
 pub fn load(py: Python<'_>, path: PathBuf) -> PyResult<PyModel> {

@@ -97,16 +97,14 @@ fn split(
     }
 }
 
-/// train(X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset="fast",
-///       threads=None, callback=None, **options)
-/// --
-///
-/// Trains a network and returns the Model. `options` are the command line's
-/// training options by their configuration names (lr, epochs, iters, batch_size,
-/// optimizer, l2, keep, dropout, shift, rotate, arch, seed, keep_best, patience,
-/// ...). `callback(metrics)` receives each evaluation as a dict and stops the run
-/// by returning False. Ctrl-C stops within a step and raises KeyboardInterrupt,
-/// whose `model` attribute holds the model as of the last finished step.
+/// Trains a network and returns the Model. `preset` is "fast" (the default),
+/// "best" or "seed"; `options` are the command line's training options by
+/// their configuration names (lr, epochs, iters, batch_size, optimizer, l2,
+/// keep, dropout, shift, rotate, arch, seed, keep_best, patience, ...).
+/// `callback(metrics)` receives each evaluation as a dict and stops the run
+/// by returning False. Ctrl-C stops within a step and raises
+/// KeyboardInterrupt, whose `model` attribute holds the model as of the last
+/// finished step.
 #[pyfunction]
 #[pyo3(signature = (X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset=None, threads=None, callback=None, **options))]
 #[allow(non_snake_case, clippy::too_many_arguments)]

@@ -41,6 +41,20 @@ pub struct PlotArgs {
 
 const FONT: &str = "sans-serif";
 
+/// Line colours, in order: matplotlib's "tab10", distinct on white.
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
 pub fn run(args: PlotArgs) -> Result<()> {
     register_font(
         FONT,
@@ -185,9 +199,9 @@ fn curves<DB: DrawingBackend>(
             .collect()
     };
     let series = [
-        ("train", accs(|x| Some(x.train_acc)), RGBColor(31, 119, 180)),
-        ("validation", accs(|x| x.val_acc), RGBColor(255, 127, 14)),
-        ("test", accs(|x| Some(x.test_acc)), RGBColor(44, 160, 44)),
+        ("train", accs(|x| Some(x.train_acc)), COLORS[0]),
+        ("validation", accs(|x| x.val_acc), COLORS[1]),
+        ("test", accs(|x| Some(x.test_acc)), COLORS[2]),
     ];
     let lo = series
         .iter()
@@ -237,12 +251,16 @@ fn frontier<DB: DrawingBackend>(
         .map(|r| r.elapsed_s)
         .fold(0.0, f64::max)
         .max(t_min * 2.0);
-    let lo = points().map(|r| r.test_acc).fold(1.0, f64::min);
-    let hi = points().map(|r| r.test_acc).fold(0.0, f64::max);
-    // Whole tenths of a percent around the results.
+    let best = |r: &[EvalRecord]| r.iter().map(|x| x.test_acc).fold(0.0, f64::max);
+    let hi = runs.iter().map(|r| best(&r.1)).fold(0.0, f64::max);
+    // The axis starts 3 points below the weakest run's best, so that early
+    // evaluations (10% at the start) do not flatten where the runs differ.
+    let lo = runs.iter().map(|r| best(&r.1)).fold(1.0, f64::min) - 0.03;
+    let lo = points().map(|r| r.test_acc).fold(1.0, f64::min).max(lo);
+    // Whole tenths of a percent around the results, with room above the best.
     let (lo, hi) = (
         (lo * 1000.0).floor() / 1000.0,
-        ((hi * 1000.0).ceil() / 1000.0).min(1.0),
+        ((hi * 1000.0).ceil() / 1000.0 + 0.001).min(1.0),
     );
     let mut c = ChartBuilder::on(&root)
         .caption("test accuracy against training time", (FONT, 20))
@@ -264,17 +282,56 @@ fn frontier<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     for (k, (name, records)) in runs.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
+        let color = COLORS[k % COLORS.len()];
         let pts: Vec<(f64, f64)> = records.iter().map(|r| (r.elapsed_s, r.test_acc)).collect();
-        c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(name.as_str())
-            .legend(legend_line(color));
-        c.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+        let pieces = above(&pts, lo);
+        for (i, piece) in pieces.iter().enumerate() {
+            let line = c
+                .draw_series(LineSeries::new(
+                    piece.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+            if i == 0 {
+                line.label(name.as_str()).legend(legend_line(color));
+            }
+        }
+        let marks = pts.into_iter().filter(|p| p.1 >= lo);
+        c.draw_series(marks.map(|p| Circle::new(p, 3, color.filled())))
             .map_err(err)?;
     }
     legend(&mut c)?;
     root.present().map_err(err)
+}
+
+/// The pieces of a line over (log x, y) that lie at or above `lo`, each
+/// cut where it crosses `lo` (plotters would move such points onto the
+/// axis and bend the line).
+fn above(pts: &[(f64, f64)], lo: f64) -> Vec<Vec<(f64, f64)>> {
+    let crossing = |(x0, y0): (f64, f64), (x1, y1): (f64, f64)| {
+        let t = (lo - y0) / (y1 - y0);
+        ((x0.ln() + t * (x1.ln() - x0.ln())).exp(), lo)
+    };
+    let mut pieces = Vec::new();
+    let mut current = Vec::new();
+    let mut prev: Option<(f64, f64)> = None;
+    for &p in pts {
+        let up = p.1 >= lo;
+        if let Some(q) = prev.filter(|q| (q.1 >= lo) != up) {
+            current.push(crossing(q, p));
+            if !up {
+                pieces.push(std::mem::take(&mut current));
+            }
+        }
+        if up {
+            current.push(p);
+        }
+        prev = Some(p);
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
 }
 
 /// The series' labels, lower right.
@@ -429,4 +486,40 @@ fn misclassified<DB: DrawingBackend>(
         .map_err(err)?;
     }
     root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::above;
+
+    fn close(a: &[(f64, f64)], b: &[(f64, f64)]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(p, q)| (p.0 - q.0).abs() < 1e-9 * q.0.abs() && (p.1 - q.1).abs() < 1e-12)
+    }
+
+    #[test]
+    fn a_line_is_cut_where_it_crosses_the_axis_in_log_x() {
+        // Rising through 0.9 halfway (in log x) between 1 and 100: at 10.
+        let rise = above(&[(1.0, 0.8), (100.0, 1.0), (1000.0, 0.95)], 0.9);
+        assert_eq!(rise.len(), 1);
+        assert!(
+            close(&rise[0], &[(10.0, 0.9), (100.0, 1.0), (1000.0, 0.95)]),
+            "{rise:?}"
+        );
+        // A dip below the axis splits the line in two.
+        let dip = above(&[(1.0, 0.95), (10.0, 0.85), (100.0, 0.95)], 0.9);
+        let root10 = 10f64.sqrt();
+        assert_eq!(dip.len(), 2, "{dip:?}");
+        assert!(close(&dip[0], &[(1.0, 0.95), (root10, 0.9)]), "{dip:?}");
+        assert!(
+            close(&dip[1], &[(10.0 * root10, 0.9), (100.0, 0.95)]),
+            "{dip:?}"
+        );
+        // Wholly below: nothing; wholly above: the points themselves.
+        assert!(above(&[(1.0, 0.5), (2.0, 0.6)], 0.9).is_empty());
+        let all = [(1.0, 0.95), (2.0, 0.97)];
+        assert!(close(&above(&all, 0.9)[0], &all));
+    }
 }

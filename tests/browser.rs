@@ -132,6 +132,11 @@ async fn draw(c: &Client, strokes: &[Vec<(f64, f64)>], pen: bool) {
     result.unwrap();
 }
 
+/// The text of the element with id `id`.
+async fn text_of(c: &Client, id: &str) -> String {
+    c.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
 /// The digit the page shows once it stops changing (the prediction follows
 /// the drawing, debounced).
 async fn shown_digit(c: &Client) -> String {
@@ -139,13 +144,7 @@ async fn shown_digit(c: &Client) -> String {
     let mut last = String::new();
     let mut stable = 0;
     loop {
-        let d = c
-            .find(Locator::Id("digit"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let d = text_of(c, "digit").await;
         stable = if d == last && d != "–" {
             stable + 1
         } else {
@@ -193,13 +192,7 @@ async fn clear(c: &Client) {
         .click()
         .await
         .unwrap();
-    let d = c
-        .find(Locator::Id("digit"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let d = text_of(c, "digit").await;
     assert_eq!(d, "–", "Clear leaves no answer");
 }
 
@@ -263,13 +256,7 @@ async fn the_page_reads_digits_drawn_in_a_real_browser() {
     // The model's facts are shown.
     let t0 = Instant::now();
     loop {
-        let facts = c
-            .find(Locator::Id("facts"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let facts = text_of(&c, "facts").await;
         if facts.contains("160,474") {
             assert!(facts.contains("relu 128"), "{facts}");
             break;
@@ -320,13 +307,7 @@ async fn the_page_reads_digits_drawn_in_a_real_browser() {
         .unwrap();
     let digit = shown_digit(&c).await;
     assert!(digit.parse::<u8>().is_ok(), "{digit}");
-    let source = c
-        .find(Locator::Id("source"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let source = text_of(&c, "source").await;
     assert!(
         source.contains("MNIST test image") && source.contains("labelled"),
         "{source}"

@@ -18,6 +18,11 @@ fn scratchnet(args: &[&str], dir: &Path) -> Output {
         .unwrap()
 }
 
+/// `train` of a small network (784 -> relu 40 -> 10), quiet, with `more`.
+fn small_run(more: &[&str], dir: &Path) -> Output {
+    scratchnet(&[&["train", "--arch", "relu:40", "-q"], more].concat(), dir)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -115,11 +120,8 @@ fn a_missing_folder_for_the_outputs_is_created() {
 
 #[test]
 fn a_read_only_folder_is_refused_before_training() {
-    let Some(fs) = common::Tmpfs::mount(64) else {
-        common::skip(
-            "a_read_only_folder_is_refused_before_training",
-            common::NO_TMPFS,
-        );
+    let Some(fs) = common::Tmpfs::mount_for("a_read_only_folder_is_refused_before_training", 64)
+    else {
         return;
     };
     fs.read_only();
@@ -142,25 +144,20 @@ fn a_read_only_folder_is_refused_before_training() {
 /// and the exit status is non-zero.
 #[test]
 fn a_disk_that_fills_during_the_final_save_keeps_the_model() {
-    let Some(fs) = common::Tmpfs::mount(64) else {
-        common::skip(
-            "a_disk_that_fills_during_the_final_save_keeps_the_model",
-            common::NO_TMPFS,
-        );
+    let Some(fs) = common::Tmpfs::mount_for(
+        "a_disk_that_fills_during_the_final_save_keeps_the_model",
+        64,
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let save = fs.path().join("m.safetensors");
     let ckpt = dir.path().join("keep/ck.safetensors");
     // 31,810 parameters (127 KB) do not fit in 64 KB.
-    let out = scratchnet(
+    let out = small_run(
         &[
-            "train",
-            "--arch",
-            "relu:40",
             "--iters",
             "20",
-            "-q",
             "--save",
             save.to_str().unwrap(),
             "--checkpoint",
@@ -278,23 +275,18 @@ fn predict_answers_every_readable_image_and_names_the_others() {
 /// on a full disk costs the metrics, not the run.
 #[test]
 fn a_run_whose_checkpoints_or_metrics_cannot_be_written_is_kept() {
-    let Some(fs) = common::Tmpfs::mount(64) else {
-        common::skip(
-            "a_run_whose_checkpoints_or_metrics_cannot_be_written_is_kept",
-            common::NO_TMPFS,
-        );
+    let Some(fs) = common::Tmpfs::mount_for(
+        "a_run_whose_checkpoints_or_metrics_cannot_be_written_is_kept",
+        64,
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let ckpt = fs.path().join("ck.safetensors");
-    let out = scratchnet(
+    let out = small_run(
         &[
-            "train",
-            "--arch",
-            "relu:40",
             "--iters",
             "20",
-            "-q",
             "--checkpoint-every",
             "5",
             "--checkpoint",
@@ -320,16 +312,12 @@ fn a_run_whose_checkpoints_or_metrics_cannot_be_written_is_kept() {
     // 4 KB of metrics fill the disk after some twenty evaluations of 100.
     let small = common::Tmpfs::mount(4).unwrap();
     let metrics = small.path().join("m.jsonl");
-    let out = scratchnet(
+    let out = small_run(
         &[
-            "train",
-            "--arch",
-            "relu:40",
             "--iters",
             "100",
             "--eval-every",
             "1",
-            "-q",
             "--metrics",
             metrics.to_str().unwrap(),
             "--save",

@@ -75,11 +75,8 @@ fn divergence_stops_at_once_names_the_step_and_keeps_the_last_good_checkpoint() 
 
 #[test]
 fn a_full_disk_leaves_the_previous_model_intact() {
-    let Some(fs) = common::Tmpfs::mount(256) else {
-        common::skip(
-            "a_full_disk_leaves_the_previous_model_intact",
-            common::NO_TMPFS,
-        );
+    let Some(fs) = common::Tmpfs::mount_for("a_full_disk_leaves_the_previous_model_intact", 256)
+    else {
         return;
     };
     let dir = fs.path();
@@ -125,8 +122,7 @@ fn a_full_disk_leaves_the_previous_model_intact() {
 
 #[test]
 fn a_read_only_directory_is_a_clear_error() {
-    let Some(fs) = common::Tmpfs::mount(64) else {
-        common::skip("a_read_only_directory_is_a_clear_error", common::NO_TMPFS);
+    let Some(fs) = common::Tmpfs::mount_for("a_read_only_directory_is_a_clear_error", 64) else {
         return;
     };
     let path = fs.path().join("m.safetensors");

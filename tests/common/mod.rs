@@ -71,6 +71,15 @@ impl Tmpfs {
         ok.then_some(Tmpfs(dir))
     }
 
+    /// Mounts one for `test`, or skips it (a failure under CI).
+    pub fn mount_for(test: &str, kib: usize) -> Option<Tmpfs> {
+        let fs = Tmpfs::mount(kib);
+        if fs.is_none() {
+            skip(test, NO_TMPFS);
+        }
+        fs
+    }
+
     pub fn path(&self) -> &Path {
         self.0.path()
     }

@@ -154,9 +154,15 @@ def test_ctrl_c_raises_keyboard_interrupt_with_the_model_so_far(mnist):
             time.sleep(0.01)
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
+    # Python's own Ctrl-C handler, as in a terminal: a process started in the
+    # background by a shell without job control inherits SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_after_the_first_evaluation, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt) as e:
-        sn.train(xtr, ytr, xva, yva, epochs=200, callback=seen.append)
+    try:
+        with pytest.raises(KeyboardInterrupt) as e:
+            sn.train(xtr, ytr, xva, yva, epochs=200, callback=seen.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     model = e.value.model
     steps = int(model.metadata["scratchnet.steps"])
     assert seen[0]["iter"] <= steps < 200 * 391, steps

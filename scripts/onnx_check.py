@@ -34,8 +34,8 @@ def main():
     images = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 256.0
     with gzip.open(os.path.join(mnist, "t10k-labels-idx1-ubyte.gz")) as f:
         labels = np.frombuffer(f.read(), np.uint8, offset=8)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    logits, probs = session.run(["logits", "probabilities"], {"pixels": images})
+    runtime = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    logits, probs = runtime.run(["logits", "probabilities"], {"pixels": images})
     want = np.fromfile(expected, dtype="<f4").reshape(logits.shape)
     worst = float(np.max(np.abs(logits - want) / (1.0 + np.abs(want))))
     flips = int(np.sum(np.argmax(logits, 1) != np.argmax(want, 1)))

@@ -75,7 +75,7 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.1))
         .await
-        .expect("a WebDriver session in Chromium")
+        .expect("a WebDriver connection to Chromium")
 }
 
 /// The pad's top-left corner in the viewport and its size, in CSS pixels.

@@ -132,6 +132,16 @@ async fn draw(c: &Client, strokes: &[Vec<(f64, f64)>], pen: bool) {
     result.unwrap();
 }
 
+/// Clicks the element with id `id`.
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// The text of the element with id `id`.
 async fn text_of(c: &Client, id: &str) -> String {
     c.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
@@ -186,12 +196,7 @@ async fn ten_bars(c: &Client) {
 }
 
 async fn clear(c: &Client) {
-    c.find(Locator::Id("clear"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "clear").await;
     let d = text_of(c, "digit").await;
     assert_eq!(d, "–", "Clear leaves no answer");
 }
@@ -299,12 +304,7 @@ async fn the_page_reads_digits_drawn_in_a_real_browser() {
     }
 
     // The random test digit: its label and an answer.
-    c.find(Locator::Id("random"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "random").await;
     let digit = shown_digit(&c).await;
     assert!(digit.parse::<u8>().is_ok(), "{digit}");
     let source = text_of(&c, "source").await;

@@ -38,7 +38,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     max_body: u64,
     /// MNIST-format data: the test images for the random digit (and for training without --model)
-    /// [default: the bundled data/mnist]
+    /// [default: as for train; `scratchnet info --data` says which]
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Threads serving connections, and at most as many computing answers [default: all cores]

@@ -3,12 +3,12 @@
 //! displacement field (an elastic distortion, after Simard, Steinkraus and
 //! Platt 2003). Each inked pixel is moved by the map and its ink split
 //! bilinearly among the four pixels around where it lands: the work is
-//! per inked pixel (about a fifth of an MNIST image), so a batch is
-//! distorted in less time than a step takes, the ink's mass is kept, and
-//! the compressed images are moved without a dense copy. Every draw comes
-//! from the counter-based generator, so an image's distortion depends only
-//! on (seed, step, position in the batch): runs stay reproducible on any
-//! thread count, and a checkpoint needs no generator state.
+//! per inked pixel (about a fifth of an MNIST image), the ink's mass is
+//! kept, and the compressed images are moved without a dense copy. Every
+//! draw comes from the counter-based generator, so an image's distortion
+//! depends only on (seed, step, position in the batch): runs stay
+//! reproducible on any thread count, and a checkpoint needs no generator
+//! state.
 
 use crate::nn::dropout::uniform;
 use serde::{Deserialize, Serialize};

@@ -195,8 +195,8 @@ impl TrainConfig {
                 keep: vec![1.0],
                 dropout: DropoutMode::Sample,
                 shift: 1,
-                // Every 3 epochs (of 391 steps): an evaluation costs a
-                // tenth of an epoch.
+                // Every 3 epochs (of 391 steps): an evaluation of the
+                // three splits costs a third of an epoch's training.
                 eval_every: Some(3 * 391),
                 ..seed
             }),

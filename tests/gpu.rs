@@ -10,7 +10,7 @@ use scratchnet::compare;
 use scratchnet::data::Dataset;
 use scratchnet::gpu::{open, GpuNet, GpuStep};
 use scratchnet::nn::dropout::{stream_key, Dropout, DropoutMode};
-use scratchnet::nn::{l2, Arch, InitScheme, Input, InputKind, Layout, Network, Params};
+use scratchnet::nn::{l2, Arch, InitScheme, InputKind, Layout, Network, Params, TrainInput};
 use scratchnet::optim::{Optimizer, OptimizerKind};
 use scratchnet::train::{EvalRecord, TrainConfig, Trainer};
 use serde_json::json;
@@ -125,7 +125,7 @@ fn one_step_matches_the_cpu_on_odd_shapes() {
             let cpu_loss = net.loss_and_grads(
                 &cpu_params,
                 &mut grads,
-                Input::Dense(&images),
+                TrainInput::Dense(&images),
                 &labels,
                 &mut ws,
                 dropout.as_ref(),

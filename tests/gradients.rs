@@ -5,9 +5,9 @@ use scratchnet::compare;
 use scratchnet::nn::activation::{backward_rows, forward_rows};
 use scratchnet::nn::dense::{self, Dims};
 use scratchnet::nn::dropout::{fill_mask, stream_key, Dropout, DropoutMode, MaskRows};
-use scratchnet::nn::params::BranchSlot;
+use scratchnet::nn::layout::BranchSlot;
 use scratchnet::nn::{
-    softmax_ce, Activation, Arch, InitScheme, Input, InputKind, Layout, Network, Params,
+    softmax_ce, Activation, Arch, InitScheme, Input, InputKind, Layout, Network, Params, TrainInput,
 };
 use scratchnet::tensor::sparse::{pair_order, ColumnBlocks, PairRows, SparseRows};
 
@@ -193,7 +193,10 @@ fn first_layer_in_panels_computes_what_rows_compute() {
     let init = layout.init(InitScheme::He, 4);
     let p_panels = Params::from_rows(&layout, &init, InputKind::Sparse);
     let p_rows = Params::from_rows(&layout, &init, InputKind::Dense);
-    assert!(p_rows[..] != p_panels[..], "the storages differ");
+    assert!(
+        p_rows.in_storage_order() != p_panels.in_storage_order(),
+        "the storages differ"
+    );
     let keeps = [0.8f32, 0.7, 0.9];
     for n in [1, 128, 700] {
         let x: Vec<f32> = values(n * 61, 40 + n as u64)
@@ -210,20 +213,20 @@ fn first_layer_in_panels_computes_what_rows_compute() {
             .map(|&r| labels[r as usize])
             .collect();
         let inputs = [
-            ("dense", Input::Dense(&x), &labels),
+            ("dense", TrainInput::Dense(&x), &labels),
             (
                 "compressed",
-                Input::Sparse {
+                TrainInput::Sparse {
                     rows: compressed.view(),
-                    by_column: Some(&sparse_by_column),
+                    by_column: &sparse_by_column,
                 },
                 &labels,
             ),
             (
                 "paired",
-                Input::Paired {
+                TrainInput::Paired {
                     rows: paired.view(),
-                    by_column: Some(&paired_by_column),
+                    by_column: &paired_by_column,
                 },
                 &paired_labels,
             ),
@@ -249,7 +252,8 @@ fn first_layer_in_panels_computes_what_rows_compute() {
                         dropout.as_ref(),
                     );
                     let mut logits = Vec::new();
-                    net.logits_chunks(params, input, &mut ws, |_, z| logits.extend_from_slice(z));
+                    let x = input.forward();
+                    net.logits_chunks(params, x, &mut ws, |_, z| logits.extend_from_slice(z));
                     (loss, params.to_rows(&g), logits)
                 };
                 assert!(
@@ -284,7 +288,7 @@ fn whole_network_gradient_check(layout: Layout) {
         }
         let mut ws = net.workspace(rows);
         let mut grads = vec![0.0; layout.len];
-        let input = Input::Dense(&x);
+        let input = TrainInput::Dense(&x);
         net.loss_and_grads(
             &params_of(&params),
             &mut grads,
@@ -351,9 +355,9 @@ fn sparse_against_dense(layout: Layout, kind: InputKind) {
     let labels: Vec<u8> = (0..rows).map(|i| (i * 7 % 10) as u8).collect();
     let compressed = SparseRows::from_dense(&x, 61);
     let by_column = ColumnBlocks::new(compressed.view(), 64);
-    let sparse = Input::Sparse {
+    let sparse = TrainInput::Sparse {
         rows: compressed.view(),
-        by_column: Some(&by_column),
+        by_column: &by_column,
     };
     let params = Params::from_rows(&layout, &layout.init(InitScheme::He, 8), kind);
     let keeps = [0.8f32, 0.7, 0.9];
@@ -369,7 +373,7 @@ fn sparse_against_dense(layout: Layout, kind: InputKind) {
             let loss = net.loss_and_grads(&params, &mut g, input, &labels, ws, dropout.as_ref());
             (loss, g)
         };
-        let (dense_loss, dense_g) = run(Input::Dense(&x), &mut ws);
+        let (dense_loss, dense_g) = run(TrainInput::Dense(&x), &mut ws);
         let (sparse_loss, sparse_g) = run(sparse, &mut ws);
         assert!(
             (dense_loss - sparse_loss).abs() < 1e-6 * dense_loss,
@@ -382,7 +386,7 @@ fn sparse_against_dense(layout: Layout, kind: InputKind) {
     let mut ws = net.workspace(100);
     assert_eq!(
         net.predict(&params, Input::Dense(&x), &mut ws),
-        net.predict(&params, Input::new(&x, Some(&compressed)), &mut ws)
+        net.predict(&params, Input::Sparse(compressed.view()), &mut ws)
     );
 }
 
@@ -420,14 +424,8 @@ fn blocks_against_layers(layout: Layout, kind: InputKind) {
     };
     for (what, input) in [
         ("dense", Input::Dense(&x)),
-        ("compressed", Input::new(&x, Some(&compressed))),
-        (
-            "paired",
-            Input::Paired {
-                rows: paired.view(),
-                by_column: None,
-            },
-        ),
+        ("compressed", Input::Sparse(compressed.view())),
+        ("paired", Input::Paired(paired.view())),
     ] {
         let whole = logits(input, rows);
         assert_eq!(whole.len(), rows * 10);
@@ -449,12 +447,12 @@ fn blocks_against_layers(layout: Layout, kind: InputKind) {
             let part = compressed.view().slice(r.clone());
             let by_column = ColumnBlocks::new(part, 64);
             let input = if sparse {
-                Input::Sparse {
+                TrainInput::Sparse {
                     rows: part,
-                    by_column: Some(&by_column),
+                    by_column: &by_column,
                 }
             } else {
-                Input::Dense(&x[r.start * inputs..r.end * inputs])
+                TrainInput::Dense(&x[r.start * inputs..r.end * inputs])
             };
             let mut g = vec![0.0; layout.len];
             let mut ws = net.workspace(r.len());

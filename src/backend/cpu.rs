@@ -5,9 +5,8 @@
 mod splits;
 
 use super::{Backend, Setup, SplitName, Step, StepReport};
-use crate::nn::{l2, Dropout, DropoutMode, Input, InputKind, Layout, Network, Params, Workspace};
+use crate::nn::{l2, Dropout, DropoutMode, Images, Layout, Network, Order, Params, Workspace};
 use crate::optim::{Decay, Optimizer};
-use crate::tensor::sparse::SparseRows;
 use anyhow::Result;
 use splits::Splits;
 
@@ -81,9 +80,12 @@ impl Backend for Cpu<'_> {
         }
         let n = self.splits.train_len();
         l2::decay(&self.net.layout, s.l2, n, &mut self.decay);
-        let finite = self
-            .opt
-            .step(&mut self.params, &self.grads, &self.decay, s.lr);
+        let finite = self.opt.step(
+            self.params.in_storage_order_mut(),
+            &self.grads,
+            &self.decay,
+            s.lr,
+        );
         Ok(StepReport {
             loss: Some(loss),
             finite: Some(finite),
@@ -109,19 +111,14 @@ impl Backend for Cpu<'_> {
     }
 }
 
-/// The logits of `images` under `params` (in rows), on `threads` threads:
-/// compressed first where the images are sparse enough.
+/// The logits of `images` under `params` (in rows), on `threads` threads,
+/// in the images' order.
 pub fn logits(layout: &Layout, params: &[f32], images: &[f32], threads: usize) -> Vec<f32> {
     let net = Network::new(layout.clone(), threads);
     let mut ws = net.workspace(EVAL_ROWS);
-    let compressed = SparseRows::compress_if_sparse(images, layout.arch.inputs);
-    let kind = match compressed {
-        Some(_) => InputKind::Sparse,
-        None => InputKind::Dense,
-    };
-    let params = Params::from_rows(layout, params, kind);
+    let x = Images::new(images, &[], layout.arch.inputs, Order::Kept);
+    let params = Params::from_rows(layout, params, x.kind());
     let mut out = Vec::with_capacity(images.len() / layout.arch.inputs * layout.arch.classes);
-    let x = Input::new(images, compressed.as_ref());
-    net.logits_chunks(&params, x, &mut ws, |_, z| out.extend_from_slice(z));
+    net.logits_chunks(&params, x.input(), &mut ws, |_, z| out.extend_from_slice(z));
     out
 }

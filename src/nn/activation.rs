@@ -4,7 +4,7 @@
 
 use super::arch::Activation;
 use super::dropout::MaskRows;
-use super::params::BranchSlot;
+use super::layout::BranchSlot;
 use multiversion::multiversion;
 
 /// tanh by Eigen's rational approximation (accurate to a few ulp in f32):

@@ -4,8 +4,7 @@
 //! depend on the thread count or on the order rows are processed, and a
 //! resumed run draws exactly the masks an uninterrupted one would.
 
-use super::params::LayerLayout;
-use crate::tensor::par::Disjoint;
+use super::layout::LayerLayout;
 use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -122,14 +121,13 @@ pub struct Masks {
     mode: Option<DropoutMode>,
 }
 
-/// A hidden layer's scales during a forward pass, shared by tasks that
-/// each own a block of rows.
-pub enum MaskSlot<'a> {
-    Off,
-    /// One row for every sample, drawn before the pass.
-    Unit(&'a [f32]),
-    /// A row per sample, drawn block by block.
-    Sample(Disjoint<'a>),
+/// A forward pass's dropout: the scales each block of rows gets.
+#[derive(Debug)]
+pub struct PassMasks<'a> {
+    dropout: Option<Dropout<'a>>,
+    masked: &'a [bool],
+    /// Per unit: one row of scales per hidden layer, drawn before the pass.
+    unit: Option<&'a [Vec<f32>]>,
 }
 
 impl Masks {
@@ -142,15 +140,18 @@ impl Masks {
         }
     }
 
-    /// Marks the hidden layers that `dropout` masks over `rows` rows and
-    /// sizes their scales; draws those shared by all rows (unit mode) now,
-    /// and hands each layer's scales to the forward pass.
-    pub fn prepare(
-        &mut self,
+    /// Sets up the dropout of a forward pass over `rows` rows: marks the
+    /// hidden layers that `dropout` masks and sizes their scales, draws
+    /// those shared by all rows (per unit) now; returns the pass's masks,
+    /// and, per sample, each hidden layer's scales with their row width,
+    /// for the pass to cut into blocks of rows (a width of 0 where a layer
+    /// is not masked).
+    pub fn prepare<'a>(
+        &'a mut self,
         hidden: &[LayerLayout],
         rows: usize,
-        dropout: Option<&Dropout<'_>>,
-    ) -> Vec<MaskSlot<'_>> {
+        dropout: Option<&Dropout<'a>>,
+    ) -> (PassMasks<'a>, Vec<(&'a mut [f32], usize)>) {
         self.mode = dropout.map(|d| d.mode);
         for (l, layer) in hidden.iter().enumerate() {
             self.masked[l] =
@@ -167,15 +168,31 @@ impl Masks {
                 fill_layer(&mut scales[..layer.outputs], 0, l, layer, d);
             }
         }
-        self.scales
-            .iter_mut()
-            .zip(&self.masked)
-            .map(|(m, &on)| match self.mode {
-                Some(DropoutMode::Unit) if on => MaskSlot::Unit(m),
-                Some(DropoutMode::Sample) if on => MaskSlot::Sample(Disjoint::new(m)),
-                _ => MaskSlot::Off,
-            })
-            .collect()
+        let Masks {
+            scales,
+            masked,
+            mode,
+        } = self;
+        let pass = |unit| PassMasks {
+            dropout: dropout.copied(),
+            masked,
+            unit,
+        };
+        match mode {
+            Some(DropoutMode::Sample) => {
+                let per_sample = scales
+                    .iter_mut()
+                    .zip(hidden)
+                    .zip(masked.iter())
+                    .map(|((s, layer), &on)| match on {
+                        true => (&mut s[..rows * layer.outputs], layer.outputs),
+                        false => (&mut s[..0], 0),
+                    })
+                    .collect();
+                (pass(None), per_sample)
+            }
+            _ => (pass(Some(scales)), Vec::new()),
+        }
     }
 
     /// Hidden layer `l`'s scales for rows `r`, as the last forward pass
@@ -191,30 +208,28 @@ impl Masks {
     }
 }
 
-impl MaskSlot<'_> {
-    /// Hidden layer `l`'s scales for rows `r` in the forward pass, drawn now
-    /// where they are per sample.
-    ///
-    /// # Safety
-    /// In sample mode, no other task may hold rows `r` of this layer's scales.
-    pub unsafe fn rows(
-        &self,
+impl PassMasks<'_> {
+    /// Layer `l`'s scales for a block of rows whose first is `first_row`
+    /// (none for the output layer): shared by every row (per unit), or
+    /// drawn now into `own`, the block's rows of the layer's per-sample
+    /// scales.
+    pub fn block<'b>(
+        &'b self,
         l: usize,
         layer: &LayerLayout,
-        r: &Range<usize>,
-        dropout: Option<&Dropout<'_>>,
-    ) -> MaskRows<'_> {
-        match self {
-            MaskSlot::Off => MaskRows::Off,
-            MaskSlot::Unit(m) => MaskRows::Unit(&m[..layer.outputs]),
-            MaskSlot::Sample(m) => {
-                let w = layer.outputs;
-                // SAFETY: the caller's promise.
-                let m = unsafe { m.range(r.start * w..r.end * w) };
-                let d = dropout.expect("masks come with dropout");
-                fill_layer(m, r.start, l, layer, d);
-                MaskRows::Sample(m)
+        first_row: usize,
+        own: Option<&'b mut [f32]>,
+    ) -> MaskRows<'b> {
+        if !self.masked.get(l).copied().unwrap_or(false) {
+            return MaskRows::Off;
+        }
+        match (self.unit, own, &self.dropout) {
+            (Some(unit), _, _) => MaskRows::Unit(&unit[l][..layer.outputs]),
+            (None, Some(own), Some(d)) => {
+                fill_layer(own, first_row, l, layer, d);
+                MaskRows::Sample(own)
             }
+            _ => unreachable!("per-sample scales come with the pass's dropout"),
         }
     }
 }

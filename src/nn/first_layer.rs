@@ -4,66 +4,68 @@
 //! `Z1 = X·W1ᵀ` and `dW1 = dZ1ᵀ·X`, where `W1` stacks the first stage's
 //! branches (the notebook's W11 and W12: `[192, 784]`). This layer does
 //! most of the network's arithmetic, and MNIST's images are mostly zeros,
-//! so its input comes in three forms ([`Input`]): dense rows, for the
-//! matrix library; compressed rows, for the sparse kernels; and compressed
-//! rows merged in pairs of similar images, for a fixed set of images (see
-//! [`crate::tensor::sparse`]). The sparse kernels read the weight as column
-//! panels. So a weight that will meet sparse input is stored in panels
-//! where every branch is a whole number of panels wide (each branch's
-//! weight is then still one range of the buffer), and the kernels read it
-//! in place and write its gradient the same way; otherwise it is stored in
-//! rows, and a pass whose input wants the other form repacks it.
+//! so its input comes in three forms: dense rows, for the matrix library;
+//! compressed rows, for the sparse kernels; and compressed rows merged in
+//! pairs of similar images, for a fixed set of images whose order does not
+//! matter (see [`crate::tensor::sparse`]). [`Images`] chooses the form of a
+//! set of images once, from how sparse they are; [`WholeBatch`] and
+//! [`CompressedBatch`] add what a training step's weight gradient reads
+//! (the rows grouped by column).
+//!
+//! The sparse kernels read the weight as column panels. So a weight that
+//! will meet sparse input is stored in panels where every branch is a whole
+//! number of panels wide (each branch's weight is then still one range of
+//! the buffer), and the kernels read it in place and write its gradient the
+//! same way; otherwise it is stored in rows. [`FirstLayer::prepare`] gives
+//! the weight as an input reads it, repacked where the storage does not suit.
 
 use super::dense::{self, column_sums, Dims};
-use super::params::Layout;
+use super::layout::Layout;
 use crate::tensor::sparse::{
-    pack_transposed_into, spmm, spmm_by_columns, spmm_paired, spmm_t, unpack_transposed,
-    ColumnBlocks, ColumnParts, PairView, PanelView, Panels, SparseRows, SparseView, TILE,
+    pack_transposed_into, pair_order, spmm, spmm_by_columns, spmm_paired, spmm_t,
+    unpack_transposed, ColumnBlocks, ColumnParts, PairRows, PairView, PanelView, Panels,
+    SparseRows, SparseView, TILE,
 };
+use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
 
-/// A batch of network inputs, `[rows, inputs]`.
+/// Rows per block of the weight gradient on compressed input (their `dZ1`,
+/// 384 KB for the notebook's 192 outputs, stays in L2).
+const GRAD_BLOCK_ROWS: usize = 512;
+
+/// Network inputs for a forward pass, `[rows, inputs]`.
 #[derive(Clone, Copy, Debug)]
 pub enum Input<'a> {
     Dense(&'a [f32]),
-    /// Mostly-zero rows, compressed; a backward pass also needs them
-    /// grouped by column, `by_column`.
+    /// Mostly-zero rows, compressed.
+    Sparse(SparseView<'a>),
+    /// Mostly-zero rows merged in pairs of similar rows, in the pairs' order.
+    Paired(PairView<'a>),
+}
+
+/// A training step's inputs: forward and backward. Compressed rows come
+/// with the same rows grouped by column, which the weight gradient reads.
+#[derive(Clone, Copy, Debug)]
+pub enum TrainInput<'a> {
+    Dense(&'a [f32]),
     Sparse {
         rows: SparseView<'a>,
-        by_column: Option<&'a ColumnBlocks>,
+        by_column: &'a ColumnBlocks,
     },
-    /// Mostly-zero rows merged in pairs of similar rows, in the pairs' row
-    /// order, and the same by column for a backward pass.
     Paired {
         rows: PairView<'a>,
-        by_column: Option<&'a ColumnBlocks>,
+        by_column: &'a ColumnBlocks,
     },
 }
 
 impl<'a> Input<'a> {
-    /// `dense`, or its compressed form when there is one (forward only).
-    pub fn new(dense: &'a [f32], compressed: Option<&'a SparseRows>) -> Input<'a> {
-        match compressed {
-            Some(c) => Input::Sparse {
-                rows: c.view(),
-                by_column: None,
-            },
-            None => Input::Dense(dense),
-        }
-    }
-
-    /// Rows `range`, for `inputs`-wide rows (forward only).
+    /// Rows `range`, for `inputs`-wide rows.
     pub fn slice(&self, range: Range<usize>, inputs: usize) -> Input<'a> {
         match *self {
             Input::Dense(x) => Input::Dense(&x[range.start * inputs..range.end * inputs]),
-            Input::Sparse { rows, .. } => Input::Sparse {
-                rows: rows.slice(range),
-                by_column: None,
-            },
-            Input::Paired { rows, .. } => Input::Paired {
-                rows: rows.slice(range),
-                by_column: None,
-            },
+            Input::Sparse(rows) => Input::Sparse(rows.slice(range)),
+            Input::Paired(rows) => Input::Paired(rows.slice(range)),
         }
     }
 
@@ -71,8 +73,8 @@ impl<'a> Input<'a> {
     pub fn rows(&self, inputs: usize) -> usize {
         match self {
             Input::Dense(x) => x.len() / inputs.max(1),
-            Input::Sparse { rows, .. } => rows.rows(),
-            Input::Paired { rows, .. } => rows.rows(),
+            Input::Sparse(rows) => rows.rows(),
+            Input::Paired(rows) => rows.rows(),
         }
     }
 
@@ -86,19 +88,35 @@ impl<'a> Input<'a> {
                 );
                 inputs
             }
-            Input::Sparse { rows, .. } => rows.cols(),
-            Input::Paired { rows, .. } => rows.cols(),
+            Input::Sparse(rows) => rows.cols(),
+            Input::Paired(rows) => rows.cols(),
         };
         assert_eq!(cols, inputs, "input is not {inputs} wide");
         self.rows(inputs)
     }
 
-    /// The rows grouped by column, which the weight gradient of compressed
-    /// input reads.
-    fn by_column(&self) -> Option<&'a ColumnBlocks> {
+    /// Consecutive chunks of at most `most` rows (at least 2 for paired
+    /// rows, which are cut between pairs), each with its first row.
+    pub fn chunks(self, most: usize, inputs: usize) -> impl Iterator<Item = (usize, Input<'a>)> {
+        let n = self.rows(inputs);
+        let most = match self {
+            Input::Paired(_) => most & !1,
+            _ => most,
+        };
+        assert!(most > 0 || n == 0, "chunks of no rows");
+        (0..n)
+            .step_by(most.max(1))
+            .map(move |first| (first, self.slice(first..n.min(first + most), inputs)))
+    }
+}
+
+impl<'a> TrainInput<'a> {
+    /// The same rows as the forward pass reads them.
+    pub fn forward(&self) -> Input<'a> {
         match *self {
-            Input::Dense(_) => None,
-            Input::Sparse { by_column, .. } | Input::Paired { by_column, .. } => by_column,
+            TrainInput::Dense(x) => Input::Dense(x),
+            TrainInput::Sparse { rows, .. } => Input::Sparse(rows),
+            TrainInput::Paired { rows, .. } => Input::Paired(rows),
         }
     }
 }
@@ -112,6 +130,150 @@ pub enum InputKind {
     Sparse,
 }
 
+/// Whether a fixed set of images must keep its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Row `i` stays row `i`: answers that go back in order, and the rows
+    /// minibatches are gathered from.
+    Kept,
+    /// Any order, the labels reordered alike: accuracy, and a full-batch
+    /// loss and gradient, are sums over the images.
+    Free,
+}
+
+/// A fixed set of images in the form the first layer reads fastest, chosen
+/// here once: compressed when they are sparse enough (MNIST is), and then,
+/// where the order is free, merged in pairs of similar images; with their
+/// labels in the same order.
+pub struct Images<'d> {
+    form: Form<'d>,
+    labels: Cow<'d, [u8]>,
+}
+
+enum Form<'d> {
+    Dense(&'d [f32]),
+    Compressed(SparseRows),
+    Paired(PairRows),
+}
+
+impl<'d> Images<'d> {
+    /// `images` (`[n, inputs]`) and their `labels` (may be empty, for
+    /// inference).
+    pub fn new(images: &'d [f32], labels: &'d [u8], inputs: usize, order: Order) -> Images<'d> {
+        match (SparseRows::compress_if_sparse(images, inputs), order) {
+            (None, _) => Images {
+                form: Form::Dense(images),
+                labels: Cow::Borrowed(labels),
+            },
+            (Some(rows), Order::Kept) => Images {
+                form: Form::Compressed(rows),
+                labels: Cow::Borrowed(labels),
+            },
+            (Some(rows), Order::Free) => Images::paired(rows, labels),
+        }
+    }
+
+    /// `rows` merged in pairs of similar rows (the forward product's
+    /// fastest form), labels reordered alike.
+    fn paired(rows: SparseRows, labels: &[u8]) -> Images<'d> {
+        let order = pair_order(rows.view());
+        let labels = match labels.is_empty() {
+            true => Vec::new(),
+            false => order.iter().map(|&r| labels[r as usize]).collect(),
+        };
+        Images {
+            form: Form::Paired(PairRows::from_rows(rows.view(), &order)),
+            labels: Cow::Owned(labels),
+        }
+    }
+
+    pub fn input(&self) -> Input<'_> {
+        match &self.form {
+            Form::Dense(x) => Input::Dense(x),
+            Form::Compressed(rows) => Input::Sparse(rows.view()),
+            Form::Paired(rows) => Input::Paired(rows.view()),
+        }
+    }
+
+    /// The labels, in the images' order here.
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    pub fn kind(&self) -> InputKind {
+        match self.form {
+            Form::Dense(_) => InputKind::Dense,
+            _ => InputKind::Sparse,
+        }
+    }
+
+    /// The compressed rows, in order, where the images are compressed so:
+    /// what compressed minibatches are gathered from.
+    pub fn compressed(&self) -> Option<&SparseRows> {
+        match &self.form {
+            Form::Compressed(rows) => Some(rows),
+            _ => None,
+        }
+    }
+}
+
+/// The training split as every step of a full-batch run reads it: its
+/// [`Images`] in any order and, when they are compressed, the same grouped
+/// by column for the weight gradient.
+pub struct WholeBatch<'d> {
+    images: Images<'d>,
+    by_column: Option<ColumnBlocks>,
+}
+
+impl<'d> WholeBatch<'d> {
+    pub fn new(images: &'d [f32], labels: &'d [u8], inputs: usize) -> WholeBatch<'d> {
+        let images = Images::new(images, labels, inputs, Order::Free);
+        // Regrouped from the pairs (the compressed rows are gone by now:
+        // peak memory).
+        let by_column = match &images.form {
+            Form::Paired(rows) => Some(ColumnBlocks::new(rows.view(), GRAD_BLOCK_ROWS)),
+            _ => None,
+        };
+        WholeBatch { images, by_column }
+    }
+
+    pub fn input(&self) -> TrainInput<'_> {
+        match (self.images.input(), &self.by_column) {
+            (Input::Dense(x), _) => TrainInput::Dense(x),
+            (Input::Paired(rows), Some(by_column)) => TrainInput::Paired { rows, by_column },
+            (Input::Sparse(rows), Some(by_column)) => TrainInput::Sparse { rows, by_column },
+            _ => unreachable!("compressed rows are grouped by column when made"),
+        }
+    }
+
+    pub fn images(&self) -> &Images<'d> {
+        &self.images
+    }
+}
+
+/// A compressed minibatch, refilled every step: its rows and the same
+/// grouped by column (buffers kept, so steps do not allocate).
+#[derive(Debug, Default)]
+pub struct CompressedBatch {
+    rows: SparseRows,
+    by_column: ColumnBlocks,
+}
+
+impl CompressedBatch {
+    /// Refills it with the rows `gather` writes.
+    pub fn fill(&mut self, gather: impl FnOnce(&mut SparseRows)) {
+        gather(&mut self.rows);
+        self.by_column.fill(self.rows.view(), GRAD_BLOCK_ROWS);
+    }
+
+    pub fn input(&self) -> TrainInput<'_> {
+        TrainInput::Sparse {
+            rows: self.rows.view(),
+            by_column: &self.by_column,
+        }
+    }
+}
+
 /// The first layer's shape and how its weight is stored in the parameter
 /// buffer: as `[out, in]` rows, or as its transpose in column panels.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,9 +285,9 @@ pub struct FirstLayer {
     panels: bool,
 }
 
-/// The weight as one pass's input reads it.
+/// The weight as one input form reads it.
 #[derive(Clone, Copy, Debug)]
-pub enum Weight<'a> {
+enum Weight<'a> {
     Rows(&'a [f32]),
     Panels(PanelView<'a>),
 }
@@ -137,7 +299,16 @@ pub enum Weight<'a> {
 pub struct Scratch {
     rows: Vec<f32>,
     panels: Panels,
-    parts: ColumnParts,
+    parts: Mutex<ColumnParts>,
+}
+
+/// The first layer's weight ready for forward passes over one input form,
+/// until the parameters change: see [`FirstLayer::prepare`].
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared<'a> {
+    layer: &'a FirstLayer,
+    weight: Weight<'a>,
+    parts: &'a Mutex<ColumnParts>,
 }
 
 impl FirstLayer {
@@ -152,6 +323,16 @@ impl FirstLayer {
             outputs: l.outputs,
             panels: kind == InputKind::Sparse && whole_panels,
         }
+    }
+
+    /// The range of the parameters that holds the weight.
+    pub fn weight_range(&self) -> Range<usize> {
+        self.w.clone()
+    }
+
+    /// Whether the weight is stored in column panels rather than rows.
+    pub fn in_panels(&self) -> bool {
+        self.panels
     }
 
     /// Rewrites the first layer's weight in `buf` (the parameters, or a
@@ -173,75 +354,48 @@ impl FirstLayer {
         }
     }
 
-    /// The weight, from `params` (in storage order), as `x`'s product reads
-    /// it: in place where it is stored so, else repacked into `scratch`
-    /// (`repack` false reuses the last repacking: the same parameters, the
-    /// next chunk of rows); with the threads' parts of the product.
-    pub fn weight<'a>(
-        &self,
-        params: &'a [f32],
+    /// The weight, from `stored` (the parameters in storage order), as `x`'s
+    /// form reads it: in place where it is stored so, else repacked into
+    /// `scratch`.
+    pub fn prepare<'a>(
+        &'a self,
+        stored: &'a [f32],
         x: &Input<'_>,
         scratch: &'a mut Scratch,
-        repack: bool,
-    ) -> (Weight<'a>, &'a mut ColumnParts) {
+    ) -> Prepared<'a> {
         let Scratch {
             rows,
             panels,
             parts,
         } = scratch;
-        let (w, n, k) = (&params[self.w.clone()], self.outputs, self.inputs);
+        let (w, n, k) = (&stored[self.w.clone()], self.outputs, self.inputs);
         let weight = match (x, self.panels) {
             (Input::Dense(_), false) => Weight::Rows(w),
             (Input::Dense(_), true) => {
-                if repack {
-                    rows.resize(w.len(), 0.0);
-                    unpack_transposed(rows, w, k, n);
-                }
+                rows.resize(w.len(), 0.0);
+                unpack_transposed(rows, w, k, n);
                 Weight::Rows(rows)
             }
             (_, true) => Weight::Panels(PanelView::new(w, k, n)),
             (_, false) => {
-                if repack {
-                    panels.pack_transposed(w, k, n);
-                }
+                panels.pack_transposed(w, k, n);
                 Weight::Panels(panels.view())
             }
         };
-        (weight, parts)
-    }
-
-    /// `z[rows, outputs] = x · W1ᵀ` for a block of rows, on `threads`
-    /// threads; `parts`, for a few compressed rows (a minibatch): the
-    /// threads split the weight's columns instead of the rows.
-    pub fn forward(
-        &self,
-        z: &mut [f32],
-        x: Input<'_>,
-        w: Weight<'_>,
-        parts: Option<&mut ColumnParts>,
-        threads: usize,
-    ) {
-        match (x, w) {
-            (Input::Dense(x), Weight::Rows(w)) => {
-                let d = self.dims(x.len() / self.inputs);
-                dense::forward(z, x, w, d, threads)
-            }
-            (Input::Sparse { rows, .. }, Weight::Panels(w)) => match parts {
-                Some(parts) => spmm_by_columns(z, rows, w, parts),
-                None => spmm(z, rows, w, false),
-            },
-            (Input::Paired { rows, .. }, Weight::Panels(w)) => spmm_paired(z, rows, w),
-            _ => unreachable!("the weight was prepared for another input form"),
+        Prepared {
+            layer: self,
+            weight,
+            parts,
         }
     }
 
     /// `dW1 = dZ1ᵀ·X` (stored as the weight is) and `db1 = Σ dZ1` into
     /// `dwdb`, the layer's part of a gradient buffer; no input gradient.
-    pub fn weight_grad(&self, dwdb: &mut [f32], dz: &[f32], x: Input<'_>, threads: usize) {
+    pub fn weight_grad(&self, dwdb: &mut [f32], dz: &[f32], x: TrainInput<'_>, threads: usize) {
         let (dw, db) = dwdb.split_at_mut(self.w.len());
         assert_eq!(db.len(), self.b.len(), "not the first layer's gradient");
-        match (x, x.by_column()) {
-            (Input::Dense(x), _) => {
+        match x {
+            TrainInput::Dense(x) => {
                 let d = self.dims(x.len() / self.inputs);
                 dense::weight_grad(dw, db, dz, x, d, threads);
                 if self.panels {
@@ -249,13 +403,12 @@ impl FirstLayer {
                     pack_transposed_into(dw, &rows, self.inputs, self.outputs);
                 }
             }
-            (_, Some(by_column)) => {
+            TrainInput::Sparse { by_column, .. } | TrainInput::Paired { by_column, .. } => {
                 let rows = by_column.blocks().iter().map(|b| b.cols()).sum::<usize>();
                 let dz = &dz[..rows * self.outputs];
                 spmm_t(dw, by_column, dz, self.outputs, self.panels);
                 column_sums(db, dz);
             }
-            (_, None) => panic!("a backward pass needs compressed input by column"),
         }
     }
 
@@ -264,6 +417,27 @@ impl FirstLayer {
             batch,
             inputs: self.inputs,
             outputs: self.outputs,
+        }
+    }
+}
+
+impl Prepared<'_> {
+    /// `z[rows, outputs] = x · W1ᵀ` for rows of the form the weight was
+    /// prepared for, on `threads` threads: for compressed rows on several
+    /// threads (a minibatch), the threads split the weight's columns.
+    pub fn forward(&self, z: &mut [f32], x: Input<'_>, threads: usize) {
+        match (x, self.weight) {
+            (Input::Dense(x), Weight::Rows(w)) => {
+                let d = self.layer.dims(x.len() / self.layer.inputs);
+                dense::forward(z, x, w, d, threads)
+            }
+            (Input::Sparse(rows), Weight::Panels(w)) if threads > 1 => {
+                let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
+                spmm_by_columns(z, rows, w, &mut parts)
+            }
+            (Input::Sparse(rows), Weight::Panels(w)) => spmm(z, rows, w, false),
+            (Input::Paired(rows), Weight::Panels(w)) => spmm_paired(z, rows, w),
+            _ => unreachable!("the weight was prepared for another input form"),
         }
     }
 }
@@ -291,5 +465,36 @@ mod tests {
         for (o, i) in [(0, 0), (0, 1), (1, 0), (130, 7), (191, 783)] {
             assert_eq!(stored[(o / 16 * 784 + i) * 16 + o % 16], rows[o * 784 + i]);
         }
+    }
+
+    /// Sparse images are compressed, paired where the order is free (labels
+    /// following their images), dense ones kept as they are; paired chunks
+    /// are cut between pairs.
+    #[test]
+    fn forms_follow_the_sparsity_and_the_order() {
+        let n = 9;
+        let sparse: Vec<f32> = (0..n * 10)
+            .map(|i| if i % 5 == 0 { (i % 7) as f32 } else { 0.0 })
+            .collect();
+        let dense: Vec<f32> = (0..n * 10).map(|i| 1.0 + i as f32).collect();
+        let labels: Vec<u8> = (0..n as u8).collect();
+        let kept = Images::new(&sparse, &labels, 10, Order::Kept);
+        assert!(matches!(kept.input(), Input::Sparse(_)) && kept.compressed().is_some());
+        assert_eq!(kept.labels(), &labels[..]);
+        let free = Images::new(&sparse, &labels, 10, Order::Free);
+        let Input::Paired(rows) = free.input() else {
+            panic!("paired")
+        };
+        let (images, order) = (rows.to_dense(), free.labels());
+        for (row, &label) in images.chunks(10).zip(order) {
+            assert_eq!(row, &sparse[label as usize * 10..][..10]);
+        }
+        let chunks: Vec<usize> = free.input().chunks(5, 10).map(|(f, _)| f).collect();
+        assert_eq!(chunks, [0, 4, 8]);
+        let d = Images::new(&dense, &labels, 10, Order::Free);
+        assert!(matches!(d.input(), Input::Dense(x) if x.as_ptr() == dense.as_ptr()));
+        assert_eq!(d.kind(), InputKind::Dense);
+        let whole = WholeBatch::new(&sparse, &labels, 10);
+        assert!(matches!(whole.input(), TrainInput::Paired { .. }));
     }
 }

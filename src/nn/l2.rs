@@ -1,6 +1,6 @@
 //! The notebook's L2 regularisation: per-weight-matrix factors, biases free.
 
-use super::params::Layout;
+use super::layout::Layout;
 use crate::optim::Decay;
 
 /// The term added to J: `Σ l_i · mean(W_i²) / 2`, as the notebook reports it.

@@ -7,14 +7,14 @@ pub mod dense;
 pub mod dropout;
 pub mod first_layer;
 pub mod l2;
+pub mod layout;
 pub mod network;
-pub mod param_buffer;
 pub mod params;
 pub mod softmax_ce;
 
 pub use arch::{Activation, Arch, Branch};
 pub use dropout::{Dropout, DropoutMode};
-pub use first_layer::{Input, InputKind};
+pub use first_layer::{CompressedBatch, Images, Input, InputKind, Order, TrainInput, WholeBatch};
+pub use layout::{InitScheme, Layout, ParamTensor};
 pub use network::{Network, Workspace};
-pub use param_buffer::Params;
-pub use params::{InitScheme, Layout, ParamTensor};
+pub use params::Params;

@@ -15,47 +15,50 @@
 //! (W1 stacks W11 and W12; `s` are the dropout scales, 0 or 1/keep.) Any
 //! `--arch` runs the same way: a first layer, then dense layers.
 //!
-//! Rows go through in one of two schedules, with the same arithmetic: a
-//! few (a minibatch) as one block whose products use every thread; many (a
-//! full batch, an evaluation) a block of [`BLOCK_ROWS`] at a time, each
-//! block through every layer on one thread while its activations are still
-//! in cache.
+//! The rows go through in blocks ([`RowBlocks`]): a minibatch as one block
+//! whose products use every thread, a full batch a block at a time, each
+//! through every layer on one thread while its activations are in cache.
+//! The arithmetic is the same either way.
 
 use super::dense::{self, Dims};
-use super::dropout::{Dropout, MaskSlot, Masks};
-use super::first_layer::{self, Input, Weight};
-use super::param_buffer::Params;
-use super::params::{LayerLayout, Layout};
+use super::dropout::{Dropout, Masks, PassMasks};
+use super::first_layer::{Input, Prepared, Scratch, TrainInput};
+use super::layout::{LayerLayout, Layout};
+use super::params::Params;
 use super::{activation, softmax_ce};
-use crate::tensor::par::{block, for_blocks, sum_blocks, Disjoint, BLOCK_ROWS};
-use crate::tensor::sparse::{ColumnParts, COLUMN_SPLIT_ROWS};
+use crate::tensor::par::{RowBlock, RowBlocks};
 use crate::tensor::Aligned;
-use rayon::prelude::*;
 use std::ops::Range;
 
-/// Batches of at most this many rows go as one block on every thread.
-const FEW_ROWS: usize = COLUMN_SPLIT_ROWS;
+/// Up to this many rows (a minibatch) go as one block on every thread: cut
+/// into blocks, they would leave threads idle.
+const FEW_ROWS: usize = 512;
 
 /// Activations, their gradients and dropout scales for up to `capacity` rows.
 #[derive(Debug)]
 pub struct Workspace {
-    capacity: usize,
-    /// Layer outputs `[rows, outputs]`; the last holds logits, then dZ.
-    /// Aligned, as are `grads`: the sparse weight gradient reads `dZ1` by
-    /// 16-float rows.
-    acts: Vec<Aligned>,
-    /// dA, then dZ in place, for the hidden layers.
+    pass: Activations,
+    /// dA, then dZ in place, for the hidden layers. Aligned, as are the
+    /// activations: the sparse weight gradient reads `dZ1` by 16-float rows.
     grads: Vec<Aligned>,
-    masks: Masks,
-    first: first_layer::Scratch,
+    first: Scratch,
     /// Each block's share of the gradients of the layers after the first
     /// (a backward pass over many rows; grown on first use).
     partials: Vec<f32>,
 }
 
+/// What a forward pass writes, and the backward pass reads.
+#[derive(Debug)]
+struct Activations {
+    capacity: usize,
+    /// Layer outputs `[rows, outputs]`; the last holds logits, then dZ.
+    acts: Vec<Aligned>,
+    masks: Masks,
+}
+
 impl Workspace {
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.pass.capacity
     }
 }
 
@@ -64,6 +67,13 @@ impl Workspace {
 pub struct Network {
     pub layout: Layout,
     pub threads: usize,
+}
+
+/// What the backward pass reads of the forward pass.
+struct Saved<'a> {
+    acts: &'a [Aligned],
+    masks: &'a Masks,
+    keeps: &'a [f32],
 }
 
 impl Network {
@@ -80,10 +90,12 @@ impl Network {
         let hidden = &layers[..layers.len() - 1];
         let zeros = |l: &LayerLayout| Aligned::zeros(capacity * l.outputs);
         Workspace {
-            capacity,
-            acts: layers.iter().map(zeros).collect(),
+            pass: Activations {
+                capacity,
+                acts: layers.iter().map(zeros).collect(),
+                masks: Masks::new(hidden.len()),
+            },
             grads: hidden.iter().map(zeros).collect(),
-            masks: Masks::new(hidden.len()),
             first: Default::default(),
             partials: Vec::new(),
         }
@@ -98,98 +110,74 @@ impl Network {
         ws: &'w mut Workspace,
         dropout: Option<&Dropout<'_>>,
     ) -> &'w mut [f32] {
-        self.forward_with(params, x, ws, dropout, true)
+        let w1 = params.prepare_first(&x, &mut ws.first);
+        self.forward_prepared(params, &w1, x, &mut ws.pass, dropout)
     }
 
-    /// [`Network::forward`]; `repack` false reuses the first layer's
-    /// repacked weight from the previous call (same `params`, next chunk of
-    /// rows).
-    fn forward_with<'w>(
+    /// [`Network::forward`] with the first layer's weight prepared for
+    /// `x`'s form.
+    fn forward_prepared<'w>(
         &self,
         params: &Params,
+        w1: &Prepared<'_>,
         x: Input<'_>,
-        ws: &'w mut Workspace,
+        pass: &'w mut Activations,
         dropout: Option<&Dropout<'_>>,
-        repack: bool,
     ) -> &'w mut [f32] {
         let layers = &self.layout.layers;
         let rows = x.checked_rows(self.layout.arch.inputs);
+        let Activations {
+            capacity,
+            acts,
+            masks,
+        } = pass;
         assert!(
-            rows <= ws.capacity,
-            "batch of {rows} exceeds the workspace's {}",
-            ws.capacity
+            rows <= *capacity,
+            "batch of {rows} exceeds the workspace's {capacity}"
         );
-        let Workspace {
-            acts, masks, first, ..
-        } = ws;
-        let (w1, parts) = params.first().weight(params, &x, first, repack);
-        {
-            let bufs = Shared {
-                acts: acts.iter_mut().map(|a| Disjoint::new(a)).collect(),
-                masks: masks.prepare(&layers[..layers.len() - 1], rows, dropout),
-                w1,
-                dropout,
-            };
-            if rows <= FEW_ROWS {
-                self.forward_block(params, x, 0..rows, &bufs, Some(parts), self.threads);
-            } else {
-                for_blocks(rows, |r| self.forward_block(params, x, r, &bufs, None, 1));
-            }
-        }
+        let (masks, per_sample) = masks.prepare(&layers[..layers.len() - 1], rows, dropout);
+        let bufs = acts
+            .iter_mut()
+            .zip(layers)
+            .map(|(a, l)| (&mut a[..], l.outputs))
+            .chain(per_sample)
+            .collect();
+        RowBlocks::new(rows, FEW_ROWS, self.threads, bufs)
+            .for_each(|b| self.forward_block(params, w1, x, &masks, b));
         &mut acts[layers.len() - 1][..rows * self.layout.arch.classes]
     }
 
-    /// Rows `r` of `x` through every layer into `bufs`, the products on
-    /// `threads` threads (`parts`: see [`first_layer::FirstLayer::forward`]).
+    /// One block of rows through every layer: its rows of each layer's
+    /// output, then of each hidden layer's per-sample dropout scales.
     fn forward_block(
         &self,
         params: &Params,
+        w1: &Prepared<'_>,
         x: Input<'_>,
-        r: Range<usize>,
-        bufs: &Shared<'_>,
-        parts: Option<&mut ColumnParts>,
-        threads: usize,
+        masks: &PassMasks<'_>,
+        b: RowBlock<'_>,
     ) {
         let layers = &self.layout.layers;
-        // SAFETY (each `range` below): rows `r` of every buffer belong to
-        // this call alone (a block of `for_blocks`, or all rows).
-        let z1 = unsafe { bufs.acts[0].range(elems(&r, layers[0].outputs)) };
+        let (r, threads, mut bufs) = (b.rows, b.threads, b.bufs);
+        let (acts, scales) = bufs.split_at_mut(layers.len());
         let x = x.slice(r.clone(), self.layout.arch.inputs);
-        // Z1 = X·W1ᵀ; A1 = act(Z1 + b1)·s1
-        params.first().forward(z1, x, bufs.w1, parts, threads);
-        self.activate(0, z1, &r, params, bufs);
-        for (l, layer) in layers.iter().enumerate().skip(1) {
-            let a = unsafe { bufs.acts[l - 1].range(elems(&r, layer.inputs)) };
-            let z = unsafe { bufs.acts[l].range(elems(&r, layer.outputs)) };
-            // Z = A·Wᵀ; A = act(Z + b)·s (the last layer's Z + b: the logits)
-            dense::forward(
-                z,
-                a,
-                &params[layer.w.clone()],
-                dims(layer, r.len()),
-                threads,
-            );
-            self.activate(l, z, &r, params, bufs);
+        for (l, layer) in layers.iter().enumerate() {
+            let (below, here) = acts.split_at_mut(l);
+            let z = &mut *here[0];
+            match below.last() {
+                // Z1 = X·W1ᵀ
+                None => w1.forward(z, x, threads),
+                // Z = A·Wᵀ
+                Some(a) => {
+                    let w = params.tensor(layer.w.clone());
+                    dense::forward(z, a, w, dims(layer, r.len()), threads)
+                }
+            }
+            // A = act(Z + b)·s (the last layer's Z + b: the logits)
+            let s = masks.block(l, layer, r.start, scales.get_mut(l).map(|s| &mut **s));
+            let bias = params.tensor(layer.b.clone());
+            activation::forward_rows(z, layer.outputs, bias, &layer.branches, s);
         }
-    }
-
-    /// Layer `l`'s bias, activation and dropout, in place on its rows `r`.
-    fn activate(
-        &self,
-        l: usize,
-        z: &mut [f32],
-        r: &Range<usize>,
-        params: &Params,
-        bufs: &Shared<'_>,
-    ) {
-        let layer = &self.layout.layers[l];
-        let mask = match bufs.masks.get(l) {
-            // SAFETY: rows `r` belong to this block (see `forward_block`).
-            Some(slot) => unsafe { slot.rows(l, layer, r, bufs.dropout) },
-            None => super::dropout::MaskRows::Off,
-        };
-        let bias = &params[layer.b.clone()];
-        activation::forward_rows(z, layer.outputs, bias, &layer.branches, mask);
     }
 
     /// Forward with `dropout`, the mean cross-entropy of `labels`, and the
@@ -200,19 +188,16 @@ impl Network {
         &self,
         params: &Params,
         grads: &mut [f32],
-        x: Input<'_>,
+        x: TrainInput<'_>,
         labels: &[u8],
         ws: &mut Workspace,
         dropout: Option<&Dropout<'_>>,
     ) -> f64 {
         let rows = labels.len();
-        assert_eq!(
-            x.rows(self.layout.arch.inputs),
-            rows,
-            "one label per input row"
-        );
+        let x_rows = x.forward().rows(self.layout.arch.inputs);
+        assert_eq!(x_rows, rows, "one label per input row");
         let classes = self.layout.arch.classes;
-        let logits = self.forward(params, x, ws, dropout);
+        let logits = self.forward(params, x.forward(), ws, dropout);
         // A3 = softmax(Z3), J = -Σ log(A3[y] + 1e-7) / m; dZ3 = (A3 - Y) / m
         // in place of the logits.
         let loss = softmax_ce::loss_and_grad(logits, labels, classes, 1.0 / rows as f32);
@@ -225,96 +210,71 @@ impl Network {
         &self,
         params: &Params,
         grads: &mut [f32],
-        x: Input<'_>,
+        x: TrainInput<'_>,
         rows: usize,
         ws: &mut Workspace,
         keeps: &[f32],
     ) {
         let layers = &self.layout.layers;
         let Workspace {
-            acts,
+            pass,
             grads: dacts,
-            masks,
             partials,
             ..
         } = ws;
-        let saved = Saved { acts, masks, keeps };
-        // The layers after the first, last to first: few rows in one block,
-        // many a block at a time, each into its own partial sums, added in
-        // block order (so the thread count does not matter).
-        let later = &mut grads[layers[1].w.start..];
-        {
-            let d: Vec<Disjoint> = dacts.iter_mut().map(|g| Disjoint::new(g)).collect();
-            if rows <= FEW_ROWS {
-                self.backward_block(params, &saved, &d, 0..rows, later, self.threads);
-            } else {
-                let per_block = later.len();
-                partials.resize(rows.div_ceil(BLOCK_ROWS) * per_block, 0.0);
-                partials
-                    .par_chunks_mut(per_block)
-                    .enumerate()
-                    .for_each(|(b, part)| {
-                        self.backward_block(params, &saved, &d, block(rows, b), part, 1)
-                    });
-                sum_blocks(later, partials);
-            }
-        }
+        let saved = Saved {
+            acts: &pass.acts,
+            masks: &pass.masks,
+            keeps,
+        };
+        let (first, later) = grads.split_at_mut(layers[1].w.start);
+        // The layers after the first, last to first, each block of rows
+        // into its own share of their gradients.
+        let bufs = dacts
+            .iter_mut()
+            .zip(layers)
+            .map(|(g, l)| (&mut g[..], l.outputs))
+            .collect();
+        RowBlocks::new(rows, FEW_ROWS, self.threads, bufs).sum(later, partials, |b, dwdb| {
+            self.backward_block(params, &saved, b, dwdb)
+        });
         // dW1 = dZ1ᵀ·X, db1 = Σ dZ1 (no gradient of the input).
-        let first = &layers[0];
-        let dz1 = &dacts[0][..rows * first.outputs];
-        let dwdb = &mut grads[first.w.start..first.b.end];
-        params.first().weight_grad(dwdb, dz1, x, self.threads);
+        let dz1 = &dacts[0][..rows * layers[0].outputs];
+        params.first().weight_grad(first, dz1, x, self.threads);
     }
 
-    /// Rows `r` back through every layer after the first: its weight and
-    /// bias gradients into `dwdb` (the gradient buffer from the second
-    /// layer's weight on), its input gradient, and from that the layer
-    /// below's dZ, in place.
+    /// One block of rows back through every layer after the first: its
+    /// weight and bias gradients into `dwdb` (from the second layer's
+    /// weight on), its input gradient, and from that the layer below's dZ,
+    /// in place in the block's rows of the hidden gradients.
     fn backward_block(
         &self,
         params: &Params,
         saved: &Saved<'_>,
-        dacts: &[Disjoint<'_>],
-        r: Range<usize>,
+        b: RowBlock<'_>,
         dwdb: &mut [f32],
-        threads: usize,
     ) {
         let layers = &self.layout.layers;
         let (last, base) = (layers.len() - 1, layers[1].w.start);
+        let (r, threads, mut dacts) = (b.rows, b.threads, b.bufs);
         for l in (1..=last).rev() {
-            let layer = &layers[l];
-            // SAFETY (each `range`): rows `r` of the gradients belong to
-            // this call alone (a block of rows, or all of them).
-            let dz: &[f32] = match l == last {
-                true => &saved.acts[last][elems(&r, layer.outputs)],
-                false => unsafe { dacts[l].range(elems(&r, layer.outputs)) },
+            let (layer, below) = (&layers[l], &layers[l - 1]);
+            let (lower, here) = dacts.split_at_mut(l);
+            let dz: &[f32] = match here.first() {
+                Some(dz) => dz,
+                None => &saved.acts[last][elems(&r, layer.outputs)],
             };
-            let da = unsafe { dacts[l - 1].range(elems(&r, layer.inputs)) };
+            let da = &mut *lower[l - 1];
             let a = &saved.acts[l - 1][elems(&r, layer.inputs)];
             let (dw, db) =
                 dwdb[layer.w.start - base..layer.b.end - base].split_at_mut(layer.w.len());
             // dW = dZᵀ·A, db = Σ dZ, dA = dZ·W
-            let w = &params[layer.w.clone()];
-            dense::backward(
-                Some(&mut *da),
-                dw,
-                db,
-                dz,
-                a,
-                w,
-                dims(layer, r.len()),
-                threads,
-            );
+            let w = params.tensor(layer.w.clone());
+            let d = dims(layer, r.len());
+            dense::backward(Some(&mut *da), dw, db, dz, a, w, d, threads);
             // dZ below = dA ∘ act'·s
-            let below = &layers[l - 1];
-            activation::backward_rows(
-                da,
-                &saved.acts[l - 1][elems(&r, below.outputs)],
-                below.outputs,
-                &below.branches,
-                saved.keeps,
-                saved.masks.rows(l - 1, below.outputs, &r),
-            );
+            let s = saved.masks.rows(l - 1, below.outputs, &r);
+            activation::backward_rows(da, a, below.outputs, &below.branches, saved.keeps, s);
         }
     }
 
@@ -327,21 +287,12 @@ impl Network {
         ws: &mut Workspace,
         mut f: impl FnMut(usize, &mut [f32]),
     ) {
-        let inputs = self.layout.arch.inputs;
-        let n = images.rows(inputs);
-        // Paired rows are cut between pairs.
-        let most = match images {
-            Input::Paired { .. } => ws.capacity & !1,
-            _ => ws.capacity,
-        };
-        assert!(most > 0 || n == 0, "a workspace for no rows");
-        let mut first = 0;
-        while first < n {
-            let rows = most.min(n - first);
-            let x = images.slice(first..first + rows, inputs);
-            let logits = self.forward_with(params, x, ws, None, first == 0);
-            f(first, logits);
-            first += rows;
+        let w1 = params.prepare_first(&images, &mut ws.first);
+        for (start, x) in images.chunks(ws.pass.capacity, self.layout.arch.inputs) {
+            f(
+                start,
+                self.forward_prepared(params, &w1, x, &mut ws.pass, None),
+            );
         }
     }
 
@@ -369,23 +320,6 @@ impl Network {
         let pred = self.predict(params, images, ws);
         pred.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64
     }
-}
-
-/// What the backward pass reads of the forward pass.
-struct Saved<'a> {
-    acts: &'a [Aligned],
-    masks: &'a Masks,
-    keeps: &'a [f32],
-}
-
-/// The workspace's buffers during a forward pass, shared by tasks that
-/// each own a block of rows, and the first layer's weight as the input
-/// reads it.
-struct Shared<'a> {
-    acts: Vec<Disjoint<'a>>,
-    masks: Vec<MaskSlot<'a>>,
-    w1: Weight<'a>,
-    dropout: Option<&'a Dropout<'a>>,
 }
 
 /// A layer's shapes for `batch` rows.

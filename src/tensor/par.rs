@@ -5,7 +5,6 @@
 //! threads.
 
 use rayon::prelude::*;
-use std::marker::PhantomData;
 use std::ops::Range;
 
 /// Rows per block: big enough to amortise scheduling, small enough to balance.
@@ -49,17 +48,6 @@ where
         .collect()
 }
 
-/// Runs `f(rows)` for the blocks of [`BLOCK_ROWS`] rows of `0..n` in
-/// parallel, for work that carries a block through several buffers.
-pub fn for_blocks<F>(n: usize, f: F)
-where
-    F: Fn(Range<usize>) + Sync + Send,
-{
-    (0..n.div_ceil(BLOCK_ROWS))
-        .into_par_iter()
-        .for_each(|b| f(block(n, b)));
-}
-
 /// The rows of block `b` of `0..n` (blocks of [`BLOCK_ROWS`]).
 pub fn block(n: usize, b: usize) -> Range<usize> {
     b * BLOCK_ROWS..n.min((b + 1) * BLOCK_ROWS)
@@ -85,44 +73,92 @@ pub fn sum_blocks(out: &mut [f32], partials: &[f32]) {
     });
 }
 
-/// A buffer written by parallel tasks, each through its own rows: what
-/// [`for_row_blocks`] does for one buffer, for a task that needs the same
-/// rows of several (every layer's activations of one block).
-#[derive(Clone, Copy)]
-pub struct Disjoint<'a> {
-    ptr: *mut f32,
-    len: usize,
-    _buf: PhantomData<&'a mut [f32]>,
+/// One block of a pass over rows: its rows, the threads its products may
+/// use, and its rows of each buffer the pass writes.
+#[derive(Debug)]
+pub struct RowBlock<'a> {
+    pub rows: Range<usize>,
+    pub threads: usize,
+    /// The block's rows of each buffer, in the order given to [`RowBlocks::new`].
+    pub bufs: Vec<&'a mut [f32]>,
 }
 
-// SAFETY: a `Disjoint` hands out only ranges its callers promise not to
-// share between threads (the contract of `range`).
-unsafe impl Send for Disjoint<'_> {}
-unsafe impl Sync for Disjoint<'_> {}
+/// A pass over `n` rows carried through several row-major buffers (every
+/// layer's activations, say), cut into blocks: up to `few` rows go as one
+/// block whose products use every thread; more go a block of [`BLOCK_ROWS`]
+/// at a time, each on one thread while its rows are still in cache. Each
+/// block gets its own rows of every buffer, so blocks run in parallel with
+/// no sharing.
+#[derive(Debug)]
+pub struct RowBlocks<'a> {
+    blocks: Vec<RowBlock<'a>>,
+}
 
-impl<'a> Disjoint<'a> {
-    pub fn new(buf: &'a mut [f32]) -> Disjoint<'a> {
-        Disjoint {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-            _buf: PhantomData,
+impl<'a> RowBlocks<'a> {
+    /// Cuts `bufs` (each a buffer and its row width; a width of 0 gives
+    /// every block an empty slice) for a pass over `n` rows on `threads`
+    /// threads.
+    pub fn new(
+        n: usize,
+        few: usize,
+        threads: usize,
+        bufs: Vec<(&'a mut [f32], usize)>,
+    ) -> RowBlocks<'a> {
+        let (count, rows_per, threads) = match n <= few {
+            true => (1, n.max(1), threads),
+            false => (n.div_ceil(BLOCK_ROWS), BLOCK_ROWS, 1),
+        };
+        let mut blocks: Vec<RowBlock<'a>> = (0..count)
+            .map(|b| RowBlock {
+                rows: b * rows_per..n.min((b + 1) * rows_per),
+                threads,
+                bufs: Vec::with_capacity(bufs.len()),
+            })
+            .collect();
+        for (buf, width) in bufs {
+            assert!(buf.len() >= n * width, "a buffer of fewer than {n} rows");
+            let mut rest = &mut buf[..n * width];
+            for b in &mut blocks {
+                let (mine, after) = std::mem::take(&mut rest).split_at_mut(b.rows.len() * width);
+                b.bufs.push(mine);
+                rest = after;
+            }
+        }
+        RowBlocks { blocks }
+    }
+
+    /// Runs `f` on every block, in parallel.
+    pub fn for_each(self, f: impl Fn(RowBlock<'a>) + Sync + Send) {
+        match self.blocks.len() {
+            1 => self.blocks.into_iter().for_each(f),
+            _ => self.blocks.into_par_iter().for_each(f),
         }
     }
 
-    /// Elements `r` of the buffer.
-    ///
-    /// # Safety
-    /// While the slice lives, no other slice from this buffer may overlap
-    /// `r`.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn range(&self, r: Range<usize>) -> &'a mut [f32] {
-        assert!(
-            r.start <= r.end && r.end <= self.len,
-            "range {r:?} outside a buffer of {}",
-            self.len
-        );
-        // SAFETY: in bounds (checked above); unshared (the caller's promise).
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
+    /// Runs `f` on every block, in parallel, each adding its share of a sum
+    /// into a buffer shaped like `out`; the shares are added in block order
+    /// ([`sum_blocks`]), so the thread count does not matter. One block
+    /// writes into `out` itself. `partials` is scratch, kept between passes.
+    pub fn sum(
+        self,
+        out: &mut [f32],
+        partials: &mut Vec<f32>,
+        f: impl Fn(RowBlock<'a>, &mut [f32]) + Sync + Send,
+    ) {
+        if self.blocks.len() == 1 {
+            let block = self.blocks.into_iter().next().expect("one block");
+            return f(block, out);
+        }
+        let per_block = out.len();
+        if per_block == 0 {
+            return self.blocks.into_par_iter().for_each(|b| f(b, &mut []));
+        }
+        partials.resize(self.blocks.len() * per_block, 0.0);
+        self.blocks
+            .into_par_iter()
+            .zip(partials.par_chunks_mut(per_block))
+            .for_each(|(block, part)| f(block, part));
+        sum_blocks(out, partials);
     }
 }
 
@@ -141,6 +177,57 @@ mod tests {
                 let want: f32 = (0..3).map(|b| partials[b * n + i]).sum();
                 assert_eq!(o, want, "width {n}, element {i}");
             }
+        }
+    }
+
+    /// Few rows are one block on every thread; many are blocks of
+    /// `BLOCK_ROWS` on one thread each; every block gets exactly its rows
+    /// of every buffer, whatever the width (0 included).
+    #[test]
+    fn row_blocks_hand_each_block_its_rows_of_every_buffer() {
+        for (n, few, blocks, threads) in [(5, 8, 1, 3), (0, 8, 1, 3), (600, 512, 3, 1)] {
+            let mut a: Vec<f32> = (0..n * 3).map(|i| i as f32).collect();
+            let mut b = vec![0.0f32; n * 2 + 7];
+            let mut none: Vec<f32> = Vec::new();
+            let cut = RowBlocks::new(n, few, 3, vec![(&mut a, 3), (&mut b, 2), (&mut none, 0)]);
+            assert_eq!(cut.blocks.len(), blocks, "{n} rows");
+            let seen = std::sync::Mutex::new(Vec::new());
+            cut.for_each(|blk| {
+                assert_eq!(blk.threads, threads);
+                let [a, b, none] = &blk.bufs[..] else {
+                    panic!("three buffers")
+                };
+                assert_eq!(a.len(), blk.rows.len() * 3);
+                assert_eq!(
+                    a.first().copied(),
+                    (!blk.rows.is_empty()).then_some(blk.rows.start as f32 * 3.0)
+                );
+                assert_eq!((b.len(), none.len()), (blk.rows.len() * 2, 0));
+                seen.lock().unwrap().push(blk.rows);
+            });
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort_by_key(|r| r.start);
+            assert_eq!(seen.iter().map(|r| r.len()).sum::<usize>(), n);
+            assert!(seen.windows(2).all(|w| w[0].end == w[1].start));
+        }
+    }
+
+    /// Each block's share goes into its own buffer, added in block order:
+    /// the same sums for any number of blocks.
+    #[test]
+    fn row_blocks_sum_every_blocks_share() {
+        for (n, few) in [(700, 8), (300, 512)] {
+            let mut out = vec![f32::NAN; 4];
+            let mut partials = Vec::new();
+            RowBlocks::new(n, few, 2, vec![]).sum(&mut out, &mut partials, |blk, part| {
+                for (i, p) in part.iter_mut().enumerate() {
+                    *p = blk.rows.clone().map(|r| (r * (i + 1)) as f32).sum();
+                }
+            });
+            let want: Vec<f32> = (1..=4)
+                .map(|i| (0..n).map(|r| (r * i) as f32).sum())
+                .collect();
+            assert_eq!(out, want, "{n} rows");
         }
     }
 }

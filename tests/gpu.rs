@@ -9,7 +9,7 @@ use scratchnet::backend::{Device, Target};
 use scratchnet::compare;
 use scratchnet::data::Dataset;
 use scratchnet::gpu::{open, GpuNet, GpuStep};
-use scratchnet::nn::dropout::{stream_key, Dropout, DropoutMode};
+use scratchnet::nn::dropout::{stream_key, Draws, Dropout, DropoutMode};
 use scratchnet::nn::{l2, Arch, InitScheme, InputKind, Layout, Network, Params, TrainInput};
 use scratchnet::optim::{Optimizer, OptimizerKind};
 use scratchnet::train::{EvalRecord, TrainConfig, Trainer};
@@ -120,7 +120,7 @@ fn one_step_matches_the_cpu_on_odd_shapes() {
             let dropout = mode.map(|mode| Dropout {
                 mode,
                 keeps: &keeps,
-                key,
+                draws: Draws::Key(key),
             });
             let cpu_loss = net.loss_and_grads(
                 &cpu_params,

@@ -4,7 +4,7 @@
 use scratchnet::compare;
 use scratchnet::nn::activation::{backward_rows, forward_rows};
 use scratchnet::nn::dense::{self, Dims};
-use scratchnet::nn::dropout::{fill_mask, stream_key, Dropout, DropoutMode, MaskRows};
+use scratchnet::nn::dropout::{fill_mask, stream_key, Draws, Dropout, DropoutMode, MaskRows};
 use scratchnet::nn::layout::BranchSlot;
 use scratchnet::nn::{
     softmax_ce, Activation, Arch, InitScheme, Input, InputKind, Layout, Network, Params, TrainInput,
@@ -236,7 +236,7 @@ fn first_layer_in_panels_computes_what_rows_compute() {
                 let dropout = mode.map(|mode| Dropout {
                     mode,
                     keeps: &keeps,
-                    key: stream_key(7, n as u64, 0),
+                    draws: Draws::Key(stream_key(7, n as u64, 0)),
                 });
                 let run = |params: &Params| {
                     let net = Network::new(layout.clone(), 2);
@@ -276,7 +276,7 @@ fn whole_network_gradient_check(layout: Layout) {
         let dropout = mode.map(|mode| Dropout {
             mode,
             keeps: &keeps,
-            key: stream_key(3, 1, 0),
+            draws: Draws::Key(stream_key(3, 1, 0)),
         });
         let mut params = layout.init(InitScheme::He, 5);
         // Non-zero biases so the check covers them properly.
@@ -365,7 +365,7 @@ fn sparse_against_dense(layout: Layout, kind: InputKind) {
         let dropout = mode.map(|mode| Dropout {
             mode,
             keeps: &keeps,
-            key: stream_key(5, 2, 0),
+            draws: Draws::Key(stream_key(5, 2, 0)),
         });
         let mut ws = net.workspace(rows);
         let run = |input, ws: &mut _| {
@@ -441,7 +441,7 @@ fn blocks_against_layers(layout: Layout, kind: InputKind) {
         let dropout = mode.map(|mode| Dropout {
             mode,
             keeps: &keeps,
-            key: stream_key(6, 3, 0),
+            draws: Draws::Key(stream_key(6, 3, 0)),
         });
         let grads = |r: std::ops::Range<usize>, sparse: bool| {
             let part = compressed.view().slice(r.clone());

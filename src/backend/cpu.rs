@@ -65,7 +65,7 @@ impl Backend for Cpu<'_> {
         let dropout = self.keeps.iter().any(|&k| k < 1.0).then(|| Dropout {
             mode: self.dropout,
             keeps: &self.keeps,
-            key: s.dropout_key,
+            draws: s.dropout,
         });
         let (net, params, grads, ws) = (&self.net, &self.params, &mut self.grads, &mut self.ws);
         let (loss, rows) = self.splits.with_batch(s.index, s.more, |x, labels| {

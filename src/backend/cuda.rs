@@ -4,9 +4,10 @@
 use super::{Backend, Setup, SplitName, Step, StepReport};
 use crate::data::batch::Batcher;
 use crate::gpu::{open, GpuNet, GpuSplit, GpuStep};
+use crate::nn::dropout::Draws;
 use crate::nn::DropoutMode;
 use crate::optim::Optimizer;
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 pub struct Cuda {
     net: GpuNet,
@@ -57,11 +58,17 @@ impl Backend for Cuda {
     /// The loss is read back, and the parameters checked, only where the
     /// loop asks for the loss: either waits for the GPU.
     fn step(&mut self, s: &Step<'_>) -> Result<StepReport> {
+        let key = match s.dropout {
+            Draws::Key(key) => key,
+            Draws::Given(_) => {
+                bail!("--device cuda draws its own dropout masks: given masks replay on the CPU")
+            }
+        };
         let dropout = self
             .keeps
             .iter()
             .any(|&k| k < 1.0)
-            .then_some((self.dropout, s.dropout_key));
+            .then_some((self.dropout, key));
         let n = self.train.rows();
         let (batch, rows) = if self.batcher.is_whole_split() {
             (GpuStep::Whole(&self.train), n)

@@ -12,6 +12,7 @@ mod cuda;
 
 use crate::data::batch::Batcher;
 use crate::data::Dataset;
+use crate::nn::dropout::Draws;
 use crate::nn::{DropoutMode, Layout};
 use crate::optim::Optimizer;
 use anyhow::Result;
@@ -73,8 +74,8 @@ pub struct Step<'a> {
     pub lr: f32,
     /// Each weight matrix's L2 factor at this step.
     pub l2: &'a [f32],
-    /// The stream key of this step's dropout masks.
-    pub dropout_key: u64,
+    /// Where this step's dropout masks come from.
+    pub dropout: Draws<'a>,
     /// Whether the loop reads this step's loss (a device may skip reading
     /// it back otherwise).
     pub wants_loss: bool,

@@ -32,10 +32,28 @@ pub struct Batcher {
     shape: (usize, usize),
     perm: Vec<u32>,
     perm_epoch: Option<usize>,
+    out: Out,
+    /// Batches given as data, in place of the seeded ones.
+    given: Option<GivenBatches>,
+}
+
+/// The buffers a batch is written to (reused).
+#[derive(Debug, Default)]
+struct Out {
     images: Vec<f32>,
     labels: Vec<u8>,
     /// The second half of a compressed batch, gathered on another thread.
     second_half: SparseRows,
+}
+
+/// Batches given as data (a replay) rather than drawn from the seed: each
+/// step's sample ids and each sample's shift `(dx, dy)` in pixels, right
+/// and down. For checking the training loop against another
+/// implementation step by step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GivenBatches {
+    pub ids: Vec<Vec<u32>>,
+    pub shifts: Vec<Vec<(i8, i8)>>,
 }
 
 impl Batcher {
@@ -57,14 +75,55 @@ impl Batcher {
             shape,
             perm: (0..n as u32).collect(),
             perm_epoch: None,
-            images: if copies {
-                vec![0.0; rows * features]
-            } else {
-                Vec::new()
+            out: Out {
+                images: if copies {
+                    vec![0.0; rows * features]
+                } else {
+                    Vec::new()
+                },
+                labels: Vec::with_capacity(if copies { rows } else { 0 }),
+                second_half: SparseRows::default(),
             },
-            labels: Vec::with_capacity(if copies { rows } else { 0 }),
-            second_half: SparseRows::default(),
+            given: None,
         }
+    }
+
+    /// Takes each step's batch from `given` instead of the seed; an error
+    /// names what does not fit (a sample outside the split, a batch of
+    /// another size, a shift past the largest, a step without its shifts).
+    /// Steps past the last given one are refused when they come.
+    pub fn given(mut self, given: GivenBatches) -> Result<Batcher, String> {
+        let (n, rows, shift) = (self.perm.len(), self.max_rows(), self.shift as i64);
+        if self.batch.is_none() || !self.distort.is_none() {
+            return Err("given batches need minibatches without distortions".into());
+        }
+        if given.ids.len() != given.shifts.len() {
+            return Err(format!(
+                "{} steps of samples but {} of shifts",
+                given.ids.len(),
+                given.shifts.len()
+            ));
+        }
+        for (step, (ids, shifts)) in given.ids.iter().zip(&given.shifts).enumerate() {
+            if ids.len() != rows || shifts.len() != rows {
+                return Err(format!(
+                    "step {step}: {} samples and {} shifts for batches of {rows}",
+                    ids.len(),
+                    shifts.len()
+                ));
+            }
+            if let Some(id) = ids.iter().find(|&&id| id as usize >= n) {
+                return Err(format!("step {step}: sample {id} of a split of {n}"));
+            }
+            let far = |&(dx, dy): &(i8, i8)| (dx as i64).abs().max((dy as i64).abs()) > shift;
+            if let Some((dx, dy)) = shifts.iter().find(|s| far(s)) {
+                return Err(format!(
+                    "step {step}: shift ({dx}, {dy}) past --shift {shift}"
+                ));
+            }
+        }
+        self.given = Some(given);
+        Ok(self)
     }
 
     /// Largest batch this batcher returns.
@@ -86,9 +145,9 @@ impl Batcher {
     /// shift becoming the distortion's translation.
     pub fn distorted(mut self, d: Distortion) -> Batcher {
         self.distort = d;
-        if !d.is_none() && self.images.is_empty() {
+        if !d.is_none() && self.out.images.is_empty() {
             let rows = self.max_rows();
-            self.images = vec![0.0; rows * self.shape.0 * self.shape.1];
+            self.out.images = vec![0.0; rows * self.shape.0 * self.shape.1];
         }
         self
     }
@@ -104,17 +163,16 @@ impl Batcher {
         if self.is_whole_split() {
             return (&split.images, &split.labels);
         }
-        let (range, key) = self.ids(step);
-        let ids = &self.perm[range];
-        let (f, how) = (split.features, self.how());
-        self.labels.clear();
+        let (key, ids, how, out) = self.step(step);
+        let f = split.features;
+        out.labels.clear();
         for (j, &id) in ids.iter().enumerate() {
             let id = id as usize;
-            let dst = &mut self.images[j * f..(j + 1) * f];
-            how.dense(split.image(id), dst, key, j as u64);
-            self.labels.push(split.labels[id]);
+            let dst = &mut out.images[j * f..(j + 1) * f];
+            how.dense(split.image(id), dst, key, j);
+            out.labels.push(split.labels[id]);
         }
-        (&self.images[..ids.len() * f], &self.labels)
+        (&out.images[..ids.len() * f], &out.labels)
     }
 
     /// [`Batcher::get`] from `compressed` (the split's images, compressed):
@@ -129,41 +187,65 @@ impl Batcher {
         step: usize,
         out: &mut SparseRows,
     ) -> &'a [u8] {
-        let (range, key) = self.ids(step);
-        let ids = &self.perm[range];
-        let (half, how) = (ids.len() / 2, self.how());
-        let rows = compressed.view();
-        let second = &mut self.second_half;
+        let (key, ids, how, buf) = self.step(step);
+        let (half, rows) = (ids.len() / 2, compressed.view());
+        let second = &mut buf.second_half;
         rayon::join(
             || gather(out, rows, &ids[..half], 0, key, how),
             || gather(second, rows, &ids[half..], half, key, how),
         );
         out.append(second);
-        self.labels.clear();
-        self.labels
+        buf.labels.clear();
+        buf.labels
             .extend(ids.iter().map(|&id| split.labels[id as usize]));
-        &self.labels
+        &buf.labels
     }
 
     /// The sample ids of step `step`, and in `shifts` each one's shift:
     /// what a device gathers itself.
     pub fn plan(&mut self, step: usize, shifts: &mut Vec<(isize, isize)>) -> &[u32] {
-        let (range, key) = self.ids(step);
-        let shift = self.shift;
+        let (key, ids, how, _) = self.step(step);
         shifts.clear();
-        shifts.extend((0..range.len()).map(|j| match shift {
-            0 => (0, 0),
-            s => random_shift(key, j as u64, s),
-        }));
-        &self.perm[range]
+        shifts.extend((0..ids.len()).map(|j| how.shift(key, j)));
+        ids
     }
 
-    /// Where in `perm` the sample ids of step `step` are, and the step's
-    /// augmentation key.
-    fn ids(&mut self, step: usize) -> (std::ops::Range<usize>, u64) {
-        let spe = self.steps_per_epoch();
-        let (epoch, k) = (step / spe, step % spe);
-        if self.batch.is_some() && self.perm_epoch != Some(epoch) {
+    /// Step `step`'s augmentation key, sample ids, how its images change,
+    /// and the buffers its batch goes to.
+    fn step(&mut self, step: usize) -> (u64, &[u32], How<'_>, &mut Out) {
+        let key = self.advance(step);
+        let (k, rows) = (step % self.steps_per_epoch(), self.max_rows());
+        let Batcher {
+            perm,
+            given,
+            out,
+            shift,
+            distort,
+            shape,
+            ..
+        } = self;
+        let given = given.as_ref();
+        let ids = match given {
+            Some(g) => g
+                .ids
+                .get(step)
+                .unwrap_or_else(|| panic!("step {step} is past the {} batches given", g.ids.len())),
+            None => &perm[k * rows..((k + 1) * rows).min(perm.len())],
+        };
+        let how = How {
+            shift: *shift,
+            distort: *distort,
+            shape: *shape,
+            given: given.map(|g| &g.shifts[step][..]),
+        };
+        (key, ids, how, out)
+    }
+
+    /// Readies the sample ids of step `step` (a new epoch's permutation);
+    /// returns the step's augmentation key.
+    fn advance(&mut self, step: usize) -> u64 {
+        let epoch = step / self.steps_per_epoch();
+        if self.batch.is_some() && self.given.is_none() && self.perm_epoch != Some(epoch) {
             self.perm
                 .iter_mut()
                 .enumerate()
@@ -176,9 +258,7 @@ impl Batcher {
                 )));
             self.perm_epoch = Some(epoch);
         }
-        let rows = self.max_rows();
-        let range = k * rows..((k + 1) * rows).min(self.perm.len());
-        (range, stream_key(self.seed, step as u64, AUGMENT))
+        stream_key(self.seed, step as u64, AUGMENT)
     }
 }
 
@@ -197,34 +277,35 @@ fn prefetch<T>(data: &[T]) {
 
 /// How each image of a batch is changed.
 #[derive(Clone, Copy, Debug)]
-struct How {
+struct How<'a> {
     shift: usize,
     distort: Distortion,
     shape: (usize, usize),
+    /// The batch's shifts, where given.
+    given: Option<&'a [(i8, i8)]>,
 }
 
-impl How {
+impl How<'_> {
+    /// The shift of sample `position` of the batch with augmentation key `key`.
+    fn shift(&self, key: u64, position: usize) -> (isize, isize) {
+        match (self.given, self.shift) {
+            (Some(given), _) => (given[position].0 as isize, given[position].1 as isize),
+            (None, 0) => (0, 0),
+            (None, max) => random_shift(key, position as u64, max),
+        }
+    }
+
     /// Image `src` as sample `position` of the batch with augmentation key
     /// `key` gets it, into `dst`.
-    fn dense(&self, src: &[f32], dst: &mut [f32], key: u64, position: u64) {
+    fn dense(&self, src: &[f32], dst: &mut [f32], key: u64, position: usize) {
         if !self.distort.is_none() {
-            let warp = self.distort.warp(self.shift, key, position);
+            let warp = self.distort.warp(self.shift, key, position as u64);
             warp.apply(src, dst, self.shape);
         } else if self.shift > 0 {
-            let (dx, dy) = random_shift(key, position, self.shift);
+            let (dx, dy) = self.shift(key, position);
             shift_image(src, dst, self.shape, dx, dy);
         } else {
             dst.copy_from_slice(src);
-        }
-    }
-}
-
-impl Batcher {
-    fn how(&self) -> How {
-        How {
-            shift: self.shift,
-            distort: self.distort,
-            shape: self.shape,
         }
     }
 }
@@ -238,7 +319,7 @@ fn gather(
     ids: &[u32],
     first: usize,
     key: u64,
-    how: How,
+    how: How<'_>,
 ) {
     out.clear(rows.cols());
     if !how.distort.is_none() {
@@ -261,7 +342,6 @@ fn gather(
         }
         return;
     }
-    let (shift, shape) = (how.shift, how.shape);
     for (j, &id) in ids.iter().enumerate() {
         // The rows are scattered over the split: ask for a later one now,
         // or each row starts with a wait on memory.
@@ -271,9 +351,9 @@ fn gather(
             prefetch(val);
         }
         let (idx, val) = rows.row(id as usize);
-        if shift > 0 {
-            let (dx, dy) = random_shift(key, (first + j) as u64, shift);
-            shift_entries(idx, val, out, shape, dx, dy);
+        if how.shift > 0 {
+            let (dx, dy) = how.shift(key, first + j);
+            shift_entries(idx, val, out, how.shape, dx, dy);
         } else {
             out.push_row_with(idx.len(), |i, v| {
                 i.copy_from_slice(idx);

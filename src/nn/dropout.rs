@@ -84,8 +84,25 @@ pub struct Dropout<'a> {
     pub mode: DropoutMode,
     /// Keep probability of each hidden branch, in order.
     pub keeps: &'a [f32],
-    /// Stream key of this step's masks (see [`stream_key`]).
-    pub key: u64,
+    /// Where this step's masks come from.
+    pub draws: Draws<'a>,
+}
+
+/// Where a step's dropout masks come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Draws<'a> {
+    /// The counter-based generator, with this stream key (see [`stream_key`]).
+    Key(u64),
+    /// Given as data (a replay).
+    Given(&'a GivenMasks),
+}
+
+/// Dropout masks of one step given as data: for each hidden layer,
+/// `[rows, outputs]` of 1 (kept) or 0 (dropped), one row per sample (one
+/// for the whole batch per unit).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GivenMasks {
+    pub layers: Vec<Vec<u8>>,
 }
 
 /// The dropout scales (0 or 1/keep) that apply to a block of rows.
@@ -235,18 +252,25 @@ impl PassMasks<'_> {
 }
 
 /// Draws hidden layer `l`'s scales for `scale`'s rows, the first being row
-/// `first_row` of the batch.
+/// `first_row` of the batch (or copies them, where given).
 fn fill_layer(scale: &mut [f32], first_row: usize, l: usize, layer: &LayerLayout, d: &Dropout<'_>) {
-    let key = mix64(d.key ^ l as u64);
+    let width = layer.outputs;
     for b in &layer.branches {
-        fill_mask(
-            scale,
-            first_row,
-            layer.outputs,
-            b.cols.clone(),
-            d.keeps[b.index],
-            key,
-        );
+        let keep = d.keeps[b.index];
+        match d.draws {
+            Draws::Key(key) => {
+                let key = mix64(key ^ l as u64);
+                fill_mask(scale, first_row, width, b.cols.clone(), keep, key)
+            }
+            Draws::Given(given) => {
+                let kept = &given.layers[l][first_row * width..][..scale.len()];
+                for (row, kept) in scale.chunks_exact_mut(width).zip(kept.chunks_exact(width)) {
+                    for c in b.cols.clone() {
+                        row[c] = if kept[c] != 0 { 1.0 / keep } else { 0.0 };
+                    }
+                }
+            }
+        }
     }
 }
 

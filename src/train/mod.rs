@@ -4,11 +4,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod replay;
 pub mod selection;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_KEY, CONFIG_KEY};
 pub use config::{BatchSize, TrainConfig};
 pub use metrics::{EvalRecord, MetricsWriter};
+pub use replay::Replay;
 pub use selection::Best;
 pub use trainer::{Diverged, Observer, Outcome, RunControl, Summary, Trainer};

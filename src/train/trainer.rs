@@ -4,12 +4,13 @@
 use super::checkpoint::{self, Checkpoint, CONFIG_KEY};
 use super::config::TrainConfig;
 use super::metrics::EvalRecord;
+use super::replay::Replay;
 use super::selection::{self, Best};
 use crate::backend::{self, Backend, Setup, SplitName, Step, Target};
 use crate::data::batch::Batcher;
 use crate::data::{Dataset, CLASSES};
 use crate::model_io::Model;
-use crate::nn::dropout::stream_key;
+use crate::nn::dropout::{stream_key, Draws, GivenMasks};
 use crate::nn::{l2, Layout};
 use crate::optim::Optimizer;
 use anyhow::{bail, Result};
@@ -67,6 +68,8 @@ pub struct Trainer<'d> {
     /// Model selection: the best evaluation so far, its weights (with
     /// `keep_best`), and the evaluations since.
     best: Option<Best>,
+    /// Each step's dropout masks, where a replay gives them.
+    given_masks: Option<Vec<GivenMasks>>,
 }
 
 impl<'d> Trainer<'d> {
@@ -78,7 +81,19 @@ impl<'d> Trainer<'d> {
         target: Target,
         init: Option<Vec<f32>>,
     ) -> Result<Trainer<'d>> {
-        Trainer::start(cfg, data, target, init, None)
+        Trainer::start(cfg, data, target, init, None, Replay::default())
+    }
+
+    /// Sets up a run whose samples, shifts and (optionally) dropout masks
+    /// are `replay`'s, not drawn from the seed (see [`Replay`]).
+    pub fn replay(
+        cfg: TrainConfig,
+        data: &'d Dataset,
+        target: Target,
+        init: Option<Vec<f32>>,
+        replay: Replay,
+    ) -> Result<Trainer<'d>> {
+        Trainer::start(cfg, data, target, init, None, replay)
     }
 
     /// Continues a run from a [`Checkpoint`], on `target`.
@@ -95,6 +110,7 @@ impl<'d> Trainer<'d> {
             target,
             Some(ckpt.model.params.clone()),
             Some(ckpt),
+            Replay::default(),
         )
     }
 
@@ -104,6 +120,7 @@ impl<'d> Trainer<'d> {
         target: Target,
         init: Option<Vec<f32>>,
         resumed: Option<&Checkpoint>,
+        replay: Replay,
     ) -> Result<Trainer<'d>> {
         let arch = cfg.arch(data.features(), CLASSES)?;
         cfg.validate(&arch)?;
@@ -125,7 +142,7 @@ impl<'d> Trainer<'d> {
             }
             None => layout.init(cfg.init, cfg.seed),
         };
-        let batcher = Batcher::new(
+        let mut batcher = Batcher::new(
             data.train.len(),
             cfg.minibatch(),
             cfg.seed,
@@ -135,6 +152,18 @@ impl<'d> Trainer<'d> {
         .distorted(cfg.distortion());
         let spe = batcher.steps_per_epoch();
         let total_steps = cfg.iters.unwrap_or_else(|| cfg.epochs.unwrap_or(1) * spe);
+        if replay != Replay::default() {
+            if replay.steps() < total_steps {
+                bail!(
+                    "a replay of {} steps for a run of {total_steps}",
+                    replay.steps()
+                );
+            }
+            replay.check_masks(&layout)?;
+            batcher = batcher
+                .given(replay.batches)
+                .map_err(|e| anyhow::anyhow!("replayed batches: {e}"))?;
+        }
         let eval_every = cfg
             .eval_every
             .unwrap_or(if cfg.minibatch().is_some() { spe } else { 50 });
@@ -178,6 +207,7 @@ impl<'d> Trainer<'d> {
             samples: 0,
             train_time: Duration::ZERO,
             best,
+            given_masks: replay.masks,
             cfg,
         })
     }
@@ -222,7 +252,10 @@ impl<'d> Trainer<'d> {
             index: i,
             lr,
             l2: &self.factors,
-            dropout_key: stream_key(self.cfg.seed, i as u64, DROPOUT),
+            dropout: match &self.given_masks {
+                Some(masks) => Draws::Given(&masks[i]),
+                None => Draws::Key(stream_key(self.cfg.seed, i as u64, DROPOUT)),
+            },
             wants_loss: reports_j,
             more: i + 1 < self.total_steps,
         })?;

@@ -17,7 +17,8 @@ OUT=${OUT:-out}
 mkdir -p "$OUT"
 ITERS=${ITERS:-500}
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-./.gpu/gpu-tests --nocapture --test-threads 1 > "$OUT/gpu-tests.txt" 2>&1
+# A GPU test that cannot open the device fails here instead of skipping.
+SCRATCHNET_REQUIRE_GPU=1 ./.gpu/gpu-tests --nocapture --test-threads 1 > "$OUT/gpu-tests.txt" 2>&1
 echo "gpu tests: rc=$?" | tee -a "$OUT/summary.txt"
 /usr/bin/time -f "%e s" ./.gpu/scratchnet train --preset seed --device cuda \
     --metrics "$OUT/seed-gpu.jsonl" --save "$OUT/seed-gpu.safetensors" \

@@ -17,11 +17,17 @@ use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 
+/// Whether the GPU opens; where it does not, the test is skipped and says
+/// why, or, with `SCRATCHNET_REQUIRE_GPU=1` (the device run,
+/// `scripts/gpu_check.sh`), fails.
 fn gpu_present(test: &str) -> bool {
     match open() {
         Ok(_) => true,
+        Err(e) if std::env::var("SCRATCHNET_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("{test}: SCRATCHNET_REQUIRE_GPU=1, but the GPU does not open: {e:#}")
+        }
         Err(e) => {
-            println!("skipping {test}: no GPU here ({e})");
+            common::skipped(test, &format!("no GPU here ({e:#})"));
             false
         }
     }
@@ -30,7 +36,8 @@ fn gpu_present(test: &str) -> bool {
 #[test]
 fn without_a_gpu_device_cuda_is_a_clear_error() {
     if open().is_ok() {
-        println!("skipping: this machine has a GPU");
+        let test = "without_a_gpu_device_cuda_is_a_clear_error";
+        common::skipped(test, "this machine has a GPU");
         return;
     }
     let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
@@ -51,7 +58,7 @@ fn without_a_gpu_device_cuda_is_a_clear_error() {
 /// same accuracies to 3 decimals.
 #[test]
 fn twenty_full_batch_iterations_match_the_cpu() {
-    if !gpu_present("GPU/CPU parity") {
+    if !gpu_present("twenty_full_batch_iterations_match_the_cpu") {
         return;
     }
     let data = Dataset::load(
@@ -90,7 +97,7 @@ fn twenty_full_batch_iterations_match_the_cpu() {
 /// modes, L2) can be read back and compared with the CPU's; then Adam.
 #[test]
 fn one_step_matches_the_cpu_on_odd_shapes() {
-    if !gpu_present("GPU kernels vs CPU") {
+    if !gpu_present("one_step_matches_the_cpu_on_odd_shapes") {
         return;
     }
     let ctx = open().unwrap();

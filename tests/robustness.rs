@@ -57,8 +57,10 @@ fn divergence_stops_at_once_names_the_step_and_keeps_the_last_good_checkpoint() 
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
+    // The step, the activation that overflowed and the weight that grew.
     assert!(
-        err.contains("diverged at iteration") && err.contains("lower --lr"),
+        err.contains("diverged at iteration 1: the loss is NaN: A2 (the output of layer 2) holds a non-finite value; the largest weight is")
+            && err.contains("in W3 (try a lower --lr)"),
         "{err}"
     );
     assert!(
@@ -71,6 +73,31 @@ fn divergence_stops_at_once_names_the_step_and_keeps_the_last_good_checkpoint() 
     // The checkpoint holds only finite values (the reader refuses others) and no model was saved.
     Model::load(&ck).unwrap();
     assert!(!model.exists());
+}
+
+/// An update that leaves a parameter non-finite is caught at that step,
+/// naming the tensor.
+#[test]
+fn a_non_finite_update_names_the_step_and_the_tensor() {
+    let out = scratchnet()
+        .args([
+            "train",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e10",
+            "--l2",
+            "1e38",
+        ])
+        .args(["--iters", "5", "-q"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("diverged at iteration 0: tensor W11 holds a non-finite value after the update (learning rate 1e10)"),
+        "{err}"
+    );
 }
 
 #[test]

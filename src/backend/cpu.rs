@@ -76,6 +76,7 @@ impl Backend for Cpu<'_> {
                 loss: Some(loss),
                 finite: None,
                 rows,
+                non_finite_at: Some(self.net.first_non_finite(&self.ws, rows)),
             });
         }
         let n = self.splits.train_len();
@@ -90,6 +91,7 @@ impl Backend for Cpu<'_> {
             loss: Some(loss),
             finite: Some(finite),
             rows,
+            non_finite_at: None,
         })
     }
 

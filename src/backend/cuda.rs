@@ -89,7 +89,12 @@ impl Backend for Cuda {
             true => Some(self.net.non_finite()? == 0),
             false => None,
         };
-        Ok(StepReport { loss, finite, rows })
+        Ok(StepReport {
+            loss,
+            finite,
+            rows,
+            non_finite_at: None,
+        })
     }
 
     fn accuracy(&mut self, split: SplitName) -> Result<f64> {

@@ -84,7 +84,7 @@ pub struct Step<'a> {
 }
 
 /// What a step reports.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepReport {
     /// The batch's mean cross-entropy, where it was read.
     pub loss: Option<f64>,
@@ -92,6 +92,9 @@ pub struct StepReport {
     pub finite: Option<bool>,
     /// Samples in the batch.
     pub rows: usize,
+    /// Where a non-finite loss came from, where the backend can tell: the
+    /// first activation of the forward pass that holds a non-finite value.
+    pub non_finite_at: Option<String>,
 }
 
 /// A network training on one device.

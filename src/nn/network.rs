@@ -278,6 +278,21 @@ impl Network {
         }
     }
 
+    /// After a forward pass over `rows` rows whose loss was not finite, the
+    /// first activation that holds a non-finite value, in the notebook's
+    /// names (A1, A2, ...), or the logits, where the hidden layers are
+    /// finite.
+    pub fn first_non_finite(&self, ws: &Workspace, rows: usize) -> String {
+        let layers = &self.layout.layers;
+        let hidden = layers[..layers.len() - 1].iter().zip(&ws.pass.acts);
+        for (l, (layer, a)) in hidden.enumerate() {
+            if a[..rows * layer.outputs].iter().any(|v| !v.is_finite()) {
+                return format!("A{} (the output of layer {})", l + 1, l + 1);
+            }
+        }
+        format!("the logits Z{}", layers.len())
+    }
+
     /// Calls `f(first_row, logits)` for consecutive chunks of `images`,
     /// evaluated without dropout.
     pub fn logits_chunks(

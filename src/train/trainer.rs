@@ -11,7 +11,7 @@ use crate::data::batch::Batcher;
 use crate::data::{Dataset, CLASSES};
 use crate::model_io::Model;
 use crate::nn::dropout::{stream_key, Draws, GivenMasks};
-use crate::nn::{l2, Layout};
+use crate::nn::{l2, Layout, ParamTensor};
 use crate::optim::Optimizer;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -261,7 +261,13 @@ impl<'d> Trainer<'d> {
         })?;
         if let Some(loss) = report.loss {
             if !loss.is_finite() {
-                let what = format!("the loss is {loss}");
+                let params = self.backend.params()?;
+                let (name, largest) = self.largest_weight(&params);
+                let mut what = format!("the loss is {loss}");
+                if let Some(at) = &report.non_finite_at {
+                    what += &format!(": {at} holds a non-finite value");
+                }
+                what += &format!("; the largest weight is {largest:.1e}, in {name}");
                 return Err(Diverged { step: i, what }.into());
             }
             self.last_loss = loss;
@@ -286,6 +292,20 @@ impl<'d> Trainer<'d> {
         self.step += 1;
         self.train_time += t0.elapsed();
         Ok(self.last_loss)
+    }
+
+    /// The weight tensor holding the largest magnitude, and that magnitude.
+    fn largest_weight(&self, params: &[f32]) -> (&str, f32) {
+        let largest = |t: &ParamTensor| {
+            params[t.range.clone()]
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()))
+        };
+        self.layout
+            .weights
+            .iter()
+            .map(|t| (t.name.as_str(), largest(t)))
+            .fold(("?", -1.0), |a, b| if b.1 > a.1 { b } else { a })
     }
 
     /// Waits until the device has finished the steps queued so far (a no-op

@@ -22,7 +22,30 @@ pub fn skip(test: &str, reason: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("{test}: {reason}; CI is set, so this check must run");
     }
+    skipped(test, reason);
+}
+
+/// Records that `test` skipped its checks for `reason`, something CI may
+/// lack too (a GPU): on stderr, and as a line of the skip log
+/// (`$SCRATCHNET_SKIP_LOG`), which `.ci/run` prints at its end, since the
+/// test harness keeps a passing test's output to itself.
+pub fn skipped(test: &str, reason: &str) {
     eprintln!("skipped {test}: {reason}");
+    if let Some(path) = std::env::var_os("SCRATCHNET_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {reason}\n");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path);
+        // One write per line, so lines from tests running at once do not mix.
+        if let Err(e) = log.and_then(|mut f| f.write_all(line.as_bytes())) {
+            eprintln!(
+                "cannot append to the skip log {}: {e}",
+                path.to_string_lossy()
+            );
+        }
+    }
 }
 
 /// Records every evaluation.

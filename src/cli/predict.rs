@@ -127,7 +127,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                     csv_field(&f.display().to_string()),
                     argmax(p),
                     p.iter()
-                        .map(|v| format!("{v:.6}"))
+                        .map(|v| format!("{v:.8}"))
                         .collect::<Vec<_>>()
                         .join(",")
                 ),

@@ -1,19 +1,22 @@
 //! One image at a time through a trained network, on the calling thread:
 //! what a prediction service does per request (the batch paths split their
 //! work among a thread pool, which a request's few microseconds do not
-//! repay).
+//! repay). The image takes the form the batch paths would give it
+//! (compressed when sparse), so the answer is theirs, bit for bit.
 
 use crate::data::image_prep::digit_from_bytes;
 use crate::model_io::Model;
 use crate::nn::network::argmax;
 use crate::nn::softmax_ce::softmax_row;
-use crate::nn::{Input, InputKind, Network, Params};
+use crate::nn::{Images, InputKind, Network, Order, Params};
 use anyhow::{bail, Result};
 
 /// A model ready to classify single images.
 pub struct Classifier {
     net: Network,
-    params: Params,
+    /// The parameters stored for compressed input, and for dense.
+    sparse: Params,
+    dense: Params,
 }
 
 /// What the network made of one image.
@@ -27,8 +30,10 @@ pub struct Answer {
 
 impl Classifier {
     pub fn new(model: &Model) -> Classifier {
+        let params = |kind| Params::from_rows(&model.layout, &model.params, kind);
         Classifier {
-            params: Params::from_rows(&model.layout, &model.params, InputKind::Dense),
+            sparse: params(InputKind::Sparse),
+            dense: params(InputKind::Dense),
             net: Network::new(model.layout.clone(), 1),
         }
     }
@@ -49,9 +54,12 @@ impl Classifier {
             bail!("pixel {i} is {}: pixels must lie in 0..1", pixels[i]);
         }
         let mut ws = self.net.workspace(1);
-        let logits = self
-            .net
-            .forward(&self.params, Input::Dense(&pixels), &mut ws, None);
+        let x = Images::new(&pixels, &[], n, Order::Kept);
+        let params = match x.kind() {
+            InputKind::Sparse => &self.sparse,
+            InputKind::Dense => &self.dense,
+        };
+        let logits = self.net.forward(params, x.input(), &mut ws, None);
         softmax_row(logits);
         Ok(Answer {
             digit: argmax(logits),

@@ -157,6 +157,8 @@ pub fn trained_model(dir: &Path, overrides: serde_json::Value) -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The model it serves.
+    pub model: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -188,6 +190,7 @@ impl Server {
         Server {
             child,
             url,
+            model,
             _dir: dir,
         }
     }

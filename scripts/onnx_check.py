@@ -45,7 +45,9 @@ def main():
           f"IR {model.ir_version}, opset {model.opset_import[0].version}; "
           f"logits against scratchnet's: worst |d|/(1+|x|) {worst:.1e}, {flips} predictions differ; "
           f"probabilities sum to 1 within {sums:.1e}; test accuracy {accuracy:.4f}")
-    if worst > 1e-4 or flips > 0 or sums > 1e-5:
+    # Seen (2026-12-06): logits 3.2e-6 apart, sums within 2.4e-7; the
+    # bounds are about 10x those.
+    if worst > 3e-5 or flips > 0 or sums > 3e-6:
         sys.exit(1)
 
 

@@ -196,20 +196,30 @@ fn compare_params(
 }
 
 /// Each accuracy within `images` images of the reference's (near-ties flip
-/// between float32 and float64 rounding).
-fn assert_accuracies(what: &str, got: [f64; 3], want: [f64; 3], data: &Dataset, images: f64) {
+/// between float32 and float64 rounding); returns the most images apart.
+fn assert_accuracies(
+    what: &str,
+    got: [f64; 3],
+    want: [f64; 3],
+    data: &Dataset,
+    images: f64,
+) -> f64 {
     let sizes = [data.train.len(), data.val.len(), data.test.len()];
+    let mut most: f64 = 0.0;
     for (((name, g), w), n) in ["train", "val", "test"]
         .iter()
         .zip(got)
         .zip(want)
         .zip(sizes)
     {
+        let apart = ((g - w) * n as f64).abs().round();
         assert!(
-            ((g - w) * n as f64).abs() <= images,
+            apart <= images,
             "{what}: {name} accuracy {g} vs the reference's {w}"
         );
+        most = most.max(apart);
     }
+    most
 }
 
 #[test]
@@ -239,12 +249,16 @@ fn twenty_seed_iterations_follow_the_numpy_reference() {
         1e-4,
     );
     let accs = ["train_acc", "val_acc", "test_acc"].map(|k| golden.f64s(k));
+    let mut most: f64 = 0.0;
     for (i, r) in log.evals.iter().enumerate() {
         assert_eq!(r.iter, i + 1, "steps done at evaluation {i}");
         let got = [r.train_acc, r.val_acc.unwrap(), r.test_acc];
         let want = [accs[0][i], accs[1][i], accs[2][i]];
-        assert_accuracies(&format!("seed, iteration {i}"), got, want, &data, 3.5);
+        let what = format!("seed, iteration {i}");
+        // Seen (2026-12-06): at most 2 images of a split apart.
+        most = most.max(assert_accuracies(&what, got, want, &data, 3.0));
     }
+    println!("seed: accuracies at most {most} images apart");
     compare_params(&layout, &t.params().unwrap(), &golden, 0.25, 5e-3);
 }
 
@@ -290,7 +304,9 @@ fn minibatch_run(run_name: &str, extra: Value, masks: bool, bounds: Bounds) {
     let last = log.evals.last().unwrap();
     let got = [last.train_acc, last.val_acc.unwrap(), last.test_acc];
     let want = ["train", "val", "test"].map(|s| golden.f64s(&format!("final_{s}_acc"))[0]);
-    assert_accuracies(run_name, got, want, &data, 3.5);
+    // Seen (2026-12-06): the same counts; one image may flip on a near tie.
+    let most = assert_accuracies(run_name, got, want, &data, 1.0);
+    println!("{run_name}: final accuracies at most {most} images apart");
     let params = t.params().unwrap();
     compare_params(&layout, &params, &golden, bounds.element, bounds.tensor);
 }

@@ -89,13 +89,14 @@ fn exported_model_is_read_alike(arch: &str) {
     let theirs = tract_logits(&onnx, &test.images, model.layout.arch.inputs);
     // Relative to each logit, and absolute below 1: the products sum in
     // another order, whose rounding scales with the terms (logits are of
-    // order 1 to 10), not with a result near zero.
+    // order 1 to 10), not with a result near zero. Seen (2026-12-06):
+    // 4.1e-6 for the notebook's network, 2.9e-6 for the odd one.
     compare::assert_close(
         &format!("{arch}: tract's logits"),
         &theirs,
         &ours,
         1.0,
-        1e-5,
+        4e-5,
     );
     let classes = model.layout.arch.classes;
     let right = theirs

@@ -76,7 +76,7 @@ fn redrawn_test_digits_are_classified_as_their_labels() {
     let csv = String::from_utf8(out.stdout).unwrap();
     let mut lines = csv.lines();
     assert!(lines.next().unwrap().starts_with("file,digit,p0,"));
-    let mut right = 0;
+    let (mut right, mut worst_sum) = (0, 0.0f64);
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
         // file, digit, ten probabilities, and an empty error.
@@ -87,9 +87,15 @@ fn redrawn_test_digits_are_classified_as_their_labels() {
             "files in name order: {line}"
         );
         let p: f64 = f[2..12].iter().map(|v| v.parse::<f64>().unwrap()).sum();
-        assert!((p - 1.0).abs() < 1e-3, "probabilities sum to {p}");
+        worst_sum = worst_sum.max((p - 1.0).abs());
         right += (f[1] == ds.test.labels[i].to_string()) as usize;
     }
+    // Seen (2026-12-06): within 2.6e-7 (float32's rounding, and 8 decimals).
+    println!("probabilities sum to 1 within {worst_sum:.1e}");
+    assert!(
+        worst_sum < 3e-6,
+        "probabilities sum to 1 only within {worst_sum}"
+    );
     println!("{right} of {n} redrawn digits classified as their labels");
     assert!(right >= n - 2, "only {right} of {n} right");
 

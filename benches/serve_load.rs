@@ -34,7 +34,7 @@ fn main() {
         interrupt: None,
     };
     t.run(&mut Quiet, &ctl).unwrap();
-    let model = t.model(Default::default()).unwrap();
+    let model = t.trained_model().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(2)

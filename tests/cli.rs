@@ -236,8 +236,19 @@ fn corrupt_model_files_are_refused_clearly() {
         .is_dir());
 }
 
+/// Ctrl-C (SIGINT) and SIGTERM (a batch scheduler's stop) each finish the
+/// step, write a checkpoint and print the whole command that resumes the
+/// run (its metrics file included), exiting with 128 + the signal; that
+/// command finishes the run as an uninterrupted one ends, bit for bit,
+/// with every evaluation in the metrics file once.
 #[test]
-fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_identically() {
+fn a_signal_writes_a_checkpoint_and_the_printed_command_resumes_identically() {
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        interrupted_and_resumed(signal, status);
+    }
+}
+
+fn interrupted_and_resumed(signal: &str, status: i32) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
@@ -249,11 +260,10 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_identically() {
         "--iters",
         "40",
         "--eval-every",
-        "1000",
+        "5",
         "--threads",
         "2",
     ];
-
     let mut child = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
         .args(run)
         .args([
@@ -262,6 +272,7 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_identically() {
             "--save",
             &p("b.safetensors"),
         ])
+        .args(["--metrics", &p("b.jsonl")])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -274,47 +285,107 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_identically() {
         line.clear();
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    let kill = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(kill.success());
     let result = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("checkpoint written to")
-            && err.contains("resume with: scratchnet train --resume"),
-        "{err}"
+    assert_eq!(result.status.code(), Some(status), "SIG{signal}: {err}");
+    let hint = err
+        .lines()
+        .find_map(|l| l.strip_prefix("resume with: "))
+        .unwrap_or_else(|| panic!("SIG{signal}: no resume command in {err}"));
+    let want = format!(
+        "scratchnet train --resume {} --save {} --metrics {} --checkpoint {}",
+        p("ck.safetensors"),
+        p("b.safetensors"),
+        p("b.jsonl"),
+        p("ck.safetensors")
     );
+    assert_eq!(hint, want, "SIG{signal}");
+    assert!(err.contains("checkpoint written to"), "{err}");
     assert!(
         !Path::new(&p("b.safetensors")).exists(),
         "no model is saved from an interrupted run"
     );
 
-    let stdout = succeeds(&[
-        "train",
-        "--resume",
-        &p("ck.safetensors"),
-        "--save",
-        &p("b.safetensors"),
-        "--threads",
-        "2",
-    ]);
+    let words: Vec<&str> = hint.split(' ').skip(1).collect();
+    let stdout = succeeds(&words);
     assert!(
         stdout.contains("resuming") && stdout.contains("done: 40 steps"),
         "{stdout}"
     );
-    succeeds(&[&run[..], &["--save", &p("a.safetensors")]].concat());
+    succeeds(
+        &[
+            &run[..],
+            &["--save", &p("a.safetensors"), "--metrics", &p("a.jsonl")],
+        ]
+        .concat(),
+    );
     let a = scratchnet::model_io::Model::load(Path::new(&p("a.safetensors"))).unwrap();
     let b = scratchnet::model_io::Model::load(Path::new(&p("b.safetensors"))).unwrap();
     assert!(
         a.params == b.params,
-        "interrupted + resumed weights differ from an uninterrupted run's"
+        "SIG{signal}: interrupted + resumed weights differ from an uninterrupted run's"
+    );
+    let iters = |f: &str| -> Vec<u64> {
+        let text = std::fs::read_to_string(p(f)).unwrap();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["iter"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(
+        iters("b.jsonl"),
+        iters("a.jsonl"),
+        "SIG{signal}: the metrics of both parts"
     );
     fails_with(
         &["train", "--resume", &p("ck.safetensors"), "--lr", "0.1"],
-        &["--resume", "lr"],
+        &["--resume", "--lr", "only a longer --epochs or --iters"],
+    );
+}
+
+/// `--resume` with a longer `--iters` continues the run to the new length
+/// (the seed preset's rate is constant, so it ends as a run of that length
+/// from the start does); a shorter one is refused.
+#[test]
+fn resume_with_more_steps_extends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let run = ["train", "--preset", "seed", "--eval-every", "1000", "-q"];
+    let ck = [
+        "--checkpoint",
+        &p("ck.safetensors"),
+        "--checkpoint-every",
+        "12",
+    ];
+    succeeds(&[&run[..], &["--iters", "12"], &ck].concat());
+    let out = succeeds(&[
+        "train",
+        "--resume",
+        &p("ck.safetensors"),
+        "--iters",
+        "20",
+        "--save",
+        &p("b.safetensors"),
+    ]);
+    assert!(out.contains("extended from 12 to 20 steps"), "{out}");
+    succeeds(&[&run[..], &["--iters", "20", "--save", &p("a.safetensors")]].concat());
+    let a = scratchnet::model_io::Model::load(Path::new(&p("a.safetensors"))).unwrap();
+    let b = scratchnet::model_io::Model::load(Path::new(&p("b.safetensors"))).unwrap();
+    assert!(
+        a.params == b.params,
+        "the extended run differs from a 20-step run"
+    );
+    fails_with(
+        &["train", "--resume", &p("ck.safetensors"), "--iters", "8"],
+        &["the run has 12 steps", "a shorter one cannot"],
     );
 }
 

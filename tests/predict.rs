@@ -33,7 +33,7 @@ fn redrawn_test_digits_are_classified_as_their_labels() {
     common::finish(&mut t);
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.safetensors");
-    t.model(Default::default()).unwrap().save(&model).unwrap();
+    t.trained_model().unwrap().save(&model).unwrap();
 
     let pics = dir.path().join("pics");
     std::fs::create_dir(&pics).unwrap();

@@ -9,7 +9,6 @@ use scratchnet::model_io::{load_init, Model};
 use scratchnet::nn::{Input, InputKind, Network, Params};
 use scratchnet::train::{Checkpoint, Observer, Outcome, RunControl, Summary, TrainConfig, Trainer};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -106,7 +105,7 @@ fn save_load_eval_round_trip_gives_identical_predictions() {
     finish(&mut t);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    t.model(BTreeMap::new()).unwrap().save(&path).unwrap();
+    t.trained_model().unwrap().save(&path).unwrap();
 
     let loaded = Model::load(&path).unwrap();
     let rows = t.params().unwrap();
@@ -396,7 +395,7 @@ fn keep_best_keeps_the_weights_of_the_best_validation_accuracy() {
     )
     .unwrap();
     finish(&mut short);
-    let kept = t.model(BTreeMap::new()).unwrap();
+    let kept = t.trained_model().unwrap();
     assert!(
         kept.params == short.params().unwrap(),
         "the saved weights are not the best"

@@ -10,7 +10,6 @@ use pyo3::types::{PyBool, PyDict};
 use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, Split};
 use scratchnet::train::{EvalRecord, Observer, RunControl, TrainConfig, Trainer};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -195,7 +194,7 @@ fn run(
                     };
                     let outcome = t.run(&mut obs, &ctl);
                     let model = match &outcome {
-                        Ok(_) => Some(t.model(metadata(obs.records.last())?)?),
+                        Ok(_) => Some(t.trained_model()?),
                         Err(_) => None,
                     };
                     Ok((outcome, model, obs))
@@ -239,14 +238,4 @@ fn run(
         Some(e) => Err(e),
         None => Ok(model),
     }
-}
-
-/// The metadata a saved model carries: the last evaluation, as the command
-/// line saves it.
-fn metadata(last: Option<&EvalRecord>) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut meta = BTreeMap::new();
-    if let Some(r) = last {
-        meta.insert("scratchnet.metrics".into(), serde_json::to_string(r)?);
-    }
-    Ok(meta)
 }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use scratchnet::data::locate::{cache_dir, has_mnist, locate, Origin, DATA_ENV};
 use scratchnet::model_io::{Model, VERSION_KEY};
-use scratchnet::train::{EvalRecord, TrainConfig, CHECKPOINT_KEY, CONFIG_KEY};
+use scratchnet::train::{EvalRecord, TrainConfig, CHECKPOINT_KEY, CONFIG_KEY, METRICS_KEY};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -73,7 +73,7 @@ fn model(file: &Path) -> Result<()> {
     if let Some(steps) = meta("scratchnet.steps") {
         println!("steps       {steps}");
     }
-    if let Some(r) = meta("scratchnet.metrics") {
+    if let Some(r) = meta(METRICS_KEY) {
         let r: EvalRecord = serde_json::from_str(r).context("unreadable final metrics")?;
         let val = r
             .val_acc

@@ -7,7 +7,6 @@ use scratchnet::data::Dataset;
 use scratchnet::model_io::Model;
 use scratchnet::serve::Service;
 use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,9 +93,7 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
                 anyhow::bail!("training stopped early");
             };
             eprintln!("trained in {:.1} s", s.total_s);
-            let mut meta = BTreeMap::new();
-            meta.insert("scratchnet.metrics".into(), serde_json::to_string(&s.last)?);
-            t.model(meta)?
+            t.trained_model()?
         }
     };
     let test = data.map(|d| d.test);

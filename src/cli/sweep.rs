@@ -229,13 +229,10 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
         }
         if r.val_acc > best {
             best = r.val_acc;
-            let mut meta = BTreeMap::new();
-            meta.insert(
-                "scratchnet.metrics".to_string(),
-                serde_json::to_string(&s.last)?,
-            );
-            meta.insert("scratchnet.sweep_trial".to_string(), i.to_string());
-            t.model(meta)?.save(&args.out.join("best.safetensors"))?;
+            let mut model = t.trained_model()?;
+            let trial = ("scratchnet.sweep_trial".to_string(), i.to_string());
+            model.metadata.extend([trial]);
+            model.save(&args.out.join("best.safetensors"))?;
         }
         writeln!(log, "{}", serde_json::to_string(&r)?)?;
         log.flush()?;

@@ -1,22 +1,22 @@
 //! `scratchnet train`.
 
 use super::{Common, DeviceArg, Verbosity};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use scratchnet::data::Dataset;
-use scratchnet::fsutil::check_output_file;
-use scratchnet::model_io::{load_init, Model};
-use scratchnet::nn::Layout;
+use scratchnet::backend::Device;
 use scratchnet::train::config::{BatchSize, PRESETS};
+use scratchnet::train::outputs::shell_word;
 use scratchnet::train::{
-    Checkpoint, Diverged, EvalRecord, MetricsWriter, Observer, Outcome, RunControl, TrainConfig,
-    Trainer,
+    EvalRecord, Launch, MetricsWriter, Observer, Outcome, Outputs, Request, RunControl, Summary,
+    TrainConfig, Trainer,
 };
 use serde::Serialize;
-use std::collections::BTreeMap;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -180,6 +180,21 @@ struct ConfigFlags {
     val_size: Option<usize>,
 }
 
+impl ConfigFlags {
+    /// The flags given, by configuration name, as a JSON object.
+    fn overrides(&self) -> Result<serde_json::Value> {
+        let mut overrides = serde_json::to_value(self)?;
+        // `--init` names a file; the scheme flag is the configuration's `init`.
+        if let Some(s) = overrides
+            .as_object_mut()
+            .and_then(|o| o.remove("init_scheme"))
+        {
+            overrides["init"] = s;
+        }
+        Ok(overrides)
+    }
+}
+
 /// Prints evaluations as the notebook did, with a progress bar on a terminal.
 struct Console {
     bar: Option<ProgressBar>,
@@ -226,6 +241,37 @@ impl Observer for Console {
 }
 
 impl Console {
+    /// A progress bar on a terminal (unless quiet), and the metrics file
+    /// (appended to by a resumed run).
+    fn new(
+        trainer: &Trainer<'_>,
+        outputs: &Outputs,
+        resumed: bool,
+        v: Verbosity,
+    ) -> Result<Console> {
+        let bar = (v > Verbosity::Quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(trainer.total_steps as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta}]",
+                )
+                .unwrap(),
+            );
+            b.set_position(trainer.step as u64);
+            b
+        });
+        let metrics = outputs
+            .metrics
+            .as_deref()
+            .map(|p| MetricsWriter::open(p, resumed))
+            .transpose()?;
+        Ok(Console {
+            bar,
+            metrics,
+            verbosity: v,
+        })
+    }
+
     /// A line on stderr, above the progress bar if there is one.
     fn say(&self, line: String) {
         match &self.bar {
@@ -235,172 +281,146 @@ impl Console {
     }
 }
 
-/// Raised by Ctrl-C; the training loop checks it after every step.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// SIGINT (Ctrl-C) and SIGTERM (what batch schedulers send): the first
+/// stops the run after the step under way (a checkpoint, the resume
+/// command, exit status 128 + the signal); a second one ends the process
+/// at once.
+struct Stop {
+    flag: Arc<AtomicBool>,
+    signal: Arc<AtomicUsize>,
+}
+
+impl Stop {
+    fn install() -> Result<Stop> {
+        let stop = Stop {
+            flag: Arc::new(AtomicBool::new(false)),
+            signal: Arc::new(AtomicUsize::new(0)),
+        };
+        for sig in [SIGINT, SIGTERM] {
+            // The shutdown goes first: armed by the flag the first signal sets.
+            flag::register_conditional_shutdown(sig, 128 + sig, stop.flag.clone())
+                .and_then(|_| flag::register(sig, stop.flag.clone()))
+                .and_then(|_| flag::register_usize(sig, stop.signal.clone(), sig as usize))
+                .context("cannot install the handler of Ctrl-C and SIGTERM")?;
+        }
+        Ok(stop)
+    }
+
+    /// The exit status of a process stopped by the signal that came.
+    fn status(&self) -> i32 {
+        128 + self.signal.load(Ordering::SeqCst) as i32
+    }
+}
 
 pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
-    let quiet = v == Verbosity::Quiet;
     let target = args.device.target();
-    let threads = target.threads;
-    // Every output is checked before any work: a model must not be lost to
-    // a path that could never be written.
-    let checkpoint = args
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("checkpoint.safetensors"));
-    for (option, path) in [("--save", &args.save), ("--metrics", &args.metrics)] {
-        if let Some(p) = path {
-            check_output_file(option, p)?;
-        }
-    }
-    if args.checkpoint.is_some() || args.checkpoint_every.is_some() {
-        check_output_file("--checkpoint", &checkpoint)?;
-    }
-    let mut overrides = serde_json::to_value(&args.flags)?;
-    // `--init` names a file; the scheme flag maps onto the config's `init` key.
-    if let Some(s) = overrides
-        .as_object_mut()
-        .and_then(|o| o.remove("init_scheme"))
-    {
-        overrides["init"] = s;
-    }
-    let resumed = args.resume.as_deref().map(Checkpoint::load).transpose()?;
-    let cfg = match &resumed {
-        Some(ckpt) => {
-            let given = overrides.as_object().map_or(0, |o| o.len())
-                + args.config.iter().len()
-                + args.init.iter().len();
-            if given > 0 {
-                bail!("--resume continues the checkpoint's own configuration; drop the options that would change it ({})", overrides.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default());
-            }
-            ckpt.cfg.clone()
-        }
-        None => {
-            let toml_text = match &args.config {
-                Some(p) => Some(
-                    std::fs::read_to_string(p)
-                        .with_context(|| format!("--config {}: cannot read", p.display()))?,
-                ),
-                None => None,
-            };
-            TrainConfig::resolve(toml_text.as_deref(), overrides).with_context(|| {
-                match &args.config {
-                    Some(p) => format!("resolving the configuration (--config {})", p.display()),
-                    None => "resolving the configuration".into(),
-                }
-            })?
-        }
+    let req = Request {
+        config: args.config.clone(),
+        overrides: args.flags.overrides()?,
+        init: args.init.clone(),
+        resume: args.resume.clone(),
+        data: args.common.data_path()?,
+        outputs: Outputs {
+            save: args.save.clone(),
+            metrics: args.metrics.clone(),
+            checkpoint: args.checkpoint.clone(),
+            checkpoint_every: args.checkpoint_every.map(|n| n as usize),
+        },
     };
-    let data_path = args.common.data_path()?;
-    let val_size = (!data_path.is_file() || args.flags.val_size.is_some() || resumed.is_some())
-        .then_some(cfg.val_size);
-    let data = Dataset::load(&data_path, val_size)?;
-    let mut trainer = match &resumed {
-        Some(ckpt) => Trainer::resume(ckpt, &data, target)?,
-        None => {
-            let init = match &args.init {
-                Some(p) => {
-                    let arch = cfg.arch(data.features(), scratchnet::data::CLASSES)?;
-                    Some(load_init(p, &Layout::new(&arch))?)
-                }
-                None => None,
-            };
-            Trainer::new(cfg.clone(), &data, target, init)?
-        }
-    };
-    let arch = &trainer.layout.arch;
-    if !quiet {
-        println!(
-            "scratchnet {}: data {} (train {}, val {}, test {}), {threads} thread{}",
-            env!("CARGO_PKG_VERSION"),
-            data_path.display(),
-            data.train.len(),
-            data.val.len(),
-            data.test.len(),
-            if threads == 1 { "" } else { "s" }
-        );
-        println!("network {arch} ({} parameters)", trainer.layout.len);
-        println!(
-            "{} steps of {} samples ({} per epoch); dropout masks {}",
-            trainer.total_steps,
-            cfg.minibatch().map_or("all".to_string(), |b| b.to_string()),
-            trainer.steps_per_epoch(),
-            if cfg.keep.iter().all(|&k| k >= 1.0) {
-                "off".to_string()
-            } else {
-                format!("per {:?}", cfg.dropout).to_lowercase()
-            }
-        );
-        if v == Verbosity::Verbose {
-            for (name, sum) in &data.checksums {
-                println!("data {name}  sha256 {sum}");
-            }
-        }
-        if let Some(p) = &args.resume {
-            println!("resuming {} at step {}", p.display(), trainer.step);
-        }
-        println!(
-            "--- configuration (usable with --config) ---\n{}---",
-            cfg.to_toml()
-        );
+    let launch = Launch::new(&req)?;
+    let mut trainer = launch.trainer(target)?;
+    if v > Verbosity::Quiet {
+        print_start(&req, &launch, &trainer, target.threads, v);
     }
-    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-        let b = ProgressBar::new(trainer.total_steps as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta}]",
-            )
-            .unwrap(),
-        );
-        b.set_position(trainer.step as u64);
-        b
-    });
-    let metrics = args
-        .metrics
-        .as_deref()
-        .map(|p| MetricsWriter::open(p, resumed.is_some()))
-        .transpose()?;
-    let mut console = Console {
-        bar,
-        metrics,
-        verbosity: v,
-    };
-    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
-        .context("cannot install the Ctrl-C handler")?;
+    let stop = Stop::install()?;
+    let mut console = Console::new(&trainer, &req.outputs, launch.resumed.is_some(), v)?;
     let ctl = RunControl {
-        checkpoint_every: args.checkpoint_every.map(|n| n as usize),
-        checkpoint_path: Some(checkpoint.clone()),
-        interrupt: Some(&INTERRUPTED),
+        checkpoint_every: req.outputs.checkpoint_every,
+        checkpoint_path: Some(req.outputs.checkpoint_path()),
+        interrupt: Some(&stop.flag),
     };
     let outcome = trainer.run(&mut console, &ctl);
     if let Some(b) = &console.bar {
         b.finish_and_clear();
     }
-    let summary = match outcome {
-        Err(e) => {
-            return Err(after_failure(
-                e,
-                &trainer,
-                &checkpoint,
-                args.checkpoint_every,
-            ))
-        }
-        Ok(Outcome::Finished(s)) => s,
+    match outcome {
+        Err(e) => Err(req.outputs.after_failure(e, &trainer)),
         Ok(Outcome::Interrupted { step }) => {
-            let ckpt = checkpoint.display();
-            let save = args
-                .save
-                .as_ref()
-                .map(|p| format!(" --save {}", p.display()))
-                .unwrap_or_default();
             eprintln!(
-                "interrupted after step {step} of {}: checkpoint written to {ckpt}",
-                trainer.total_steps
+                "interrupted after step {step} of {}: checkpoint written to {}",
+                trainer.total_steps,
+                req.outputs.checkpoint_path().display()
             );
-            eprintln!("resume with: scratchnet train --resume {ckpt}{save}");
-            std::process::exit(130);
+            eprintln!("resume with: {}", resume_command(&args, &req));
+            std::process::exit(stop.status());
         }
-    };
+        Ok(Outcome::Finished(summary)) => {
+            print_end(&trainer, &summary, &launch.cfg);
+            if let Some(path) = req.outputs.save(&trainer.trained_model()?)? {
+                println!("saved model to {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What is printed before the first step: the data, the network, the run
+/// and its configuration.
+fn print_start(
+    req: &Request,
+    launch: &Launch,
+    trainer: &Trainer<'_>,
+    threads: usize,
+    v: Verbosity,
+) {
+    let (data, cfg) = (&launch.data, &launch.cfg);
+    println!(
+        "scratchnet {}: data {} (train {}, val {}, test {}), {threads} thread{}",
+        env!("CARGO_PKG_VERSION"),
+        req.data.display(),
+        data.train.len(),
+        data.val.len(),
+        data.test.len(),
+        if threads == 1 { "" } else { "s" }
+    );
+    println!(
+        "network {} ({} parameters)",
+        trainer.layout.arch, trainer.layout.len
+    );
+    println!(
+        "{} steps of {} samples ({} per epoch); dropout masks {}",
+        trainer.total_steps,
+        cfg.minibatch().map_or("all".to_string(), |b| b.to_string()),
+        trainer.steps_per_epoch(),
+        if cfg.keep.iter().all(|&k| k >= 1.0) {
+            "off".to_string()
+        } else {
+            format!("per {:?}", cfg.dropout).to_lowercase()
+        }
+    );
+    if v == Verbosity::Verbose {
+        for (name, sum) in &data.checksums {
+            println!("data {name}  sha256 {sum}");
+        }
+    }
+    if let Some(p) = &req.resume {
+        println!("resuming {} at step {}", p.display(), trainer.step);
+    }
+    if let Some(was) = launch.extended_from {
+        println!(
+            "extended from {was} to {} steps: the learning-rate schedule is recomputed for the new length",
+            trainer.total_steps
+        );
+    }
+    println!(
+        "--- configuration (usable with --config) ---\n{}---",
+        cfg.to_toml()
+    );
+}
+
+/// What is printed after the last step: time, speed, accuracies, and the
+/// model selection where it was on.
+fn print_end(trainer: &Trainer<'_>, summary: &Summary, cfg: &TrainConfig) {
     let r = &summary.last;
     let val = r
         .val_acc
@@ -416,117 +436,30 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             cfg.patience.unwrap_or(0)
         );
     }
-    // The record of the weights kept: the best evaluation's with --keep-best.
-    let kept = match (&summary.best, cfg.keep_best) {
-        (Some(b), true) => {
-            println!(
-                "kept the weights of iteration {} (epoch {:.2}): accuracy val {}  test {:.4}",
-                b.iter,
-                b.epoch,
-                b.val_acc.map_or("-".into(), |v| format!("{v:.4}")),
-                b.test_acc
-            );
-            b
-        }
-        _ => r,
-    };
-    if let Some(path) = &args.save {
-        let mut meta = BTreeMap::new();
-        meta.insert(
-            "scratchnet.metrics".to_string(),
-            serde_json::to_string(kept)?,
+    if let (Some(b), true) = (&summary.best, cfg.keep_best) {
+        println!(
+            "kept the weights of iteration {} (epoch {:.2}): accuracy val {}  test {:.4}",
+            b.iter,
+            b.epoch,
+            b.val_acc.map_or("-".into(), |v| format!("{v:.4}")),
+            b.test_acc
         );
-        if cfg.keep_best || cfg.patience.is_some() {
-            let selection = serde_json::json!({
-                "keep_best": cfg.keep_best,
-                "patience": cfg.patience,
-                "best_iter": summary.best.as_ref().map(|b| b.iter),
-                "best_val_acc": summary.best.as_ref().and_then(|b| b.val_acc),
-                "stopped_early": summary.stopped_early,
-                "last": r,
-            });
-            meta.insert("scratchnet.selection".to_string(), selection.to_string());
-        }
-        let model = trainer.model(meta)?;
-        if let Err(e) = model.save(path) {
-            let note = match rescue(&model, path, &checkpoint) {
-                Some(p) => format!("the trained model was saved to {} instead", p.display()),
-                None => format!(
-                    "the trained model could not be written anywhere (tried beside the checkpoint, here and in {}){}",
-                    std::env::temp_dir().display(),
-                    checkpoint_note(&checkpoint, args.checkpoint_every)
-                ),
-            };
-            bail!("{e:#}\n{note}");
-        }
-        println!("saved model to {}", path.display());
     }
-    Ok(())
 }
 
-/// The error of a run that stopped, with where its work is: a run stopped
-/// by anything but divergence (a checkpoint that could not be written, a
-/// device error) still holds good weights, kept as a checkpoint where one
-/// can be written; after divergence, the last checkpoint written, if any.
-fn after_failure(
-    e: anyhow::Error,
-    trainer: &Trainer<'_>,
-    checkpoint: &Path,
-    every: Option<u64>,
-) -> anyhow::Error {
-    let good = e.downcast_ref::<Diverged>().is_none()
-        && trainer.step > 0
-        && trainer
-            .params()
-            .is_ok_and(|p| p.iter().all(|v| v.is_finite()));
-    let saved = good
-        .then(|| trainer.checkpoint().ok())
-        .flatten()
-        .and_then(|ckpt| rescue(&ckpt, checkpoint, checkpoint));
-    let note = match saved {
-        Some(p) => format!(
-            "\nthe run as of step {} was saved to {p} (scratchnet train --resume {p})",
-            trainer.step,
-            p = p.display()
-        ),
-        None => checkpoint_note(checkpoint, every),
-    };
-    anyhow::anyhow!("{e:#}{note}")
-}
-
-/// Where a model goes when it cannot go to `wanted`: `NAME.rescued.safetensors`
-/// beside the checkpoint, in the working directory, or in the system's
-/// temporary folder, the first that takes it (never over an existing file).
-fn rescue(model: &Model, wanted: &Path, checkpoint: &Path) -> Option<PathBuf> {
-    let stem = wanted
-        .file_stem()
-        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    let name = format!("{stem}.rescued.safetensors");
-    let beside = checkpoint.parent().filter(|d| !d.as_os_str().is_empty());
-    let folders = beside
-        .map(Path::to_path_buf)
-        .into_iter()
-        .chain([PathBuf::from("."), std::env::temp_dir()]);
-    folders
-        .map(|d| {
-            let p = d.join(&name);
-            match p.exists() {
-                true => d.join(format!("{stem}.rescued-{}.safetensors", std::process::id())),
-                false => p,
-            }
-        })
-        .find(|p| !p.exists() && model.save(p).is_ok())
-}
-
-/// A line naming the last good checkpoint, where this run wrote one.
-fn checkpoint_note(checkpoint: &Path, every: Option<u64>) -> String {
-    match every.is_some() && checkpoint.is_file() {
-        true => format!(
-            "\nthe last good checkpoint, {0}, is intact (scratchnet train --resume {0})",
-            checkpoint.display()
-        ),
-        false => String::new(),
+/// The command that continues an interrupted run: its checkpoint, every
+/// output (the metrics file is appended to), and the data and device it
+/// was given.
+fn resume_command(args: &TrainArgs, req: &Request) -> String {
+    let mut words = vec!["scratchnet".to_string(), "train".to_string()];
+    words.extend(req.outputs.resume_options());
+    if let Some(d) = &args.common.data {
+        words.extend(["--data".to_string(), shell_word(d)]);
     }
+    if args.device.device != Device::Cpu {
+        words.extend(["--device".to_string(), "cuda".to_string()]);
+    }
+    words.join(" ")
 }
 
 #[cfg(test)]

@@ -46,6 +46,11 @@ struct Out {
     second_half: SparseRows,
 }
 
+/// Steps in one pass over `n` samples in batches of `batch` (`None`: all).
+pub fn steps_per_epoch(n: usize, batch: Option<usize>) -> usize {
+    n.div_ceil(batch.unwrap_or(n).min(n).max(1))
+}
+
 /// Batches given as data (a replay) rather than drawn from the seed: each
 /// step's sample ids and each sample's shift `(dx, dy)` in pixels, right
 /// and down. For checking the training loop against another
@@ -133,7 +138,7 @@ impl Batcher {
 
     /// Steps in one pass over the data.
     pub fn steps_per_epoch(&self) -> usize {
-        self.perm.len().div_ceil(self.max_rows().max(1))
+        steps_per_epoch(self.perm.len(), self.batch)
     }
 
     /// Whether every step's batch is the split itself, unchanged.

@@ -22,7 +22,7 @@ pub use classifier::{Answer, Classifier};
 
 use crate::data::Split;
 use crate::model_io::Model;
-use crate::train::{EvalRecord, TrainConfig, CONFIG_KEY};
+use crate::train::{EvalRecord, TrainConfig, CONFIG_KEY, METRICS_KEY};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -223,8 +223,7 @@ async fn random(State(s): State<Arc<Service>>, Query(pick): Query<Pick>) -> Resp
 /// configuration and how long it trained.
 fn facts(model: &Model, classifier: &Classifier, test: Option<&Split>) -> Value {
     let meta = |k: &str| model.metadata.get(k);
-    let recorded: Option<EvalRecord> =
-        meta("scratchnet.metrics").and_then(|m| serde_json::from_str(m).ok());
+    let recorded: Option<EvalRecord> = meta(METRICS_KEY).and_then(|m| serde_json::from_str(m).ok());
     let test_acc = recorded.as_ref().map(|r| r.test_acc).or_else(|| {
         test.map(|t| {
             let right = (0..t.len())

@@ -415,6 +415,17 @@ impl TrainConfig {
         }
     }
 
+    /// Steps in one pass over `n` training samples.
+    pub fn steps_per_epoch(&self, n: usize) -> usize {
+        crate::data::batch::steps_per_epoch(n, self.minibatch())
+    }
+
+    /// Steps of the whole run, on `n` training samples.
+    pub fn total_steps(&self, n: usize) -> usize {
+        self.iters
+            .unwrap_or_else(|| self.epochs.unwrap_or(1) * self.steps_per_epoch(n))
+    }
+
     /// Minibatch size, or `None` for full batch.
     pub fn minibatch(&self) -> Option<usize> {
         match self.batch_size {

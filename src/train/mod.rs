@@ -3,14 +3,20 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod launch;
 pub mod metrics;
+pub mod outputs;
 pub mod replay;
 pub mod selection;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_KEY, CONFIG_KEY};
 pub use config::{BatchSize, TrainConfig};
+pub use launch::{Launch, Request};
 pub use metrics::{EvalRecord, MetricsWriter};
+pub use outputs::Outputs;
 pub use replay::Replay;
 pub use selection::Best;
-pub use trainer::{Diverged, Observer, Outcome, RunControl, Summary, Trainer};
+pub use trainer::{
+    Diverged, Observer, Outcome, RunControl, Summary, Trainer, METRICS_KEY, SELECTION_KEY,
+};

@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 /// Stream id of dropout masks (see [`stream_key`]).
 const DROPOUT: u64 = 3;
 
+/// Metadata keys of a trained model: the record of the evaluation its
+/// weights had, and the model selection.
+pub const METRICS_KEY: &str = "scratchnet.metrics";
+pub const SELECTION_KEY: &str = "scratchnet.selection";
+
 /// Hooks for progress display; both default to doing nothing.
 pub trait Observer {
     fn step(&mut self, _done: usize, _total: usize, _loss: f64) {}
@@ -70,6 +75,9 @@ pub struct Trainer<'d> {
     best: Option<Best>,
     /// Each step's dropout masks, where a replay gives them.
     given_masks: Option<Vec<GivenMasks>>,
+    /// The last evaluation, and where patience stopped the run.
+    last_eval: Option<EvalRecord>,
+    stopped_early: Option<usize>,
 }
 
 impl<'d> Trainer<'d> {
@@ -151,7 +159,7 @@ impl<'d> Trainer<'d> {
         )
         .distorted(cfg.distortion());
         let spe = batcher.steps_per_epoch();
-        let total_steps = cfg.iters.unwrap_or_else(|| cfg.epochs.unwrap_or(1) * spe);
+        let total_steps = cfg.total_steps(data.train.len());
         if replay != Replay::default() {
             if replay.steps() < total_steps {
                 bail!(
@@ -208,6 +216,8 @@ impl<'d> Trainer<'d> {
             train_time: Duration::ZERO,
             best,
             given_masks: replay.masks,
+            last_eval: None,
+            stopped_early: None,
             cfg,
         })
     }
@@ -378,9 +388,11 @@ impl<'d> Trainer<'d> {
                 let mut r = self.evaluate(start.elapsed().as_secs_f64())?;
                 let patience_out = self.select(&mut r)?;
                 obs.eval(&r)?;
+                self.last_eval = Some(r.clone());
                 last = Some(r);
                 if patience_out {
                     stopped_early = Some(self.step);
+                    self.stopped_early = stopped_early;
                     break;
                 }
             }
@@ -401,6 +413,7 @@ impl<'d> Trainer<'d> {
             None => {
                 let mut r = self.evaluate(start.elapsed().as_secs_f64())?;
                 self.select(&mut r)?;
+                self.last_eval = Some(r.clone());
                 r
             }
         };
@@ -415,8 +428,36 @@ impl<'d> Trainer<'d> {
         })))
     }
 
-    /// The trained model, with the configuration and data checksums recorded.
-    pub fn model(&self, mut metadata: BTreeMap<String, String>) -> Result<Model> {
+    /// The trained model: the weights kept (with `keep_best`, those of the
+    /// best evaluation), and in its metadata the configuration, the data's
+    /// checksums, the steps, the record of the evaluation those weights
+    /// had, and the model selection where it was on.
+    pub fn trained_model(&self) -> Result<Model> {
+        let mut meta = BTreeMap::new();
+        let best = self.best.as_ref().map(|b| &b.record);
+        let kept = match (best, self.cfg.keep_best) {
+            (Some(b), true) => Some(b),
+            _ => self.last_eval.as_ref(),
+        };
+        if let Some(r) = kept {
+            meta.insert(METRICS_KEY.to_string(), serde_json::to_string(r)?);
+        }
+        if self.cfg.keep_best || self.cfg.patience.is_some() {
+            let selection = serde_json::json!({
+                "keep_best": self.cfg.keep_best,
+                "patience": self.cfg.patience,
+                "best_iter": best.map(|b| b.iter),
+                "best_val_acc": best.and_then(|b| b.val_acc),
+                "stopped_early": self.stopped_early,
+                "last": self.last_eval,
+            });
+            meta.insert(SELECTION_KEY.to_string(), selection.to_string());
+        }
+        self.model(meta)
+    }
+
+    /// The model, with the configuration and data checksums recorded.
+    fn model(&self, mut metadata: BTreeMap<String, String>) -> Result<Model> {
         metadata.insert(CONFIG_KEY.into(), serde_json::to_string(&self.cfg)?);
         metadata.insert(
             "scratchnet.data_sha256".into(),

@@ -150,28 +150,9 @@ impl<'d> Trainer<'d> {
             }
             None => layout.init(cfg.init, cfg.seed),
         };
-        let mut batcher = Batcher::new(
-            data.train.len(),
-            cfg.minibatch(),
-            cfg.seed,
-            cfg.shift,
-            data.shape,
-        )
-        .distorted(cfg.distortion());
-        let spe = batcher.steps_per_epoch();
         let total_steps = cfg.total_steps(data.train.len());
-        if replay != Replay::default() {
-            if replay.steps() < total_steps {
-                bail!(
-                    "a replay of {} steps for a run of {total_steps}",
-                    replay.steps()
-                );
-            }
-            replay.check_masks(&layout)?;
-            batcher = batcher
-                .given(replay.batches)
-                .map_err(|e| anyhow::anyhow!("replayed batches: {e}"))?;
-        }
+        let (batcher, given_masks) = batches(&cfg, data, &layout, total_steps, replay)?;
+        let spe = batcher.steps_per_epoch();
         let eval_every = cfg
             .eval_every
             .unwrap_or(if cfg.minibatch().is_some() { spe } else { 50 });
@@ -215,7 +196,7 @@ impl<'d> Trainer<'d> {
             samples: 0,
             train_time: Duration::ZERO,
             best,
-            given_masks: replay.masks,
+            given_masks,
             last_eval: None,
             stopped_early: None,
             cfg,
@@ -487,6 +468,34 @@ impl<'d> Trainer<'d> {
             self.best.as_ref(),
         )
     }
+}
+
+/// Which samples each step of a run takes, and how changed: drawn from the
+/// seed, or given by `replay` (with its masks, returned apart).
+fn batches(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    layout: &Layout,
+    total_steps: usize,
+    replay: Replay,
+) -> Result<(Batcher, Option<Vec<GivenMasks>>)> {
+    let (n, shape) = (data.train.len(), data.shape);
+    let batcher =
+        Batcher::new(n, cfg.minibatch(), cfg.seed, cfg.shift, shape).distorted(cfg.distortion());
+    if replay == Replay::default() {
+        return Ok((batcher, None));
+    }
+    if replay.steps() < total_steps {
+        bail!(
+            "a replay of {} steps for a run of {total_steps}",
+            replay.steps()
+        );
+    }
+    replay.check_masks(layout)?;
+    let batcher = batcher
+        .given(replay.batches)
+        .map_err(|e| anyhow::anyhow!("replayed batches: {e}"))?;
+    Ok((batcher, replay.masks))
 }
 
 /// A run that stopped because a value stopped being finite: its weights are

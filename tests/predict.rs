@@ -58,22 +58,7 @@ fn redrawn_test_digits_are_classified_as_their_labels() {
             .unwrap(),
         }
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
-        .args([
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--csv",
-            pics.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
+    let csv = common::predict_csv(&model, &[&pics]);
     let mut lines = csv.lines();
     assert!(lines.next().unwrap().starts_with("file,digit,p0,"));
     let (mut right, mut worst_sum) = (0, 0.0f64);

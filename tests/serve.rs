@@ -78,17 +78,7 @@ fn answers_are_the_librarys_answers() {
 
         let file = dir.path().join(format!("{i:03}.png"));
         std::fs::write(&file, png(i)).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
-            .args(["predict", "--csv", "--model"])
-            .args([&s.model, &file])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let csv = String::from_utf8(out.stdout).unwrap();
+        let csv = common::predict_csv(&s.model, &[&file]);
         let row = csv.lines().nth(1).unwrap_or_else(|| panic!("{csv}"));
         let want: Vec<f64> = row
             .split(',')

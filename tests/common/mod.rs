@@ -148,6 +148,20 @@ pub fn trained_model(dir: &Path, overrides: serde_json::Value) -> PathBuf {
     path
 }
 
+/// `scratchnet predict --csv` of `model` on `images` (files or folders),
+/// which must succeed: its standard output.
+pub fn predict_csv(model: &Path, images: &[&Path]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+        .args(["predict", "--csv", "--model"])
+        .arg(model)
+        .args(images)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "predict failed: {err}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A server of a model trained for two epochs, on a free port.
 pub struct Server {
     pub child: Child,

@@ -15,6 +15,9 @@ const errorOut = document.getElementById("error");
 // A stroke about as wide, once the digit is fitted into 20x20, as MNIST's.
 const BRUSH = 22;
 let drawing = false, dirty = false, last = null, timer = null, inFlight = false;
+// Bumped whenever the pad is cleared or replaced: an answer that comes back
+// for an earlier picture is not shown.
+let picture = 0;
 
 for (let d = 0; d < 10; d++) {
   const li = document.createElement("li");
@@ -89,13 +92,14 @@ function predictPad() {
 }
 
 async function send(body, type) {
+  const asked = picture;
   try {
     const r = await fetch("/api/predict", { method: "POST", headers: { "Content-Type": type }, body });
     const answer = await r.json();
     if (!r.ok) throw new Error(answer.error || r.statusText);
-    show(answer);
+    if (asked === picture) show(answer);
   } catch (err) {
-    showError(err.message);
+    if (asked === picture) showError(err.message);
   }
 }
 
@@ -125,6 +129,10 @@ function showError(message) {
 }
 
 function reset() {
+  picture++;
+  dirty = false;
+  clearTimeout(timer);
+  timer = null;
   clearPad();
   seen.fillStyle = "#000";
   seen.fillRect(0, 0, 28, 28);
@@ -148,6 +156,7 @@ document.getElementById("random").addEventListener("click", async () => {
     const a = await r.json();
     if (!r.ok) throw new Error(a.error || r.statusText);
     // The test image itself on the pad, scaled up.
+    picture++;
     clearPad();
     const img = ctx.createImageData(28, 28);
     a.prepared.forEach((v, i) => {
@@ -171,6 +180,7 @@ document.getElementById("upload").addEventListener("click", () => document.getEl
 document.getElementById("file").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (!file) return;
+  picture++;
   clearPad();
   source.textContent = `Uploaded: ${file.name}`;
   // The picture on the pad, fitted, where the browser can decode it (PGM it cannot).

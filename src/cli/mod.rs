@@ -167,7 +167,7 @@ pub fn main() -> ExitCode {
         Command::Download(a) => download::run(a, v),
         Command::Bench(a) => bench::run(a),
         Command::Info(a) => info::run(a),
-        Command::Predict(a) => predict::run(a),
+        Command::Predict(a) => predict::run(a, v),
         Command::Sweep(a) => sweep::run(a, v),
         Command::Plot(a) => plot::run(a),
         Command::Completions(a) => completions::run(a),

@@ -1,13 +1,15 @@
 //! `scratchnet predict`: classify your own images of digits.
 
-use super::DeviceArg;
+use super::{DeviceArg, Verbosity};
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use scratchnet::backend::logits;
 use scratchnet::data::image_prep::{load_digit, SIDE};
+use scratchnet::fsutil::check_output_dir;
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
 use scratchnet::nn::softmax_ce::softmax;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -34,6 +36,9 @@ pub struct PredictArgs {
     /// Print CSV (file, digit, ten probabilities) instead of a table
     #[arg(long)]
     csv: bool,
+    /// Save the 28x28 image the network saw for each file, as DIR/NAME.prepared.png
+    #[arg(long, value_name = "DIR")]
+    debug_dir: Option<PathBuf>,
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), help = "Worker threads [default: all cores]")]
     pub(super) threads: Option<u16>,
     #[command(flatten)]
@@ -72,7 +77,7 @@ fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-pub fn run(args: PredictArgs) -> Result<()> {
+pub fn run(args: PredictArgs, v: Verbosity) -> Result<()> {
     args.device.device.check()?;
     let model = Model::load(&args.model)?;
     let arch = &model.layout.arch;
@@ -84,9 +89,19 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     let files = image_files(&args.images)?;
+    if let Some(dir) = &args.debug_dir {
+        check_output_dir("--debug-dir", dir)?;
+    }
     // Every readable image is answered; each unreadable one is reported
     // (file and reason) and makes the exit status non-zero.
-    let loaded: Vec<Result<Vec<f32>>> = files.iter().map(|f| load_digit(f)).collect();
+    let loaded: Vec<Result<Vec<f32>>> = files.par_iter().map(|f| load_digit(f)).collect();
+    if let Some(dir) = &args.debug_dir {
+        for (f, digit) in files.iter().zip(&loaded) {
+            if let Ok(d) = digit {
+                save_prepared(dir, f, d)?;
+            }
+        }
+    }
     let pixels: Vec<f32> = loaded.iter().flatten().flatten().copied().collect();
     let classes = arch.classes;
     let target = args.device.target();
@@ -107,6 +122,23 @@ pub fn run(args: PredictArgs) -> Result<()> {
         })
         .collect();
     let failed: Vec<_> = rows.iter().filter(|(_, r)| r.is_err()).collect();
+    if v > Verbosity::Quiet {
+        for (f, r) in &rows {
+            if let Ok(p) = r {
+                let top = p[argmax(p) as usize];
+                if top < UNSURE {
+                    eprintln!("warning: {}: the network is unsure (top probability {top:.2}); `-v` or --debug-dir shows the image it saw", f.display());
+                }
+            }
+        }
+    }
+    if v == Verbosity::Verbose {
+        for ((f, _), digit) in rows.iter().zip(&loaded) {
+            if let Ok(d) = digit {
+                eprintln!("{}, as the network saw it:\n{}", f.display(), sketch(d));
+            }
+        }
+    }
     for (f, r) in &failed {
         if let Err(why) = r {
             eprintln!("{}: {why}", f.display());
@@ -176,6 +208,35 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Below this top probability, an answer is flagged as unsure.
+const UNSURE: f32 = 0.7;
+
+/// A 28x28 image in characters, darkest to brightest ink.
+fn sketch(digit: &[f32]) -> String {
+    const SHADES: &[u8] = b" .:-=+*#%@";
+    digit
+        .chunks(SIDE)
+        .map(|row| {
+            row.iter()
+                .map(|&v| SHADES[((v.clamp(0.0, 1.0) * 9.0).round()) as usize] as char)
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The 28x28 image the network saw for `file`, as `dir/NAME.prepared.png`
+/// (ink white on black, as MNIST's).
+fn save_prepared(dir: &Path, file: &Path, digit: &[f32]) -> Result<()> {
+    let name = file.file_stem().unwrap_or_default().to_string_lossy();
+    let path = dir.join(format!("{name}.prepared.png"));
+    let img = image::GrayImage::from_fn(SIDE as u32, SIDE as u32, |x, y| {
+        image::Luma([(digit[y as usize * SIDE + x as usize] * 255.0).round() as u8])
+    });
+    img.save(&path)
+        .with_context(|| format!("--debug-dir: cannot write {}", path.display()))
 }
 
 fn csv_field(s: &str) -> String {

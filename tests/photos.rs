@@ -27,7 +27,7 @@ fn right(csv: &str) -> (usize, usize) {
                 .chars()
                 .next()
                 .unwrap();
-            digit.chars().next() == Some(label)
+            digit.starts_with(label)
         })
         .count();
     (ok, rows.len())

@@ -298,9 +298,25 @@ fn minibatch_run(run_name: &str, extra: Value, masks: bool, bounds: Bounds) {
     assert_eq!(log.losses.len(), 30);
     let what = format!("{run_name}: the batch's cross-entropy at every step");
     compare::assert_close(&what, &log.losses, &golden.f64s("loss"), 0.0, bounds.j);
+    // J of a minibatch run is the mean cross-entropy since the last
+    // evaluation (here, that step's), the L2 term beside it.
     let js: Vec<f64> = log.evals.iter().map(|r| r.j).collect();
     let what = format!("{run_name}: J at every step");
-    compare::assert_close(&what, &js, &golden.f64s("J"), 0.0, bounds.j);
+    compare::assert_close(&what, &js, &golden.f64s("loss"), 0.0, bounds.j);
+    let l2: Vec<f64> = log.evals.iter().map(|r| r.l2.unwrap()).collect();
+    let want: Vec<f64> = golden
+        .f64s("J")
+        .iter()
+        .zip(golden.f64s("loss"))
+        .map(|(j, ce)| j - ce)
+        .collect();
+    compare::assert_close(
+        &format!("{run_name}: the L2 term at every step"),
+        &l2,
+        &want,
+        0.0,
+        bounds.j,
+    );
     let last = log.evals.last().unwrap();
     let got = [last.train_acc, last.val_acc.unwrap(), last.test_acc];
     let want = ["train", "val", "test"].map(|s| golden.f64s(&format!("final_{s}_acc"))[0]);

@@ -5,7 +5,9 @@
 mod splits;
 
 use super::{Backend, Setup, SplitName, Step, StepReport};
-use crate::nn::{l2, Dropout, DropoutMode, Images, Layout, Network, Order, Params, Workspace};
+use crate::nn::{
+    l2, Dropout, DropoutMode, Images, Layout, Network, Order, Params, Score, Workspace,
+};
 use crate::optim::{Decay, Optimizer};
 use anyhow::Result;
 use splits::Splits;
@@ -100,6 +102,11 @@ impl Backend for Cpu<'_> {
         Ok(self
             .net
             .accuracy(&self.params, x, labels, &mut self.eval_ws))
+    }
+
+    fn score(&mut self, split: SplitName) -> Result<Score> {
+        let (x, labels) = self.splits.eval(split);
+        Ok(self.net.score(&self.params, x, labels, &mut self.eval_ws))
     }
 
     fn params(&self) -> Result<Vec<f32>> {

@@ -5,7 +5,7 @@ use super::{Backend, Setup, SplitName, Step, StepReport};
 use crate::data::batch::Batcher;
 use crate::gpu::{open, GpuNet, GpuSplit, GpuStep};
 use crate::nn::dropout::Draws;
-use crate::nn::DropoutMode;
+use crate::nn::{DropoutMode, Score};
 use crate::optim::Optimizer;
 use anyhow::{bail, Result};
 
@@ -104,6 +104,15 @@ impl Backend for Cuda {
             SplitName::Test => &self.test,
         };
         self.net.accuracy(split)
+    }
+
+    fn score(&mut self, split: SplitName) -> Result<Score> {
+        let split = match split {
+            SplitName::Train => &self.train,
+            SplitName::Val => &self.val,
+            SplitName::Test => &self.test,
+        };
+        self.net.score(split)
     }
 
     fn params(&self) -> Result<Vec<f32>> {

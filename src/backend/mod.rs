@@ -13,7 +13,7 @@ mod cuda;
 use crate::data::batch::Batcher;
 use crate::data::Dataset;
 use crate::nn::dropout::Draws;
-use crate::nn::{DropoutMode, Layout};
+use crate::nn::{DropoutMode, Layout, Score};
 use crate::optim::Optimizer;
 use anyhow::Result;
 
@@ -103,6 +103,8 @@ pub trait Backend {
     fn step(&mut self, step: &Step<'_>) -> Result<StepReport>;
     /// The fraction of `split` classified right, without dropout.
     fn accuracy(&mut self, split: SplitName) -> Result<f64>;
+    /// [`Backend::accuracy`] and the mean cross-entropy of `split`.
+    fn score(&mut self, split: SplitName) -> Result<Score>;
     /// The parameters, every weight in rows.
     fn params(&self) -> Result<Vec<f32>>;
     /// The optimiser with its state, every buffer in rows.

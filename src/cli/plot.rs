@@ -156,7 +156,9 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
-/// J on the left, the three accuracies on the right, against the iteration.
+/// The loss on the left (training, with dropout, and validation, without:
+/// cross-entropy both), the three accuracies on the right, against the
+/// iteration. Metrics from before the losses were recorded show J.
 fn curves<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     r: &[EvalRecord],
@@ -170,38 +172,54 @@ fn curves<DB: DrawingBackend>(
     let root = root.titled(&title, (FONT, 22)).map_err(err)?;
     let (left, right) = root.split_horizontally(600);
     let x_max = r.iter().map(|r| r.iter).max().unwrap_or(1).max(1) as f64;
-    let js: Vec<(f64, f64)> = r
+    let points = |f: fn(&EvalRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+        r.iter()
+            .filter_map(|x| f(x).filter(|v| v.is_finite()).map(|v| (x.iter as f64, v)))
+            .collect()
+    };
+    let losses = [
+        (
+            "training",
+            points(|x| x.train_loss.or(Some(x.j))),
+            COLORS[0],
+        ),
+        ("validation", points(|x| x.val_loss), COLORS[1]),
+    ];
+    let l_max = losses
         .iter()
-        .filter(|r| r.j.is_finite())
-        .map(|r| (r.iter as f64, r.j))
-        .collect();
-    let j_max = js.iter().map(|p| p.1).fold(0.0, f64::max) * 1.05 + 1e-9;
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+        * 1.05
+        + 1e-9;
     let mut c = ChartBuilder::on(&left)
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .caption("J (cross-entropy + L2)", (FONT, 18))
-        .build_cartesian_2d(0.0..x_max, 0.0..j_max)
+        .caption("loss (cross-entropy)", (FONT, 18))
+        .build_cartesian_2d(0.0..x_max, 0.0..l_max)
         .map_err(err)?;
     c.configure_mesh()
         .x_desc("iteration")
-        .y_desc("J")
+        .y_desc("loss")
         .label_style((FONT, 14))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(err)?;
-    c.draw_series(LineSeries::new(js, BLUE.stroke_width(2)))
-        .map_err(err)?;
+    for (name, pts, color) in losses {
+        if pts.is_empty() {
+            continue;
+        }
+        c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(legend_line(color));
+    }
+    legend(&mut c)?;
 
-    let accs = |f: fn(&EvalRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-        r.iter()
-            .filter_map(|x| f(x).map(|a| (x.iter as f64, a)))
-            .collect()
-    };
     let series = [
-        ("train", accs(|x| Some(x.train_acc)), COLORS[0]),
-        ("validation", accs(|x| x.val_acc), COLORS[1]),
-        ("test", accs(|x| Some(x.test_acc)), COLORS[2]),
+        ("training", points(|x| Some(x.train_acc)), COLORS[0]),
+        ("validation", points(|x| x.val_acc), COLORS[1]),
+        ("test", points(|x| Some(x.test_acc)), COLORS[2]),
     ];
     let lo = series
         .iter()

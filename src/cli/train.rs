@@ -220,13 +220,21 @@ impl Observer for Console {
             self.say(format!("warning: {e:#}; metrics are no longer written"));
         }
         if self.verbosity > Verbosity::Quiet {
-            let val = r
-                .val_acc
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or_else(|| "-".into());
+            let shown = |v: Option<f64>, digits: usize| match v {
+                Some(v) => format!("{v:.digits$}"),
+                None => "-".into(),
+            };
             let mut line = format!(
-                "iter {:>6}  epoch {:>6.2}  J {:.6}  accuracy train {:.4}  val {val}  test {:.4}  ({:.1} s)",
-                r.iter, r.epoch, r.j, r.train_acc, r.test_acc, r.elapsed_s
+                "iter {:>6}  epoch {:>6.2}  J {:.6} (L2 {})  val loss {}  accuracy train {:.4}  val {}  test {:.4}  ({:.1} s)",
+                r.iter,
+                r.epoch,
+                r.j,
+                shown(r.l2, 4),
+                shown(r.val_loss, 4),
+                r.train_acc,
+                shown(r.val_acc, 4),
+                r.test_acc,
+                r.elapsed_s
             );
             if self.verbosity == Verbosity::Verbose {
                 line += &format!("  lr {:.3e}", r.lr);

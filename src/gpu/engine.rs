@@ -3,7 +3,8 @@
 
 use crate::data::Split;
 use crate::nn::dropout::{mix64, DropoutMode};
-use crate::nn::{Activation, Layout};
+use crate::nn::softmax_ce::score;
+use crate::nn::{Activation, Layout, Score};
 use crate::optim::{Adam, Optimizer};
 use anyhow::{Context, Result};
 use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
@@ -477,17 +478,25 @@ impl GpuNet {
     /// Fraction of `split` predicted right (argmax of the logits, the first
     /// on ties), without dropout.
     pub fn accuracy(&mut self, split: &GpuSplit) -> Result<f64> {
+        Ok(self.score(split)?.accuracy)
+    }
+
+    /// Accuracy and mean cross-entropy of `split`, without dropout.
+    pub fn score(&mut self, split: &GpuSplit) -> Result<Score> {
         if split.rows == 0 {
-            return Ok(f64::NAN);
+            return Ok(Score {
+                accuracy: f64::NAN,
+                loss: f64::NAN,
+            });
         }
         let classes = self.layout.arch.classes;
         let logits = self.logits(split)?;
-        let right = logits
-            .chunks_exact(classes)
-            .zip(&split.labels)
-            .filter(|(z, &y)| crate::nn::network::argmax(z) == y)
-            .count();
-        Ok(right as f64 / split.rows as f64)
+        let (right, loss) = score(&logits, &split.labels, classes);
+        let n = split.rows as f64;
+        Ok(Score {
+            accuracy: right as f64 / n,
+            loss: loss / n,
+        })
     }
 
     /// The logits of every row of `split` (`[rows, classes]`), without dropout.

@@ -16,5 +16,5 @@ pub use arch::{Activation, Arch, Branch};
 pub use dropout::{Dropout, DropoutMode};
 pub use first_layer::{CompressedBatch, Images, Input, InputKind, Order, TrainInput, WholeBatch};
 pub use layout::{InitScheme, Layout, ParamTensor};
-pub use network::{Network, Workspace};
+pub use network::{Network, Score, Workspace};
 pub use params::Params;

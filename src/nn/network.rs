@@ -321,6 +321,28 @@ impl Network {
         out
     }
 
+    /// Accuracy on `labels` and mean cross-entropy, without dropout.
+    pub fn score(
+        &self,
+        params: &Params,
+        images: Input<'_>,
+        labels: &[u8],
+        ws: &mut Workspace,
+    ) -> Score {
+        let classes = self.layout.arch.classes;
+        let (mut right, mut loss) = (0, 0.0);
+        self.logits_chunks(params, images, ws, |first, logits| {
+            let rows = logits.len() / classes;
+            let (r, l) = softmax_ce::score(logits, &labels[first..first + rows], classes);
+            (right, loss) = (right + r, loss + l);
+        });
+        let n = labels.len() as f64;
+        Score {
+            accuracy: right as f64 / n,
+            loss: loss / n,
+        }
+    }
+
     /// Fraction of `labels` predicted correctly.
     pub fn accuracy(
         &self,
@@ -335,6 +357,14 @@ impl Network {
         let pred = self.predict(params, images, ws);
         pred.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64
     }
+}
+
+/// How a split fares: the fraction predicted right, and the mean
+/// cross-entropy (NaN for no rows).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    pub accuracy: f64,
+    pub loss: f64,
 }
 
 /// A layer's shapes for `batch` rows.

@@ -26,6 +26,25 @@ pub fn softmax(logits: &mut [f32], classes: usize) {
     });
 }
 
+/// Right answers (argmax, the first on ties) and the summed cross-entropy
+/// `Σ -log(p_y + 1e-7)` of rows of `logits` (rows of `classes`), as
+/// training measures its loss.
+pub fn score(logits: &[f32], labels: &[u8], classes: usize) -> (usize, f64) {
+    let mut row = vec![0.0f32; classes];
+    logits
+        .chunks_exact(classes)
+        .zip(labels)
+        .fold((0, 0.0), |(right, loss), (z, &y)| {
+            row.copy_from_slice(z);
+            softmax_row(&mut row);
+            let hit = crate::nn::network::argmax(z) == y;
+            (
+                right + hit as usize,
+                loss - ((row[y as usize] + LOG_EPS) as f64).ln(),
+            )
+        })
+}
+
 /// One fused pass: returns the summed cross-entropy `Σ -log(p_y + 1e-7)` of
 /// the rows and overwrites the logits with `dZ = (p - onehot(y)) * scale`.
 /// `scale` is 1/batch, the mean's factor.

@@ -14,9 +14,23 @@ pub struct EvalRecord {
     /// Steps done so far (the notebook's `i` is `iter - 1`).
     pub iter: usize,
     pub epoch: f64,
-    /// The last step's J: cross-entropy (with dropout) plus the L2 term.
+    /// The training loss, with dropout: in a full-batch run the notebook's
+    /// J, that iteration's cross-entropy plus the L2 term; with minibatches,
+    /// the mean cross-entropy of the steps since the last evaluation.
     #[serde(rename = "J")]
     pub j: f64,
+    /// The L2 term of the last step before the evaluation (of the weights
+    /// before its update): `Σ l·mean(W²) / 2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2: Option<f64>,
+    /// The training cross-entropy, with dropout, that J stands for: that
+    /// iteration's in a full-batch run (J less the L2 term), the mean since
+    /// the last evaluation with minibatches (J itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
+    /// The validation split's mean cross-entropy, without dropout.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
     pub train_acc: f64,
     pub val_acc: Option<f64>,
     pub test_acc: f64,

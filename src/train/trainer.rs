@@ -64,10 +64,16 @@ pub struct Trainer<'d> {
     pub total_steps: usize,
     steps_per_epoch: usize,
     eval_every: usize,
-    /// J as the notebook reports it, of the last step that measured it.
+    /// J as the evaluation reports it (see [`EvalRecord::j`]), and the
+    /// cross-entropy and L2 term it is made of.
     last_j: f64,
+    last_ce: f64,
+    last_l2: f64,
     /// The last loss the backend reported.
     last_loss: f64,
+    /// Minibatches since the last evaluation: their summed loss (each
+    /// weighted by its samples) and samples.
+    since_eval: (f64, usize),
     samples: usize,
     train_time: Duration,
     /// Model selection: the best evaluation so far, its weights (with
@@ -192,7 +198,10 @@ impl<'d> Trainer<'d> {
             steps_per_epoch: spe,
             eval_every,
             last_j: f64::NAN,
+            last_ce: f64::NAN,
+            last_l2: f64::NAN,
             last_loss: f64::NAN,
+            since_eval: (0.0, 0),
             samples: 0,
             train_time: Duration::ZERO,
             best,
@@ -225,15 +234,18 @@ impl<'d> Trainer<'d> {
         self.best.as_ref()
     }
 
-    /// One training step; returns its cross-entropy (on a device that reads
-    /// it back only when J is reported, the last one read). J
-    /// (cross-entropy plus the L2 term, as the notebook reports it) is kept
-    /// for the evaluation that follows, the only place it is read.
+    /// One training step; returns its cross-entropy (in a full-batch run on
+    /// a device that reads it back only when J is reported, the last one
+    /// read). J is kept for the evaluation that follows, the only place it
+    /// is read: in a full-batch run, the notebook's (this step's
+    /// cross-entropy plus the L2 term); with minibatches, the mean
+    /// cross-entropy of the steps since the last evaluation.
     pub fn train_step(&mut self) -> Result<f64> {
         let t0 = Instant::now();
         let i = self.step;
         let lr = self.cfg.lr_schedule().lr(self.cfg.lr, i, self.total_steps);
         let reports_j = self.evaluates_after(i);
+        let minibatch = self.cfg.minibatch().is_some();
         // J's L2 term is of the weights before the update.
         let penalty = match reports_j {
             true => l2::penalty(&self.backend.params()?, &self.layout, &self.factors),
@@ -247,7 +259,7 @@ impl<'d> Trainer<'d> {
                 Some(masks) => Draws::Given(&masks[i]),
                 None => Draws::Key(stream_key(self.cfg.seed, i as u64, DROPOUT)),
             },
-            wants_loss: reports_j,
+            wants_loss: reports_j || minibatch,
             more: i + 1 < self.total_steps,
         })?;
         if let Some(loss) = report.loss {
@@ -262,6 +274,10 @@ impl<'d> Trainer<'d> {
                 return Err(Diverged { step: i, what }.into());
             }
             self.last_loss = loss;
+            if minibatch {
+                self.since_eval.0 += loss * report.rows as f64;
+                self.since_eval.1 += report.rows;
+            }
         }
         if report.finite == Some(false) {
             let params = self.backend.params()?;
@@ -276,7 +292,15 @@ impl<'d> Trainer<'d> {
             return Err(Diverged { step: i, what }.into());
         }
         if reports_j {
-            self.last_j = self.last_loss + penalty;
+            let (sum, rows) = std::mem::take(&mut self.since_eval);
+            (self.last_ce, self.last_l2) = match minibatch {
+                true => (sum / rows as f64, penalty),
+                false => (self.last_loss, penalty),
+            };
+            self.last_j = match minibatch {
+                true => self.last_ce,
+                false => self.last_ce + penalty,
+            };
         }
         self.samples += report.rows;
         self.cfg.reg_schedule().after_step(i, &mut self.factors);
@@ -310,17 +334,22 @@ impl<'d> Trainer<'d> {
         self.backend.accuracy(SplitName::Test)
     }
 
-    /// Accuracy on the three splits, without dropout.
+    /// Accuracy on the three splits and the validation loss, without
+    /// dropout, and the training loss reported since the last evaluation.
     pub fn evaluate(&mut self, elapsed_s: f64) -> Result<EvalRecord> {
         let train_acc = self.backend.accuracy(SplitName::Train)?;
-        let val = self.backend.accuracy(SplitName::Val)?;
+        let val = self.backend.score(SplitName::Val)?;
         let test_acc = self.backend.accuracy(SplitName::Test)?;
+        let has_val = !self.data.val.is_empty();
         Ok(EvalRecord {
             iter: self.step,
             epoch: self.step as f64 / self.steps_per_epoch as f64,
             j: self.last_j,
+            l2: Some(self.last_l2),
+            train_loss: Some(self.last_ce),
+            val_loss: has_val.then_some(val.loss),
             train_acc,
-            val_acc: (!self.data.val.is_empty()).then_some(val),
+            val_acc: has_val.then_some(val.accuracy),
             test_acc,
             lr: self.cfg.lr_schedule().lr(
                 self.cfg.lr,

@@ -446,6 +446,44 @@ fn sweep_ranks_trials_saves_the_best_and_resumes() {
 
     fails_with(&["sweep", "--lr", "0:1", "--out", o], &["--lr", "> 0"]);
     fails_with(&["sweep", "--keep", "0.5:1.5", "--out", o], &["--keep"]);
+    // Other settings in the same folder would mix two searches' results.
+    fails_with(
+        &[
+            "sweep", "--trials", "4", "--iters", "40", "--out", o, "--seed", "5",
+        ],
+        &[
+            "holds a sweep with other settings",
+            "iters 40 (was 30)",
+            "another --out",
+        ],
+    );
+    fails_with(
+        &[
+            "sweep",
+            "--trials",
+            "4",
+            "--iters",
+            "30",
+            "--out",
+            o,
+            "--seed",
+            "5",
+            "--lr",
+            "1e-3:1e-2",
+        ],
+        &["lr 0.001:0.01 (was 0.0001:0.01)"],
+    );
+    fails_with(
+        &[
+            "sweep", "--trials", "4", "--preset", "seed", "--iters", "30", "--out", o, "--seed",
+            "5",
+        ],
+        &["preset \"seed\" (was \"fast\")"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.jsonl")).unwrap(),
+        after
+    );
 }
 
 #[test]

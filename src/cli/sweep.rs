@@ -147,6 +147,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
     }
     let arch = base.arch(data.features(), CLASSES)?;
     let jsonl = args.out.join("results.jsonl");
+    same_settings(&args, &base, &data, jsonl.exists(), v)?;
 
     let mut done: BTreeMap<u32, TrialResult> = BTreeMap::new();
     if jsonl.exists() {
@@ -279,6 +280,86 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What makes two sweeps the same search: their trials drawn alike and
+/// trained alike, on the same data (the number of trials may grow).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    preset: String,
+    epochs: Option<usize>,
+    iters: Option<usize>,
+    lr: [f32; 2],
+    l2: [f32; 2],
+    keep: [f32; 2],
+    seed: u64,
+    data_sha256: BTreeMap<String, String>,
+}
+
+/// Records this sweep's settings in `OUT/settings.json`, or checks them
+/// against those recorded: a sweep continues only the same search.
+fn same_settings(
+    args: &SweepArgs,
+    base: &TrainConfig,
+    data: &Dataset,
+    has_results: bool,
+    v: Verbosity,
+) -> Result<()> {
+    let now = Settings {
+        preset: args.preset.clone(),
+        epochs: base.epochs,
+        iters: base.iters,
+        lr: [args.lr.0, args.lr.1],
+        l2: [args.l2.0, args.l2.1],
+        keep: [args.keep.0, args.keep.1],
+        seed: args.seed,
+        data_sha256: data.checksums.iter().cloned().collect(),
+    };
+    let path = args.out.join("settings.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let before: Settings = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a sweep's settings", path.display()))?;
+            if before != now {
+                let was = serde_json::to_value(&before)?;
+                let is = serde_json::to_value(&now)?;
+                let differ: Vec<String> = is
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, v)| was.get(k.as_str()) != Some(v))
+                    .map(|(k, v)| format!("{k} {} (was {})", short(v), short(&was[k.as_str()])))
+                    .collect();
+                bail!(
+                    "{} holds a sweep with other settings: {}; give another --out, or the same settings to continue it",
+                    args.out.display(),
+                    differ.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Err(_) => {
+            if has_results && v > Verbosity::Quiet {
+                eprintln!(
+                    "warning: {} holds results with no record of their settings; they are taken to be these",
+                    args.out.display()
+                );
+            }
+            write_atomic(&path, serde_json::to_string_pretty(&now)?.as_bytes())
+        }
+    }
+}
+
+/// A setting's value as the error shows it: numbers as the options take
+/// them, ranges as `LO:HI`, checksums not at all.
+fn short(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(_) => "of other data".into(),
+        Value::Number(n) if n.is_f64() => (n.as_f64().unwrap_or(f64::NAN) as f32).to_string(),
+        Value::Array(a) => a.iter().map(short).collect::<Vec<_>>().join(":"),
+        v => v.to_string(),
+    }
 }
 
 fn fmt_list(v: &[f32]) -> String {

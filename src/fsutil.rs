@@ -66,6 +66,27 @@ pub fn check_output_file(option: &str, path: &Path) -> Result<()> {
     writable_folder(dir).with_context(|| format!("{option} {shown}"))
 }
 
+/// Checks that the output of option `option` is not named for the other
+/// file format: models are safetensors files (`--save`, `--checkpoint`),
+/// exports are ONNX files (`--onnx`).
+pub fn check_extension(option: &str, path: &Path) -> Result<()> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match (option, ext.as_deref()) {
+        ("--onnx", Some("safetensors")) => bail!(
+            "--onnx {}: an ONNX file is written here, but the name says safetensors; give a name ending in .onnx",
+            path.display()
+        ),
+        ("--save" | "--checkpoint", Some("onnx")) => bail!(
+            "{option} {}: models are saved as safetensors, but the name says ONNX; give a name ending in .safetensors (for ONNX: `scratchnet export MODEL --onnx {}`)",
+            path.display(),
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Checks, before any work, that files can be written in folder `dir` (the
 /// output of option `option`), creating it if missing.
 pub fn check_output_dir(option: &str, dir: &Path) -> Result<()> {

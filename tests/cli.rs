@@ -52,9 +52,101 @@ fn impossible_options_are_named() {
     fails_with(&["train", "--rotate", "90"], &["--rotate"]);
     fails_with(
         &["train", "--elastic=-1"],
-        &["--elastic -1 must be in [0, 8]"],
+        &["--elastic -1: must be in [0, 8]"],
     );
     fails_with(&["train", "--patience", "0"], &["--patience", "at least 1"]);
+}
+
+/// Every bad value names the option and the value (and in a file its
+/// line); a file takes a single value where the flag does; unknown names
+/// get the nearest known one; the other format's file name is refused.
+#[test]
+fn options_speak_with_one_voice() {
+    fails_with(
+        &["train", "--lr", "inf"],
+        &["'inf'", "--lr", "expected a finite number"],
+    );
+    fails_with(
+        &["train", "--lr", "-1"],
+        &["--lr -1: a learning rate must be a finite number > 0"],
+    );
+    fails_with(
+        &["train", "--keep", "0.9,nan"],
+        &["'nan'", "--keep", "finite"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = |text: &str| {
+        let p = dir.path().join("run.toml");
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    for (text, want) in [
+        (
+            "epochs = 1\nkeep = 1.5\n",
+            "run.toml, line 2: keep = [1.5]: keep probabilities must be in (0, 1]",
+        ),
+        (
+            "lrr = 0.1\n",
+            "line 1: unknown option `lrr`; did you mean `lr`?",
+        ),
+        ("init = \"he\"\n", "did you mean `init_scheme`?"),
+        ("lr = inf\n", "line 1: lr = inf: expected a finite number"),
+        (
+            "lr = \"high\"\n",
+            "line 1: lr = \"high\": invalid type: string \"high\", expected a number",
+        ),
+    ] {
+        fails_with(&["train", "--config", &file(text)], &[want]);
+    }
+    // A single value for a list option, and the scheme under its one name.
+    let out = succeeds(&[
+        "train",
+        "--config",
+        &file("iters = 5\nkeep = 0.9\ninit_scheme = \"he\"\n"),
+    ]);
+    assert!(
+        out.contains("keep = [0.9]") && out.contains("init_scheme = \"he\""),
+        "{out}"
+    );
+    fails_with(
+        &["train", "--save", "m.onnx"],
+        &["--save m.onnx", "safetensors", "scratchnet export"],
+    );
+    fails_with(
+        &["export", "m.safetensors", "--onnx", "x.safetensors"],
+        &["--onnx x.safetensors", ".onnx"],
+    );
+}
+
+/// What every run prints first is short: the preset and what differs from
+/// it (readable by --config); -v prints every option. A run that ends at
+/// chance says so.
+#[test]
+fn the_configuration_printed_is_short_and_a_run_at_chance_warns() {
+    let out = succeeds(&["train", "--iters", "20", "--lr", "0.01"]);
+    let block: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("--- configuration"))
+        .skip(1)
+        .take_while(|l| *l != "---")
+        .collect();
+    assert_eq!(
+        block,
+        ["preset = \"fast\"", "iters = 20", "lr = 0.01"],
+        "{out}"
+    );
+    let out = succeeds(&["train", "--iters", "20", "-v"]);
+    assert!(
+        out.contains("momentum = 0.9") && out.contains("beta2 = 0.99"),
+        "{out}"
+    );
+    let out = scratchnet(&["train", "--epochs", "1", "--lr", "1e9", "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: the run ended near chance") && err.contains("1e9"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -604,7 +696,7 @@ fn quiet_prints_only_the_result_and_verbose_adds_detail() {
     let quiet = succeeds(&["train", "--iters", "20", "-q"]);
     assert_eq!(quiet.lines().count(), 1, "{quiet}");
     assert!(quiet.starts_with("done: 20 steps"), "{quiet}");
-    let verbose = succeeds(&["--verbose", "train", "--iters", "20"]);
+    let verbose = succeeds(&["train", "--verbose", "--iters", "20"]);
     assert!(
         verbose.contains("sha256 cfeddb84") && verbose.contains("  lr "),
         "{verbose}"
@@ -612,6 +704,46 @@ fn quiet_prints_only_the_result_and_verbose_adds_detail() {
     // Piped output carries no terminal control sequences.
     assert!(!verbose.contains('\x1b'), "escape codes in piped output");
     fails_with(&["train", "-q", "-v"], &["--quiet", "--verbose"]);
+    // -v is only where it means something.
+    fails_with(&["eval", "-v"], &["unexpected argument '-v'"]);
+}
+
+/// A model is named first or by --model in every command that reads one,
+/// and -q leaves only the result.
+#[test]
+fn every_command_takes_the_model_first_and_q_means_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    succeeds(&[
+        "train",
+        "--iters",
+        "30",
+        "-q",
+        "--save",
+        &p("m.safetensors"),
+    ]);
+    let m = p("m.safetensors");
+    let quiet = succeeds(&["eval", &m, "-q"]);
+    assert!(
+        quiet.starts_with("accuracy ") && quiet.lines().count() == 1,
+        "{quiet}"
+    );
+    assert_eq!(succeeds(&["eval", "--model", &m, "-q"]), quiet);
+    assert!(succeeds(&["info", &m]).contains("parameters  160474"));
+    assert!(succeeds(&["info", "--model", &m]).contains("parameters  160474"));
+    let digit = "assets/examples/digit-0-label-7.pgm";
+    let named_first = succeeds(&["predict", &m, digit]);
+    assert_eq!(named_first, succeeds(&["predict", "--model", &m, digit]));
+    assert_eq!(succeeds(&["export", &m, "--onnx", &p("m.onnx"), "-q"]), "");
+    assert_eq!(succeeds(&["plot", &m, "--out", &p("plots"), "-q"]), "");
+    assert!(Path::new(&p("plots/confusion.png")).is_file());
+    // --data DIR is the data, not a model.
+    let data = succeeds(&["info", "--data", "data/mnist"]);
+    assert!(data.contains("data/mnist (--data; present)"), "{data}");
+    fails_with(
+        &["eval"],
+        &["give a model: `scratchnet eval model.safetensors`"],
+    );
 }
 
 /// Without the `cuda` feature, every command that takes `--device` says how

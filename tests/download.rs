@@ -123,3 +123,29 @@ fn the_content_is_checked_not_the_gzip_wrapper() {
     );
     assert!(e.contains("a.gz") && e.contains("checksum mismatch"), "{e}");
 }
+
+/// `scratchnet download` with no mirror reachable names each mirror's
+/// failure once, and says what to do.
+#[test]
+fn offline_download_says_once_per_mirror_what_failed_and_what_to_do() {
+    let dest = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+        .args(["download", "--dest"])
+        .arg(dest.path())
+        .env(
+            "SCRATCHNET_MIRROR",
+            "http://127.0.0.1:9/ http://127.0.0.1:10/",
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for port in [9, 10] {
+        let url = format!("http://127.0.0.1:{port}/train-images-idx3-ubyte.gz");
+        assert_eq!(err.matches(&url).count(), 1, "{url} once in: {err}");
+    }
+    assert!(
+        err.contains("what to do:") && err.contains("--mirror URL") && err.contains("--data DIR"),
+        "{err}"
+    );
+}

@@ -272,7 +272,7 @@ proptest! {
 
     #[test]
     fn random_config_text_never_panics(text in "[a-z_ =\\[\\]0-9.\"\\n,-]{0,80}") {
-        let _ = TrainConfig::resolve(Some(&text), serde_json::json!({}));
+        let _ = TrainConfig::resolve(Some(("fuzzed.toml", &text)), serde_json::json!({}));
     }
 }
 

@@ -206,6 +206,39 @@ fn every_bad_request_gets_its_status_and_the_server_goes_on() {
     }
 }
 
+/// `curl -F file=@digit.png` sends a form: its file is the image; a form
+/// without one is a clear error.
+#[test]
+fn a_form_upload_is_read_as_its_file() {
+    let s = Server::start(&[]);
+    let form = |parts: &[(&str, Option<&str>, &[u8])]| {
+        let mut body = Vec::new();
+        for (name, file, data) in parts {
+            body.extend(b"--XyZ\r\nContent-Disposition: form-data; name=\"");
+            body.extend(name.as_bytes());
+            body.push(b'"');
+            if let Some(f) = file {
+                body.extend(format!("; filename=\"{f}\"\r\nContent-Type: image/png").as_bytes());
+            }
+            body.extend(b"\r\n\r\n");
+            body.extend(*data);
+            body.extend(b"\r\n");
+        }
+        body.extend(b"--XyZ--\r\n");
+        body
+    };
+    let kind = Some("multipart/form-data; boundary=XyZ");
+    let (_, direct) = s.call("POST", "/api/predict", Some("image/png"), &png(3));
+    let body = form(&[("note", None, b"a three"), ("file", Some("d.png"), &png(3))]);
+    let (status, a) = s.call("POST", "/api/predict", kind, &body);
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a, direct);
+    let (status, a) = s.call("POST", "/api/predict", kind, &form(&[]));
+    assert_eq!(status, 400, "{a}");
+    assert!(a["error"].as_str().unwrap().contains("no parts"), "{a}");
+    s.healthy();
+}
+
 fn image_of_blank() -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     image::GrayImage::from_pixel(40, 40, image::Luma([200]))

@@ -67,6 +67,11 @@ fn to_json(name: &str, v: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
         return Ok(Value::from(i));
     }
     if let Ok(f) = v.extract::<f64>() {
+        if !f.is_finite() {
+            return Err(PyValueError::new_err(format!(
+                "{name}: {f} is not a finite number"
+            )));
+        }
         return Ok(Value::from(f));
     }
     if let Ok(s) = v.extract::<String>() {

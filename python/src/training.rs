@@ -4,12 +4,14 @@
 use crate::arrays::{images, labels, Images};
 use crate::model::PyModel;
 use crate::{pool, record, thread_count, to_json, value_error};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyUserWarning, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, Split};
-use scratchnet::train::{EvalRecord, Observer, RunControl, TrainConfig, Trainer};
+use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -48,17 +50,6 @@ impl Observer for Callback<'_> {
         }
         Ok(())
     }
-}
-
-/// Every configuration key the trainer takes (the TOML names).
-fn option_names() -> Vec<String> {
-    let cfg = serde_json::to_value(TrainConfig::preset("fast").expect("the default preset"))
-        .expect("a configuration serialises");
-    cfg.as_object()
-        .expect("an object")
-        .keys()
-        .cloned()
-        .collect()
 }
 
 /// A split from optional arrays (empty when not given).
@@ -125,13 +116,13 @@ pub fn train(
     if let Some(p) = preset {
         overrides.insert("preset".into(), p.into());
     }
-    let known = option_names();
+    let known = TrainConfig::option_names();
     for (k, v) in options.into_iter().flatten() {
         let k: String = k.extract()?;
         if !known.contains(&k) {
             return Err(PyTypeError::new_err(format!(
-                "train() got an unexpected keyword argument '{k}' (options: {})",
-                known.join(", ")
+                "train() got an unexpected keyword argument '{k}'{}",
+                TrainConfig::suggest(&k)
             )));
         }
         overrides.insert(k.clone(), to_json(&k, &v)?);
@@ -176,6 +167,7 @@ fn run(
 ) -> PyResult<PyModel> {
     let stop = AtomicBool::new(false);
     let pool = pool(threads)?;
+    let lr = cfg.lr;
     let (result, signal) = py.detach(|| {
         std::thread::scope(|s| {
             let worker = s.spawn(|| {
@@ -220,11 +212,21 @@ fn run(
     if let Some(e) = obs.error {
         return Err(e);
     }
-    if let Err(e) = outcome {
-        return Err(match e.downcast_ref::<scratchnet::train::Diverged>() {
-            Some(_) => PyRuntimeError::new_err(format!("{e:#}")),
-            None => value_error(e),
-        });
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            return Err(match e.downcast_ref::<scratchnet::train::Diverged>() {
+                Some(_) => PyRuntimeError::new_err(format!("{e:#}")),
+                None => value_error(e),
+            })
+        }
+    };
+    if let Outcome::Finished(s) = &outcome {
+        let classes = model.as_ref().map_or(10, |m| m.layout.arch.classes);
+        if let Some(w) = s.near_chance(classes, lr) {
+            let category = py.get_type::<PyUserWarning>();
+            PyErr::warn(py, &category, &std::ffi::CString::new(w)?, 1)?;
+        }
     }
     let model = PyModel {
         model: model.expect("made after a run that did not fail"),

@@ -29,6 +29,8 @@ pub(super) struct Bar {
     /// Where the data is fetched on the way to another command's work: its
     /// lines go to stderr, leaving stdout to that command's results.
     aside: bool,
+    /// The mirrors that failed for the file under way.
+    failures: Vec<String>,
 }
 
 impl Bar {
@@ -38,6 +40,7 @@ impl Bar {
             bar: None,
             quiet: false,
             aside: true,
+            failures: Vec::new(),
         }
     }
 }
@@ -69,20 +72,26 @@ impl Progress for Bar {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
-        eprintln!("  {url}: {why}; trying the next mirror");
+        self.failures.push(format!("{url}: {why}"));
     }
     fn done(&mut self, name: &str, skipped: bool) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
-        let what = if skipped {
-            "already present, checksum ok"
-        } else {
-            "downloaded, checksum ok"
+        let what = match (skipped, self.failures.len()) {
+            (true, _) => "already present, checksum ok".to_string(),
+            (false, 0) => "downloaded, checksum ok".to_string(),
+            (false, n) => format!(
+                "downloaded, checksum ok (after {n} mirror{} failed: {})",
+                if n == 1 { "" } else { "s" },
+                self.failures.join("; ")
+            ),
         };
-        match self.aside {
-            true => eprintln!("{name}: {what}"),
-            false => println!("{name}: {what}"),
+        self.failures.clear();
+        match (self.quiet, self.aside) {
+            (true, _) => {}
+            (false, true) => eprintln!("{name}: {what}"),
+            (false, false) => println!("{name}: {what}"),
         }
     }
 }
@@ -98,8 +107,11 @@ pub fn run(args: DownloadArgs, v: super::Verbosity) -> Result<()> {
             bar: None,
             quiet: v == super::Verbosity::Quiet,
             aside: false,
+            failures: Vec::new(),
         },
     )?;
-    println!("MNIST is in {}", args.dest.display());
+    if v > super::Verbosity::Quiet {
+        println!("MNIST is in {}", args.dest.display());
+    }
     Ok(())
 }

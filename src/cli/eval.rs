@@ -1,22 +1,20 @@
 //! `scratchnet eval`.
 
-use super::{Common, DeviceArg};
+use super::{Common, DeviceArg, ModelArg, Verbosity};
 use anyhow::Result;
 use scratchnet::backend::logits;
 use scratchnet::data::{Dataset, CLASSES};
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
 use scratchnet::train::metrics::{confusion, per_class_accuracy};
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  scratchnet eval --model model.safetensors\n  scratchnet eval --model model.safetensors --split val --data fashion-mnist/"
+    after_help = "Examples:\n  scratchnet eval model.safetensors\n  scratchnet eval model.safetensors --split val --data fashion-mnist/"
 )]
 pub struct EvalArgs {
-    /// A model saved by `train --save`
-    #[arg(long, value_name = "FILE")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Which split to evaluate
     #[arg(long, default_value = "test", value_parser = ["train", "val", "test"])]
     split: String,
@@ -26,14 +24,15 @@ pub struct EvalArgs {
     device: DeviceArg,
 }
 
-pub fn run(args: EvalArgs) -> Result<()> {
+pub fn run(args: EvalArgs, v: Verbosity) -> Result<()> {
     args.device.device.check()?;
-    let model = Model::load(&args.model)?;
+    let model_path = args.model.required("eval")?;
+    let model = Model::load(model_path)?;
     let path = args.common.data_path()?;
     let data = Dataset::load(&path, None)?;
     let arch = &model.layout.arch;
     if arch.inputs != data.features() || arch.classes != CLASSES {
-        anyhow::bail!("{}: the model takes {} inputs and {} classes, but {} has {}-pixel images and {CLASSES} classes", args.model.display(), arch.inputs, arch.classes, path.display(), data.features());
+        anyhow::bail!("{}: the model takes {} inputs and {} classes, but {} has {}-pixel images and {CLASSES} classes", model_path.display(), arch.inputs, arch.classes, path.display(), data.features());
     }
     let split = match args.split.as_str() {
         "train" => &data.train,
@@ -45,18 +44,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let pred: Vec<u8> = z.chunks_exact(arch.classes).map(argmax).collect();
     let m = confusion(&split.labels, &pred);
     let correct: usize = (0..CLASSES).map(|c| m[c][c]).sum();
-    println!("model {} ({arch})", args.model.display());
+    let accuracy = correct as f64 / split.len().max(1) as f64;
+    if v == Verbosity::Quiet {
+        println!("accuracy {accuracy:.4} ({correct} / {})", split.len());
+        return Ok(());
+    }
+    println!("model {} ({arch})", model_path.display());
     println!(
         "{} split of {}: {} images",
         args.split,
         path.display(),
         split.len()
     );
-    println!(
-        "accuracy {:.4} ({correct} / {})",
-        correct as f64 / split.len().max(1) as f64,
-        split.len()
-    );
+    println!("accuracy {accuracy:.4} ({correct} / {})", split.len());
     println!("\nper-class accuracy:");
     for (c, a) in per_class_accuracy(&m).iter().enumerate() {
         println!("  {c}: {a:.4}  ({} images)", m[c].iter().sum::<usize>());

@@ -1,8 +1,9 @@
 //! `scratchnet export`: a trained model for other runtimes.
 
+use super::{ModelArg, Verbosity};
 use anyhow::Result;
 use scratchnet::export::onnx::{export, IR_VERSION, OPSET};
-use scratchnet::fsutil::check_output_file;
+use scratchnet::fsutil::{check_extension, check_output_file};
 use scratchnet::model_io::Model;
 use std::path::PathBuf;
 
@@ -13,23 +14,26 @@ byte / 256), and gives `logits` and `probabilities`, float32 [N, 10]; its metada
 says how to prepare an image, the labels, the architecture and the training summary.
 
 Examples:
-  scratchnet export --model model.safetensors --onnx model.onnx
+  scratchnet export model.safetensors --onnx model.onnx
   python3 -c \"import onnxruntime as ort; print(ort.InferenceSession('model.onnx').get_inputs()[0])\""
 )]
 pub struct ExportArgs {
-    /// A model saved by `train --save` (or a checkpoint)
-    #[arg(long, value_name = "FILE")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Write the model as ONNX here (written atomically)
     #[arg(long, value_name = "FILE")]
     onnx: PathBuf,
 }
 
-pub fn run(args: ExportArgs) -> Result<()> {
+pub fn run(args: ExportArgs, v: Verbosity) -> Result<()> {
     check_output_file("--onnx", &args.onnx)?;
-    let model = Model::load(&args.model)?;
+    check_extension("--onnx", &args.onnx)?;
+    let model = Model::load(args.model.required("export")?)?;
     export(&model, &args.onnx)?;
     let arch = &model.layout.arch;
+    if v == Verbosity::Quiet {
+        return Ok(());
+    }
     println!(
         "wrote {}: {arch} ({} parameters), ONNX opset {OPSET}, IR version {IR_VERSION}; input `pixels` [N, {}], outputs `logits` and `probabilities` [N, {}]",
         args.onnx.display(),

@@ -1,5 +1,6 @@
 //! `scratchnet info`: what a model or checkpoint file holds.
 
+use super::{ModelArg, Verbosity};
 use anyhow::{Context, Result};
 use scratchnet::data::locate::{cache_dir, has_mnist, locate, Origin, DATA_ENV};
 use scratchnet::model_io::{Model, VERSION_KEY};
@@ -7,30 +8,33 @@ use scratchnet::train::{EvalRecord, TrainConfig, CHECKPOINT_KEY, CONFIG_KEY, MET
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  scratchnet info model.safetensors\n  scratchnet info --data")]
+#[command(
+    after_help = "Examples:\n  scratchnet info model.safetensors\n  scratchnet info --data\n  scratchnet info --data ~/mnist"
+)]
 pub struct InfoArgs {
-    /// A model saved by `train --save`, or a checkpoint
-    #[arg(value_name = "FILE", required_unless_present = "data")]
-    file: Option<PathBuf>,
-    /// Say where the commands would read MNIST from, and why (nothing is downloaded)
-    #[arg(long)]
-    data: bool,
+    #[command(flatten)]
+    model: ModelArg,
+    /// Say where the commands would read MNIST from, and why (nothing is
+    /// downloaded); with DIR, what they would make of `--data DIR`
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    data: Option<Option<PathBuf>>,
 }
 
-pub fn run(args: InfoArgs) -> Result<()> {
-    if args.data {
-        data()?;
+pub fn run(args: InfoArgs, _v: Verbosity) -> Result<()> {
+    if let Some(dir) = &args.data {
+        data(dir.as_deref())?;
     }
-    match &args.file {
-        Some(f) => model(f),
-        None => Ok(()),
+    match (args.model.path(), &args.data) {
+        (Some(f), _) => model(f),
+        (None, Some(_)) => Ok(()),
+        (None, None) => args.model.required("info").map(|_| ()),
     }
 }
 
-/// Where the data comes from: the rule that chose it, then the places in
-/// the order they are tried.
-fn data() -> Result<()> {
-    let found = locate(None)?;
+/// Where the data comes from (`flag`: the `--data` given): the rule that
+/// chose it, then the places in the order they are tried.
+fn data(flag: Option<&Path>) -> Result<()> {
+    let found = locate(flag)?;
     let state = match has_mnist(&found.path) || found.path.is_file() {
         true => "present",
         false if found.origin == Origin::Cache => "empty: downloaded there on first use",

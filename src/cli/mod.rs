@@ -30,9 +30,6 @@ pub struct Cli {
     /// Print only results and errors
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Print more detail (data checksums, learning rate and speed at each evaluation)
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
-    verbose: bool,
 }
 
 /// How much the commands print. Nothing is ever coloured, so output reads
@@ -93,6 +90,31 @@ impl DeviceArg {
     }
 }
 
+/// The model a command reads: named first, or by `--model`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArg {
+    /// A model saved by `train --save`, or a checkpoint
+    #[arg(value_name = "MODEL")]
+    file: Option<PathBuf>,
+    /// The model, by option (the same as naming it first)
+    #[arg(long = "model", value_name = "MODEL", conflicts_with = "file")]
+    named: Option<PathBuf>,
+}
+
+impl ModelArg {
+    /// The model's path, if one was given.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.named.as_deref().or(self.file.as_deref())
+    }
+
+    /// The model's path, which command `cmd` needs.
+    pub fn required(&self, cmd: &str) -> anyhow::Result<&std::path::Path> {
+        self.path().ok_or_else(|| {
+            anyhow::anyhow!("give a model: `scratchnet {cmd} model.safetensors` (or --model FILE)")
+        })
+    }
+}
+
 /// Options shared by commands that read data and compute.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
@@ -115,6 +137,15 @@ impl Common {
 }
 
 impl Command {
+    /// `-v`, for the commands that have more to say.
+    fn verbose(&self) -> bool {
+        match self {
+            Command::Train(a) => a.verbose,
+            Command::Predict(a) => a.verbose,
+            _ => false,
+        }
+    }
+
     /// `--threads`, for the commands that compute.
     fn threads(&self) -> Option<u16> {
         match self {
@@ -148,7 +179,7 @@ fn start_pool(threads: Option<u16>) -> anyhow::Result<()> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let v = match (cli.quiet, cli.verbose) {
+    let v = match (cli.quiet, cli.command.verbose()) {
         (true, _) => Verbosity::Quiet,
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
@@ -163,15 +194,15 @@ pub fn main() -> ExitCode {
     // docs/PERFORMANCE.md, "Commands run on a pool thread").
     let result = rayon::scope(|_| match cli.command {
         Command::Train(a) => train::run(*a, v),
-        Command::Eval(a) => eval::run(a),
+        Command::Eval(a) => eval::run(a, v),
         Command::Download(a) => download::run(a, v),
         Command::Bench(a) => bench::run(a),
-        Command::Info(a) => info::run(a),
+        Command::Info(a) => info::run(a, v),
         Command::Predict(a) => predict::run(a, v),
         Command::Sweep(a) => sweep::run(a, v),
-        Command::Plot(a) => plot::run(a),
+        Command::Plot(a) => plot::run(a, v),
         Command::Completions(a) => completions::run(a),
-        Command::Export(a) => export::run(a),
+        Command::Export(a) => export::run(a, v),
         Command::Serve(a) => serve::run(a, v),
     });
     match result {
@@ -180,5 +211,30 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_flag_has_help() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {id}", cmd.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help: {missing:?}");
     }
 }

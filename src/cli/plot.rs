@@ -2,7 +2,7 @@
 //! matrix and the misclassified test digits from a model. Fonts are bundled
 //! (DejaVu Sans), so no system font is needed.
 
-use super::Common;
+use super::{Common, ModelArg, Verbosity};
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
@@ -23,15 +23,15 @@ use std::path::{Path, PathBuf};
   scratchnet plot --compare fast.jsonl best.jsonl --out plots/")]
 pub struct PlotArgs {
     /// Metrics file from `train --metrics`: draws curves.png and curves.svg
-    #[arg(long, value_name = "FILE", required_unless_present_any = ["model", "compare"])]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["file", "named", "compare"])]
     metrics: Option<PathBuf>,
     /// Metrics files of several runs: draws frontier.png and frontier.svg,
     /// test accuracy against training time, one line per run
     #[arg(long, value_name = "FILE", num_args = 1..)]
     compare: Vec<PathBuf>,
-    /// Model file: draws confusion.png/.svg and misclassified.png on the test split
-    #[arg(long, value_name = "FILE")]
-    model: Option<PathBuf>,
+    /// Draws confusion.png/.svg and misclassified.png on the test split
+    #[command(flatten)]
+    model: ModelArg,
     /// Directory for the images
     #[arg(long, default_value = "plots", value_name = "DIR")]
     out: PathBuf,
@@ -55,7 +55,7 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-pub fn run(args: PlotArgs) -> Result<()> {
+pub fn run(args: PlotArgs, v: Verbosity) -> Result<()> {
     register_font(
         FONT,
         FontStyle::Normal,
@@ -77,7 +77,9 @@ pub fn run(args: PlotArgs) -> Result<()> {
             &records,
             m,
         )?;
-        println!("wrote {} and {}", png.display(), svg.display());
+        if v > Verbosity::Quiet {
+            println!("wrote {} and {}", png.display(), svg.display());
+        }
     }
     if !args.compare.is_empty() {
         let runs = args
@@ -95,9 +97,11 @@ pub fn run(args: PlotArgs) -> Result<()> {
         )?;
         let svg = args.out.join("frontier.svg");
         frontier(SVGBackend::new(&svg, (900, 560)).into_drawing_area(), &runs)?;
-        println!("wrote {} and {}", png.display(), svg.display());
+        if v > Verbosity::Quiet {
+            println!("wrote {} and {}", png.display(), svg.display());
+        }
     }
-    if let Some(mp) = &args.model {
+    if let Some(mp) = args.model.path() {
         let model = Model::load(mp)?;
         let path = args.common.data_path()?;
         let data = Dataset::load(&path, None)?;
@@ -124,12 +128,14 @@ pub fn run(args: PlotArgs) -> Result<()> {
             data.shape,
             &pred,
         )?;
-        println!(
-            "wrote {}, {} and {}",
-            png.display(),
-            svg.display(),
-            grid.display()
-        );
+        if v > Verbosity::Quiet {
+            println!(
+                "wrote {}, {} and {}",
+                png.display(),
+                svg.display(),
+                grid.display()
+            );
+        }
     }
     Ok(())
 }

@@ -23,13 +23,14 @@ and probabilities and the reason in the last column, `error`; the exit status
 is then 1.
 
 Examples:
-  scratchnet predict --model model.safetensors my-seven.png
+  scratchnet predict model.safetensors my-seven.png
+  scratchnet predict model.safetensors photo.jpg -v --debug-dir seen/
   scratchnet predict --model model.safetensors scans/ --csv > predictions.csv"
 )]
 pub struct PredictArgs {
-    /// A model saved by `train --save`
-    #[arg(long, value_name = "FILE")]
-    model: PathBuf,
+    /// A model saved by `train --save` [default: the first file named, if a .safetensors]
+    #[arg(long, value_name = "MODEL")]
+    model: Option<PathBuf>,
     /// Image files (PNG, JPEG, PGM/PPM, BMP) or directories of them
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<PathBuf>,
@@ -39,6 +40,9 @@ pub struct PredictArgs {
     /// Save the 28x28 image the network saw for each file, as DIR/NAME.prepared.png
     #[arg(long, value_name = "DIR")]
     debug_dir: Option<PathBuf>,
+    /// Draw the 28x28 image the network saw for each file (on stderr)
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub(super) verbose: bool,
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), help = "Worker threads [default: all cores]")]
     pub(super) threads: Option<u16>,
     #[command(flatten)]
@@ -77,14 +81,21 @@ fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-pub fn run(args: PredictArgs, v: Verbosity) -> Result<()> {
+pub fn run(mut args: PredictArgs, v: Verbosity) -> Result<()> {
     args.device.device.check()?;
-    let model = Model::load(&args.model)?;
+    let model_path = match args.model.take() {
+        Some(m) => m,
+        None if args.images.len() > 1 && is_model(&args.images[0]) => args.images.remove(0),
+        None => {
+            bail!("give a model: `scratchnet predict model.safetensors IMAGE...` (or --model FILE)")
+        }
+    };
+    let model = Model::load(&model_path)?;
     let arch = &model.layout.arch;
     if arch.inputs != SIDE * SIDE {
         bail!(
             "{}: the model takes {} inputs; predict prepares {SIDE}x{SIDE} images",
-            args.model.display(),
+            model_path.display(),
             arch.inputs
         );
     }
@@ -208,6 +219,12 @@ pub fn run(args: PredictArgs, v: Verbosity) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether `path` names a model file rather than an image.
+fn is_model(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
 }
 
 /// Below this top probability, an answer is flagged as unsure.

@@ -1,6 +1,6 @@
 //! `scratchnet serve`: a page to draw digits on and a JSON API, over HTTP.
 
-use super::Verbosity;
+use super::{ModelArg, Verbosity};
 use anyhow::{Context, Result};
 use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
@@ -23,13 +23,13 @@ printed address; the API:
 Ctrl-C or SIGTERM stops it once the requests in flight are answered.
 
 Examples:
-  scratchnet serve --model model.safetensors
+  scratchnet serve model.safetensors
   scratchnet serve --addr 0.0.0.0:8080     # reachable from other machines"
 )]
 pub struct ServeArgs {
-    /// A model saved by `train --save` [default: train the default preset first]
-    #[arg(long, value_name = "FILE")]
-    model: Option<PathBuf>,
+    /// [default: train the default preset first]
+    #[command(flatten)]
+    model: ModelArg,
     /// Address to listen on; 127.0.0.1 keeps it on this machine, port 0 picks a free port
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -71,17 +71,17 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
     let threads = rayon::current_num_threads();
     let data = match super::data_path(args.data.as_deref()).and_then(|p| Dataset::load(&p, None)) {
         Ok(d) => Some(d),
-        Err(e) if args.model.is_some() => {
+        Err(e) if args.model.path().is_some() => {
             eprintln!("warning: {e:#}; serving without the random test digit");
             None
         }
-        Err(e) => return Err(e.context("serve without --model trains on MNIST first")),
+        Err(e) => return Err(e.context("serve without a model trains on MNIST first")),
     };
-    let model = match &args.model {
+    let model = match args.model.path() {
         Some(p) => Model::load(p)?,
         None => {
             let data = data.as_ref().expect("loaded above");
-            eprintln!("no --model given: training the default preset first");
+            eprintln!("no model given: training the default preset first");
             let cfg = TrainConfig::preset("fast")?;
             let mut t = Trainer::new(cfg, data, Target::cpu(threads), None)?;
             let ctl = RunControl {

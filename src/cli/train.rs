@@ -19,13 +19,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:
+#[command(
+    after_help = "Examples:
   scratchnet train --save model.safetensors            # default preset: minibatch, ≥98.5% in seconds
   scratchnet train --preset seed                       # the notebook's 10,000 full-batch iterations
   scratchnet train --preset seed --keep 0.8 --iters 401  # the notebook's shown cell
   scratchnet train --config run.toml --epochs 3 --metrics m.jsonl
   scratchnet train --preset seed --checkpoint-every 500 --save seed.safetensors
-  scratchnet train --resume checkpoint.safetensors --save seed.safetensors   # after Ctrl-C")]
+  scratchnet train --resume checkpoint.safetensors --save seed.safetensors   # after Ctrl-C",
+    allow_negative_numbers = true
+)]
 pub struct TrainArgs {
     #[command(flatten)]
     pub(super) common: Common,
@@ -54,6 +57,11 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
     #[command(flatten)]
     flags: ConfigFlags,
+    /// Print more: the data's checksums, every option of the configuration
+    /// (not only those that differ from the preset), the learning rate at
+    /// each evaluation
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub(super) verbose: bool,
 }
 
 /// Flags that override the configuration; each is serialised only when
@@ -94,20 +102,23 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     optimizer: Option<String>,
     /// Learning rate
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     lr: Option<f32>,
-    #[arg(long)]
+    /// Adam's first-moment decay (β₁)
+    #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     beta1: Option<f32>,
-    #[arg(long)]
+    /// Adam's second-moment decay (β₂)
+    #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     beta2: Option<f32>,
-    #[arg(long)]
+    /// Adam's ε, added to the denominator
+    #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     eps: Option<f32>,
     /// SGD momentum
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     momentum: Option<f32>,
     /// Learning-rate schedule
@@ -115,7 +126,7 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     lr_schedule: Option<String>,
     /// Cosine schedule: final rate as a fraction of --lr
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     lr_floor: Option<f32>,
     /// Step schedule: period in steps
@@ -123,11 +134,11 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     lr_step_every: Option<usize>,
     /// Step schedule: factor applied each period
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     lr_step_factor: Option<f32>,
     /// L2 factors: one, or one per weight matrix (W11,W12,W2,W3)
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     l2: Option<Vec<f32>>,
     /// The notebook's L2 schedule period in steps (0: off)
@@ -135,7 +146,7 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     reg_every: Option<usize>,
     /// Dropout keep probabilities: one, or one per hidden branch (11,12,2)
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     keep: Option<Vec<f32>>,
     /// Dropout masks per unit (the notebook's) or per unit and sample
@@ -147,19 +158,19 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     shift: Option<usize>,
     /// Largest random rotation of training images, in degrees (0: off)
-    #[arg(long, value_name = "DEGREES")]
+    #[arg(long, value_name = "DEGREES", value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     rotate: Option<f32>,
     /// Largest random change of size of training images, as a fraction, per axis (0: off)
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     scale: Option<f32>,
     /// Largest random shear of training images, as a fraction (0: off)
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     shear: Option<f32>,
     /// Largest elastic displacement of training images, in pixels (0: off)
-    #[arg(long, value_name = "PIXELS")]
+    #[arg(long, value_name = "PIXELS", value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     elastic: Option<f32>,
     /// Save the weights of the best validation accuracy seen, not the last ones
@@ -180,18 +191,20 @@ struct ConfigFlags {
     val_size: Option<usize>,
 }
 
+/// A flag's number, which must be finite: `inf` and `nan` parse as floats
+/// but are no setting.
+fn finite(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("expected a finite number".into()),
+        Err(e) => Err(format!("expected a number ({e})")),
+    }
+}
+
 impl ConfigFlags {
     /// The flags given, by configuration name, as a JSON object.
     fn overrides(&self) -> Result<serde_json::Value> {
-        let mut overrides = serde_json::to_value(self)?;
-        // `--init` names a file; the scheme flag is the configuration's `init`.
-        if let Some(s) = overrides
-            .as_object_mut()
-            .and_then(|o| o.remove("init_scheme"))
-        {
-            overrides["init"] = s;
-        }
-        Ok(overrides)
+        Ok(serde_json::to_value(self)?)
     }
 }
 
@@ -364,6 +377,10 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
         }
         Ok(Outcome::Finished(summary)) => {
             print_end(&trainer, &summary, &launch.cfg);
+            let classes = trainer.layout.arch.classes;
+            if let Some(w) = summary.near_chance(classes, launch.cfg.lr) {
+                eprintln!("warning: {w}");
+            }
             if let Some(path) = req.outputs.save(&trainer.trained_model()?)? {
                 println!("saved model to {}", path.display());
             }
@@ -420,10 +437,16 @@ fn print_start(
             trainer.total_steps
         );
     }
-    println!(
-        "--- configuration (usable with --config) ---\n{}---",
-        cfg.to_toml()
-    );
+    match v {
+        Verbosity::Verbose => println!(
+            "--- configuration (usable with --config) ---\n{}---",
+            cfg.to_toml()
+        ),
+        _ => println!(
+            "--- configuration: the preset and what differs from it (usable with --config; -v shows every option) ---\n{}---",
+            cfg.changes_toml()
+        ),
+    }
 }
 
 /// What is printed after the last step: time, speed, accuracies, and the

@@ -58,7 +58,9 @@ pub const MIRRORS: &[&str] = &[
     "http://yann.lecun.com/exdb/mnist/",
 ];
 
-/// Progress events for a display.
+/// Progress events for a display. A mirror's failure is reported to
+/// `failed` as it happens; where every mirror fails, the error lists each
+/// once, so a display need not show them.
 pub trait Progress {
     fn start(&mut self, _name: &str, _url: &str, _len: Option<u64>) {}
     fn advance(&mut self, _bytes: u64) {}
@@ -106,7 +108,7 @@ pub fn download(
         }
         if errors.len() == mirrors.len() {
             bail!(
-                "could not fetch {} from any mirror:\n{}",
+                "could not fetch {} from any mirror:\n{}\nwhat to do: check the network (and any proxy); or name a mirror that has the files with --mirror URL (or $SCRATCHNET_MIRROR); or, on a machine with network, `scratchnet download --dest DIR`, copy DIR here and pass --data DIR",
                 src.name,
                 errors.join("\n")
             );

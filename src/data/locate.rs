@@ -102,8 +102,7 @@ pub fn locate_or_fetch(flag: Option<&Path>, progress: &mut dyn Progress) -> Resu
     if let Err(e) = download(&found.path, &mnist_sources(), &mirrors, progress) {
         bail!(
             "no MNIST data found (--data, ${DATA_ENV}, ./data/mnist), and fetching it into {} \
-             failed: {e:#}\nWhere there is network, run `scratchnet download --dest DIR` and \
-             pass --data DIR (or set {DATA_ENV}=DIR), or name a reachable mirror in {MIRROR_ENV}",
+             failed: {e:#}",
             found.path.display()
         );
     }

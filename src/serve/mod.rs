@@ -123,10 +123,19 @@ async fn predict(State(s): State<Arc<Service>>, headers: HeaderMap, req: Request
         Ok(b) => b,
         Err(response) => return response,
     };
-    let json = headers
+    let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .unwrap_or_default();
+    let json = kind.starts_with("application/json");
+    // A form's upload (`curl -F file=@digit.png`): its first file.
+    let bytes = match kind.starts_with("multipart/form-data") {
+        true => match first_file(kind, bytes).await {
+            Ok(b) => b,
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        },
+        false => bytes,
+    };
     let service = s.clone();
     // Decoding, preparing and the forward pass run off the connections'
     // threads.
@@ -152,6 +161,32 @@ async fn predict(State(s): State<Arc<Service>>, headers: HeaderMap, req: Request
         Ok(Err(why)) => error(StatusCode::BAD_REQUEST, why),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// The first file of a `multipart/form-data` body (the part with a file
+/// name, else the first part).
+async fn first_file(kind: &str, body: Bytes) -> Result<Bytes, String> {
+    let boundary = multer::parse_boundary(kind)
+        .map_err(|e| format!("a multipart upload without its boundary ({e})"))?;
+    let stream = futures_util::stream::once(async { Ok::<_, std::convert::Infallible>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut first = None;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| format!("not a multipart form ({e})"))?
+    {
+        let named = field.file_name().is_some();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| format!("a multipart part could not be read ({e})"))?;
+        if named {
+            return Ok(data);
+        }
+        first.get_or_insert(data);
+    }
+    first.ok_or_else(|| "a multipart form with no parts: send the image as its file".into())
 }
 
 /// The body, up to `max` bytes. Past the limit the rest is read and

@@ -85,7 +85,9 @@ pub struct TrainConfig {
     pub preset: String,
     /// Hidden layers, e.g. `relu:128|tanh:64,relu:48`.
     pub arch: String,
-    pub init: InitScheme,
+    /// How the weights are drawn (`--init FILE` gives them instead).
+    #[serde(alias = "init")]
+    pub init_scheme: InitScheme,
     pub seed: u64,
     /// Training steps; exactly one of `iters` and `epochs` is set.
     pub iters: Option<usize>,
@@ -146,7 +148,7 @@ impl TrainConfig {
         let seed = TrainConfig {
             preset: "seed".into(),
             arch: NOTEBOOK_ARCH.into(),
-            init: InitScheme::Notebook,
+            init_scheme: InitScheme::Notebook,
             seed: 4,
             iters: Some(10_000),
             epochs: None,
@@ -218,43 +220,73 @@ impl TrainConfig {
         }
     }
 
+    /// Every option's configuration name (TOML key; the flag is the same
+    /// with dashes): the keys of a configuration.
+    pub fn option_names() -> Vec<String> {
+        let cfg = serde_json::to_value(TrainConfig::preset("fast").expect("the default preset"))
+            .expect("a configuration serialises");
+        cfg.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `; did you mean `x`?` for the option name nearest `key` (or the
+    /// list of options, where none is near).
+    pub fn suggest(key: &str) -> String {
+        suggestion(key, &TrainConfig::option_names())
+    }
+
     /// Resolves a configuration: the preset (named by `overrides` or the TOML
     /// file, else `fast`), then the TOML file's keys, then `overrides` (a JSON
-    /// object of flag values), then validation.
-    pub fn resolve(toml_text: Option<&str>, overrides: Value) -> Result<TrainConfig> {
-        let file: Value = match toml_text {
-            Some(t) => serde_json::to_value(
-                toml::from_str::<toml::Table>(t).context("--config: not valid TOML")?,
-            )?,
-            None => Value::Object(Default::default()),
+    /// object of flag values). Each option given is checked as it comes: an
+    /// error names the option and the value given, and for the file its
+    /// name and line; a list option also takes one value for all.
+    ///
+    /// `file` is the TOML file's name (as errors call it) and text.
+    pub fn resolve(file: Option<(&str, &str)>, overrides: Value) -> Result<TrainConfig> {
+        let names = TrainConfig::option_names();
+        let file = match file {
+            Some((name, text)) => file_options(name, text, &names)?,
+            None => Vec::new(),
         };
-        let preset_name = [&overrides, &file]
+        let Value::Object(flags) = overrides else {
+            bail!("the options are not a table of names and values")
+        };
+        let mut given = Vec::with_capacity(file.len() + flags.len());
+        given.extend(file);
+        for (k, v) in flags {
+            if !names.contains(&k) {
+                bail!("unknown option `{k}`{}", suggestion(&k, &names));
+            }
+            given.push(Given::new(k, v, None));
+        }
+        let preset_name = given
             .iter()
-            .find_map(|v| v.get("preset").and_then(Value::as_str))
+            .rev()
+            .find(|g| g.key == "preset")
+            .and_then(|g| g.value.as_str())
             .unwrap_or("fast")
             .to_string();
         let mut merged = serde_json::to_value(TrainConfig::preset(&preset_name)?)?;
-        for (layer, what) in [(&file, "--config"), (&overrides, "flags")] {
-            let Value::Object(map) = layer else {
-                bail!("{what}: expected a table of options")
-            };
-            for (k, v) in map {
-                // A step count given at one level replaces the other unit chosen before it.
-                match k.as_str() {
-                    "iters" => merged["epochs"] = Value::Null,
-                    "epochs" => merged["iters"] = Value::Null,
-                    _ => {}
-                }
-                merged[k] = v.clone();
+        for g in &given {
+            // A step count given at one level replaces the other unit chosen before it.
+            match g.key.as_str() {
+                "iters" => merged["epochs"] = Value::Null,
+                "epochs" => merged["iters"] = Value::Null,
+                _ => {}
             }
-            serde_json::from_value::<TrainConfig>(merged.clone())
-                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            merged[&g.key] = g.value.clone();
+            let cfg = serde_json::from_value::<TrainConfig>(merged.clone())
+                .map_err(|e| g.error(&plain_type_error(&e.to_string())))?;
+            if let Some(problem) = cfg.problem(&g.key) {
+                return Err(g.error(&problem));
+            }
         }
         let mut cfg: TrainConfig = serde_json::from_value(merged)?;
         // A preset's per-layer lists fit the preset's network; for another
         // --arch that was given without them, each list becomes its mean.
         if let Ok(arch) = Arch::parse(&cfg.arch, 1, 10) {
-            let given = |k: &str| [&file, &overrides].iter().any(|v| v.get(k).is_some());
+            let given = |k: &str| given.iter().any(|g| g.key == k);
             if !given("l2") && cfg.l2.len() != arch.weight_matrices() {
                 cfg.l2 = vec![cfg.l2.iter().sum::<f32>() / cfg.l2.len().max(1) as f32];
             }
@@ -273,107 +305,87 @@ impl TrainConfig {
         Arch::parse(&self.arch, inputs, classes)
     }
 
-    /// Checks every option's range; errors name the option.
+    /// Checks every option, and the options against the network; errors
+    /// name the option and its value.
     pub fn validate(&self, arch: &Arch) -> Result<()> {
-        fn check(ok: bool, msg: String) -> Result<()> {
-            if ok {
-                Ok(())
-            } else {
-                bail!(msg)
+        let values = serde_json::to_value(self)?;
+        for key in TrainConfig::option_names() {
+            if let Some(problem) = self.problem(&key) {
+                let given = Given::new(key.clone(), values[&key].clone(), None);
+                return Err(given.error(&problem));
             }
         }
-        check(
-            self.iters.is_some() != self.epochs.is_some(),
-            "give exactly one of --iters and --epochs".into(),
-        )?;
-        check(
-            self.iters.unwrap_or(1) > 0 && self.epochs.unwrap_or(1) > 0,
-            "--iters / --epochs must be at least 1".into(),
-        )?;
-        check(
-            self.batch_size != BatchSize::Mini(0),
-            "--batch-size must be `full` or at least 1".into(),
-        )?;
-        check(
-            self.lr.is_finite() && self.lr > 0.0,
-            format!("--lr {} must be a finite number > 0", self.lr),
-        )?;
-        check(
-            (0.0..1.0).contains(&self.beta1),
-            format!("--beta1 {} must be in [0, 1)", self.beta1),
-        )?;
-        check(
-            (0.0..1.0).contains(&self.beta2),
-            format!("--beta2 {} must be in [0, 1)", self.beta2),
-        )?;
-        check(
-            self.eps.is_finite() && self.eps > 0.0,
-            format!("--eps {} must be > 0", self.eps),
-        )?;
-        check(
-            (0.0..1.0).contains(&self.momentum),
-            format!("--momentum {} must be in [0, 1)", self.momentum),
-        )?;
-        check(
-            (0.0..=1.0).contains(&self.lr_floor),
-            format!("--lr-floor {} must be in [0, 1]", self.lr_floor),
-        )?;
-        check(
-            self.lr_step_every > 0,
-            "--lr-step-every must be at least 1".into(),
-        )?;
-        check(
-            self.lr_step_factor.is_finite() && self.lr_step_factor > 0.0,
-            format!("--lr-step-factor {} must be > 0", self.lr_step_factor),
-        )?;
+        if self.iters.is_some() == self.epochs.is_some() {
+            bail!("give exactly one of --iters and --epochs");
+        }
         let weights = arch.weight_matrices();
-        check(
-            self.l2.len() == 1 || self.l2.len() == weights,
-            format!(
+        if self.l2.len() != 1 && self.l2.len() != weights {
+            bail!(
                 "--l2 has {} values; give 1 or one per weight matrix ({weights})",
                 self.l2.len()
-            ),
-        )?;
-        check(
-            self.l2.iter().all(|l| l.is_finite() && *l >= 0.0),
-            format!("--l2 {:?}: factors must be finite and >= 0", self.l2),
-        )?;
+            );
+        }
         let branches = arch.hidden_branches();
-        check(
-            self.keep.len() == 1 || self.keep.len() == branches,
-            format!(
+        if self.keep.len() != 1 && self.keep.len() != branches {
+            bail!(
                 "--keep has {} values; give 1 or one per hidden branch ({branches})",
                 self.keep.len()
-            ),
-        )?;
-        check(
-            self.keep.iter().all(|k| *k > 0.0 && *k <= 1.0),
-            format!("--keep {:?}: probabilities must be in (0, 1]", self.keep),
-        )?;
-        check(
-            self.shift <= 8,
-            format!("--shift {} must be at most 8 pixels", self.shift),
-        )?;
-        check(
-            self.eval_every != Some(0),
-            "--eval-every must be at least 1".into(),
-        )?;
-        for (name, v, max) in [
-            ("--rotate", self.rotate, 45.0),
-            ("--scale", self.scale, 0.5),
-            ("--shear", self.shear, 1.0),
-            ("--elastic", self.elastic, 8.0),
-        ] {
-            check(
-                v.is_finite() && (0.0..=max).contains(&v),
-                format!("{name} {v} must be in [0, {max}]"),
-            )?;
+            );
         }
-        check(
-            self.patience != Some(0),
-            "--patience must be at least 1 evaluation".into(),
-        )?;
         Ok(())
+    }
+
+    /// What is wrong with option `key`'s value, if anything (ranges; the
+    /// types are the deserialiser's to check).
+    pub fn problem(&self, key: &str) -> Option<String> {
+        let finite_above = |v: f32, what: &str| {
+            (!(v.is_finite() && v > 0.0)).then(|| format!("{what} must be a finite number > 0"))
+        };
+        let within = |v: f32, lo: f32, hi: f32, top: bool| {
+            let ok = v >= lo && (v < hi || top && v <= hi);
+            let end = if top { "]" } else { ")" };
+            (!ok).then(|| format!("must be in [{lo}, {hi}{end}"))
+        };
+        match key {
+            "iters" | "epochs" => {
+                let n = if key == "iters" {
+                    self.iters
+                } else {
+                    self.epochs
+                };
+                (n == Some(0)).then(|| "must be at least 1".into())
+            }
+            "batch_size" => (self.batch_size == BatchSize::Mini(0))
+                .then(|| "must be `full` or at least 1".into()),
+            "lr" => finite_above(self.lr, "a learning rate"),
+            "eps" => finite_above(self.eps, "eps"),
+            "lr_step_factor" => finite_above(self.lr_step_factor, "the factor"),
+            "beta1" => within(self.beta1, 0.0, 1.0, false),
+            "beta2" => within(self.beta2, 0.0, 1.0, false),
+            "momentum" => within(self.momentum, 0.0, 1.0, false),
+            "lr_floor" => within(self.lr_floor, 0.0, 1.0, true),
+            "lr_step_every" | "eval_every" | "patience" => {
+                let n = match key {
+                    "lr_step_every" => Some(self.lr_step_every),
+                    "eval_every" => self.eval_every,
+                    _ => self.patience,
+                };
+                (n == Some(0)).then(|| "must be at least 1".into())
+            }
+            "l2" => (self.l2.is_empty() || self.l2.iter().any(|l| !(l.is_finite() && *l >= 0.0)))
+                .then(|| "L2 factors must be finite and >= 0".into()),
+            "keep" => (self.keep.is_empty() || self.keep.iter().any(|k| !(*k > 0.0 && *k <= 1.0)))
+                .then(|| "keep probabilities must be in (0, 1]".into()),
+            "shift" => (self.shift > 8).then(|| "must be at most 8 pixels".into()),
+            "rotate" => within(self.rotate, 0.0, 45.0, true),
+            "scale" => within(self.scale, 0.0, 0.5, true),
+            "shear" => within(self.shear, 0.0, 1.0, true),
+            "elastic" => within(self.elastic, 0.0, 8.0, true),
+            "arch" => Arch::parse(&self.arch, 1, 10)
+                .err()
+                .map(|e| format!("{e:#}")),
+            _ => None,
+        }
     }
 
     /// One L2 factor per weight matrix.
@@ -436,8 +448,199 @@ impl TrainConfig {
 
     /// Pretty TOML, the form printed at start and accepted by `--config`.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}"))
+        match toml::Table::try_from(self) {
+            Ok(t) => toml_text(t),
+            Err(e) => format!("# cannot print configuration: {e}"),
+        }
     }
+
+    /// The preset and the options that differ from it, as TOML that
+    /// `--config` reads back to this configuration.
+    pub fn changes_toml(&self) -> String {
+        let (Ok(now), Ok(preset)) = (
+            toml::Table::try_from(self),
+            TrainConfig::preset(&self.preset).and_then(|p| Ok(toml::Table::try_from(p)?)),
+        ) else {
+            return self.to_toml();
+        };
+        // A step count in the other unit than the preset's replaces it when
+        // read back, as the flag did: the preset's own need not be undone.
+        let changes = now
+            .into_iter()
+            .filter(|(k, v)| k == "preset" || preset.get(k) != Some(v))
+            .collect();
+        toml_text(changes)
+    }
+}
+
+/// An option given in the TOML file (with its line) or as a flag.
+struct Given {
+    key: String,
+    value: Value,
+    /// The file's name and the option's line in it.
+    line: Option<(String, usize)>,
+}
+
+impl Given {
+    /// Option `key` given `value`; a list option's single value becomes a
+    /// list of one.
+    fn new(key: String, value: Value, line: Option<(String, usize)>) -> Given {
+        let value = match (key.as_str(), value) {
+            ("l2" | "keep", v @ Value::Number(_)) => Value::Array(vec![v]),
+            (_, v) => v,
+        };
+        Given { key, value, line }
+    }
+
+    /// An error about this option: named as the file or the flags name it,
+    /// with the value given.
+    fn error(&self, problem: &str) -> anyhow::Error {
+        match &self.line {
+            Some((file, n)) => {
+                let shown = match &self.value {
+                    Value::Array(items) => {
+                        format!(
+                            "[{}]",
+                            items.iter().map(number).collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                    v => number(v),
+                };
+                anyhow::anyhow!(
+                    "--config {file}, line {n}: {} = {shown}: {problem}",
+                    self.key
+                )
+            }
+            None => {
+                let shown = match &self.value {
+                    Value::Array(items) => items.iter().map(number).collect::<Vec<_>>().join(","),
+                    Value::String(s) => s.clone(),
+                    Value::Null => "(not a finite number)".into(),
+                    v => number(v),
+                };
+                anyhow::anyhow!("--{} {shown}: {problem}", self.key.replace('_', "-"))
+            }
+        }
+    }
+}
+
+/// A value as the options take it: a decimal number at float32's
+/// precision (0.9, not 0.8999999761581421), anything else as JSON.
+fn number(v: &Value) -> String {
+    match v {
+        Value::Number(n) if n.is_f64() => (n.as_f64().unwrap_or(f64::NAN) as f32).to_string(),
+        v => v.to_string(),
+    }
+}
+
+/// The options a TOML file sets, each with its line; unknown keys get a
+/// suggestion, values that are not finite numbers an error.
+fn file_options(name: &str, text: &str, names: &[String]) -> Result<Vec<Given>> {
+    let table = toml::from_str::<toml::Table>(text)
+        .with_context(|| format!("--config {name}: not valid TOML"))?;
+    let line_of = |key: &str| {
+        text.lines().position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .or_else(|| l.strip_prefix(&format!("\"{key}\"")))
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    };
+    let mut given = Vec::new();
+    for (k, v) in table {
+        let line = line_of(&k).map(|n| n + 1);
+        let at = match line {
+            Some(n) => format!("--config {name}, line {n}: "),
+            None => format!("--config {name}: "),
+        };
+        if !names.contains(&k) {
+            bail!("{at}unknown option `{k}`{}", suggestion(&k, names));
+        }
+        if let Some(bad) = non_finite(&v) {
+            bail!("{at}{k} = {bad}: expected a finite number");
+        }
+        let value = serde_json::to_value(v)?;
+        given.push(Given::new(k, value, line.map(|n| (name.to_string(), n))));
+    }
+    given.sort_by_key(|g| g.line.as_ref().map(|l| l.1));
+    Ok(given)
+}
+
+/// The first value in `v` that is a float but not finite.
+fn non_finite(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some(*f),
+        toml::Value::Array(items) => items.iter().find_map(non_finite),
+        _ => None,
+    }
+}
+
+/// ` (did you mean `x`?)` for the option name nearest `key`, where one is
+/// near; `init` is the scheme's old key.
+fn suggestion(key: &str, names: &[String]) -> String {
+    if key == "init" {
+        return "; did you mean `init_scheme`? (`--init FILE` starts from saved weights)".into();
+    }
+    let nearest = names
+        .iter()
+        .map(|n| (edits(key, n), n))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, n)| *d <= 2.max(n.len() / 4));
+    match nearest {
+        Some((_, n)) => format!("; did you mean `{n}`?"),
+        None => format!(" (options: {})", names.join(", ")),
+    }
+}
+
+/// The edit distance between two words (insertions, deletions, changes).
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (prev + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// A deserialiser's complaint about a value's type, in words.
+fn plain_type_error(e: &str) -> String {
+    let e = e.split(" at line ").next().unwrap_or(e);
+    [
+        ("expected f32", "expected a number"),
+        ("expected u64", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+        ("invalid type: null", "not a finite number"),
+    ]
+    .iter()
+    .fold(e.to_string(), |e, (from, to)| e.replace(from, to))
+}
+
+/// `table` as TOML, the preset first, each number as the float32 it is
+/// (0.9, not 0.8999999761581421).
+fn toml_text(mut table: toml::Table) -> String {
+    fn shortest(v: &mut toml::Value) {
+        match v {
+            toml::Value::Float(f) => *f = (*f as f32).to_string().parse().unwrap_or(*f),
+            toml::Value::Array(items) => items.iter_mut().for_each(shortest),
+            _ => {}
+        }
+    }
+    table.iter_mut().for_each(|(_, v)| shortest(v));
+    let mut first = toml::Table::new();
+    if let Some(p) = table.remove("preset") {
+        first.insert("preset".into(), p);
+    }
+    let text = |t: &toml::Table| toml::to_string(t).unwrap_or_else(|e| format!("# {e}\n"));
+    text(&first) + &text(&table)
 }
 
 fn expand(v: &[f32], n: usize) -> Vec<f32> {
@@ -456,7 +659,7 @@ mod tests {
     #[test]
     fn preset_then_file_then_flags() {
         let cfg = TrainConfig::resolve(
-            Some("preset = \"seed\"\nlr = 0.01\niters = 7\n"),
+            Some(("run.toml", "preset = \"seed\"\nlr = 0.01\niters = 7\n")),
             json!({"lr": 0.02, "keep": [0.8]}),
         )
         .unwrap();
@@ -473,8 +676,23 @@ mod tests {
     #[test]
     fn printed_configuration_reads_back() {
         let cfg = TrainConfig::preset("fast").unwrap();
-        let back = TrainConfig::resolve(Some(&cfg.to_toml()), json!({})).unwrap();
+        let back = TrainConfig::resolve(Some(("printed", &cfg.to_toml())), json!({})).unwrap();
         assert_eq!(back, cfg);
+        // The short form: the preset and what differs from it.
+        for over in [
+            json!({"preset": "seed", "epochs": 2, "lr": 0.01, "keep": [0.8]}),
+            json!({"iters": 100, "arch": "relu:300"}),
+            json!({}),
+        ] {
+            let cfg = TrainConfig::resolve(None, over.clone()).unwrap();
+            let short = cfg.changes_toml();
+            let back = TrainConfig::resolve(Some(("printed", &short)), json!({})).unwrap();
+            assert_eq!(back, cfg, "{over}: {short}");
+            assert!(
+                short.lines().count() <= 1 + over.as_object().unwrap().len() + 2,
+                "{short}"
+            );
+        }
     }
 
     #[test]
@@ -486,26 +704,90 @@ mod tests {
         assert_eq!(cfg.l2, vec![1.0, 2.0]);
     }
 
+    /// Every bad value is an error naming the option and the value, and in
+    /// the file its line; unknown names get the nearest known one.
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let e = TrainConfig::resolve(Some("lrr = 1"), json!({}))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("lrr"), "{e}");
-        let e = TrainConfig::resolve(None, json!({"preset": "nope"}))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nope") && e.contains("seed"), "{e}");
-        let arch = Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap();
-        for (over, name) in [
-            (json!({"keep": [1.5]}), "--keep"),
-            (json!({"lr": -1.0}), "--lr"),
-            (json!({"l2": [1.0, 2.0]}), "--l2"),
-            (json!({"beta1": 1.0}), "--beta1"),
+        let file_error = |text: &str| {
+            format!(
+                "{:#}",
+                TrainConfig::resolve(Some(("run.toml", text)), json!({})).unwrap_err()
+            )
+        };
+        let flag_error =
+            |over: Value| format!("{:#}", TrainConfig::resolve(None, over).unwrap_err());
+        for (text, want) in [
+            (
+                "lrr = 1",
+                "--config run.toml, line 1: unknown option `lrr`; did you mean `lr`?",
+            ),
+            (
+                "epochs = 2\ninit = \"he\"",
+                "line 2: unknown option `init`; did you mean `init_scheme`?",
+            ),
+            ("lr = inf", "line 1: lr = inf: expected a finite number"),
+            (
+                "keep = [0.5, nan]",
+                "line 1: keep = NaN: expected a finite number",
+            ),
+            (
+                "# a run\n\nkeep = 1.5",
+                "line 3: keep = [1.5]: keep probabilities must be in (0, 1]",
+            ),
+            (
+                "keep = [0.9, 1.5]",
+                "line 1: keep = [0.9, 1.5]: keep probabilities",
+            ),
+            (
+                "lr = \"fast\"",
+                "line 1: lr = \"fast\": invalid type: string \"fast\", expected a number",
+            ),
+            ("epochs = 0", "line 1: epochs = 0: must be at least 1"),
+            ("beta2 = 1.0", "line 1: beta2 = 1: must be in [0, 1)"),
+            ("arch = \"relu:0\"", "line 1: arch = \"relu:0\""),
+            ("lr = 0.1\n[extra]\nx = 1", "unknown option `extra`"),
         ] {
-            let cfg = TrainConfig::resolve(None, over).unwrap();
-            let e = cfg.validate(&arch).unwrap_err().to_string();
-            assert!(e.contains(name), "{e}");
+            let e = file_error(text);
+            assert!(e.contains(want), "{text:?}: {e}");
         }
+        for (over, want) in [
+            (
+                json!({"lrr": 1}),
+                "unknown option `lrr`; did you mean `lr`?",
+            ),
+            (
+                json!({"lr": -1.0}),
+                "--lr -1: a learning rate must be a finite number > 0",
+            ),
+            (json!({"lr": null}), "--lr (not a finite number)"),
+            (
+                json!({"keep": [0.9, 1.5]}),
+                "--keep 0.9,1.5: keep probabilities must be in (0, 1]",
+            ),
+            (
+                json!({"momentum": 1.5}),
+                "--momentum 1.5: must be in [0, 1)",
+            ),
+            (json!({"preset": "nope"}), "--preset `nope` is unknown"),
+        ] {
+            let e = flag_error(over.clone());
+            assert!(e.contains(want), "{over}: {e}");
+        }
+        // One value for a list option, in the file as on the command line.
+        let cfg =
+            TrainConfig::resolve(Some(("run.toml", "keep = 0.9\nl2 = 1")), json!({})).unwrap();
+        assert_eq!((cfg.keep, cfg.l2), (vec![0.9], vec![1.0]));
+        // Models saved before the scheme's key was renamed still read.
+        let mut old = serde_json::to_value(TrainConfig::preset("seed").unwrap()).unwrap();
+        let scheme = old.as_object_mut().unwrap().remove("init_scheme").unwrap();
+        old["init"] = scheme;
+        assert_eq!(
+            serde_json::from_value::<TrainConfig>(old).unwrap(),
+            TrainConfig::preset("seed").unwrap()
+        );
+        let arch = Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap();
+        let cfg = TrainConfig::resolve(None, json!({"l2": [1.0, 2.0]})).unwrap();
+        let e = cfg.validate(&arch).unwrap_err().to_string();
+        assert!(e.contains("--l2 has 2 values"), "{e}");
     }
 }

@@ -96,19 +96,16 @@ impl Launch {
 /// The configuration of a new run: the preset (named by the flags or the
 /// file, else the default), the TOML file's keys, then the flags.
 fn configure(req: &Request) -> Result<TrainConfig> {
-    let toml = match &req.config {
+    let text = match &req.config {
         Some(p) => Some(
             std::fs::read_to_string(p)
                 .with_context(|| format!("--config {}: cannot read", p.display()))?,
         ),
         None => None,
     };
-    TrainConfig::resolve(toml.as_deref(), req.overrides.clone()).with_context(|| {
-        match &req.config {
-            Some(p) => format!("resolving the configuration (--config {})", p.display()),
-            None => "resolving the configuration".into(),
-        }
-    })
+    let name = req.config.as_ref().map(|p| p.display().to_string());
+    let file = name.as_deref().zip(text.as_deref());
+    TrainConfig::resolve(file, req.overrides.clone())
 }
 
 /// A checkpoint's configuration, with a new length where `--epochs` or

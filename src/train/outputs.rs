@@ -4,7 +4,7 @@
 //! directory or to the system's temporary folder, and the error says where.
 
 use super::trainer::{Diverged, Trainer};
-use crate::fsutil::check_output_file;
+use crate::fsutil::{check_extension, check_output_file};
 use crate::model_io::Model;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -38,10 +38,12 @@ impl Outputs {
     pub fn check(&self) -> Result<()> {
         for (option, path) in [("--save", &self.save), ("--metrics", &self.metrics)] {
             if let Some(p) = path {
+                check_extension(option, p)?;
                 check_output_file(option, p)?;
             }
         }
         if self.checkpoint.is_some() || self.checkpoint_every.is_some() {
+            check_extension("--checkpoint", &self.checkpoint_path())?;
             check_output_file("--checkpoint", &self.checkpoint_path())?;
         }
         Ok(())

@@ -154,7 +154,7 @@ impl<'d> Trainer<'d> {
                 );
                 rows
             }
-            None => layout.init(cfg.init, cfg.seed),
+            None => layout.init(cfg.init_scheme, cfg.seed),
         };
         let total_steps = cfg.total_steps(data.train.len());
         let (batcher, given_masks) = batches(&cfg, data, &layout, total_steps, replay)?;
@@ -525,6 +525,25 @@ fn batches(
         .given(replay.batches)
         .map_err(|e| anyhow::anyhow!("replayed batches: {e}"))?;
     Ok((batcher, replay.masks))
+}
+
+impl Summary {
+    /// A warning where the run ended at or near chance accuracy (under
+    /// twice chance, on validation where there is one, else on test): it
+    /// learned nothing worth keeping.
+    pub fn near_chance(&self, classes: usize, lr: f32) -> Option<String> {
+        let r = &self.last;
+        let (acc, split) = match r.val_acc {
+            Some(v) => (v, "validation"),
+            None => (r.test_acc, "test"),
+        };
+        let chance = 1.0 / classes.max(1) as f64;
+        (acc < 2.0 * chance).then(|| {
+            format!(
+                "the run ended near chance: {split} accuracy {acc:.4}, where guessing gets {chance:.2}; nothing worth keeping was learned (a learning rate of {lr:e} may be far too high or too low)"
+            )
+        })
+    }
 }
 
 /// A run that stopped because a value stopped being finite: its weights are

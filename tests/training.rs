@@ -253,11 +253,13 @@ fn thread_count_does_not_change_the_weights() {
     for preset in [
         json!({"iters": 30, "keep": [0.9], "dropout": "sample"}),
         json!({"preset": "seed", "iters": 2}),
+        json!({"preset": "seed", "iters": 2, "precision": "bf16"}),
+        json!({"iters": 30, "precision": "bf16"}),
         json!({"iters": 20, "batch_size": 300, "shift": 2, "rotate": 15, "scale": 0.1, "shear": 0.2, "elastic": 2.0}),
     ] {
-        // In pools of 1, 2 and 3 threads: the sparse layer and the batch
-        // preparation (distortions included) split their work by the pool's
-        // size.
+        // In pools of 1, 2 and 3 threads: the first layer's products and
+        // the batch preparation (distortions included) split their work by
+        // the pool's size.
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -535,4 +537,17 @@ fn the_loss_reported_is_the_mean_since_the_last_evaluation_and_val_loss_is_the_l
         assert_eq!(r.train_loss, Some(step));
         assert!((r.j - (step + r.l2.unwrap())).abs() < 1e-12, "{r:?}");
     }
+}
+
+/// Determinism on every other kernel family the machine has.
+#[test]
+fn every_kernel_family_is_deterministic() {
+    common::on_the_other_kernel_families(
+        "every_kernel_family_is_deterministic",
+        &[
+            "same_seed_gives_bit_identical_weights_and_a_new_seed_does_not",
+            "thread_count_does_not_change_the_weights",
+            "one_epoch_of_the_default_preset_reaches_95_percent",
+        ],
+    );
 }

@@ -6,7 +6,8 @@ mod splits;
 
 use super::{Backend, Setup, SplitName, Step, StepReport};
 use crate::nn::{
-    l2, Dropout, DropoutMode, Images, Layout, Network, Order, Params, Score, Workspace,
+    l2, Arithmetic, Dropout, DropoutMode, Images, Layout, Network, Params, Precision, Role, Score,
+    Workspace,
 };
 use crate::optim::{Decay, Optimizer};
 use anyhow::Result;
@@ -41,9 +42,10 @@ impl<'d> Cpu<'d> {
             batcher,
             keeps,
             dropout,
+            precision,
         } = setup;
         let rows = batcher.max_rows();
-        let splits = Splits::new(data, batcher);
+        let splits = Splits::new(data, batcher, Arithmetic::current(precision));
         let params = Params::from_rows(&layout, &params, splits.input_kind());
         optimizer.map_buffers(|b| params.from_rows_like(b));
         let net = Network::new(layout, threads);
@@ -125,7 +127,8 @@ impl Backend for Cpu<'_> {
 pub fn logits(layout: &Layout, params: &[f32], images: &[f32], threads: usize) -> Vec<f32> {
     let net = Network::new(layout.clone(), threads);
     let mut ws = net.workspace(EVAL_ROWS);
-    let x = Images::new(images, &[], layout.arch.inputs, Order::Kept);
+    let arith = Arithmetic::current(Precision::F32);
+    let x = Images::new(images, &[], layout.arch.inputs, Role::Infer, arith);
     let params = Params::from_rows(layout, params, x.kind());
     let mut out = Vec::with_capacity(images.len() / layout.arch.inputs * layout.arch.classes);
     net.logits_chunks(&params, x.input(), &mut ws, |_, z| out.extend_from_slice(z));

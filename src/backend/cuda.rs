@@ -28,6 +28,9 @@ impl Cuda {
         if setup.batcher.distorts() {
             anyhow::bail!("--device cuda gathers shifted batches only; distortions (--rotate, --scale, --shear, --elastic) run on the CPU");
         }
+        if setup.precision != crate::nn::Precision::F32 {
+            anyhow::bail!("--device cuda computes in float32; --precision bf16 runs on the CPU's matrix units");
+        }
         let ctx = open()?;
         let rows = setup.batcher.max_rows();
         let net = GpuNet::new(

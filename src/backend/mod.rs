@@ -13,7 +13,7 @@ mod cuda;
 use crate::data::batch::Batcher;
 use crate::data::Dataset;
 use crate::nn::dropout::Draws;
-use crate::nn::{DropoutMode, Layout, Score};
+use crate::nn::{DropoutMode, Layout, Precision, Score};
 use crate::optim::Optimizer;
 use anyhow::Result;
 
@@ -128,13 +128,18 @@ pub struct Setup<'d> {
     /// Dropout: the keep probability of each hidden branch, and the mode.
     pub keeps: Vec<f32>,
     pub dropout: DropoutMode,
+    /// The first layer's arithmetic.
+    pub precision: Precision,
 }
 
 /// A backend for `target`, set up from `setup`.
 pub fn open<'d>(target: Target, setup: Setup<'d>) -> Result<Box<dyn Backend + 'd>> {
     target.device.check()?;
     match target.device {
-        Device::Cpu => Ok(Box::new(cpu::Cpu::new(setup, target.threads))),
+        Device::Cpu => {
+            crate::tensor::kernels::Kernels::choose().map_err(anyhow::Error::msg)?;
+            Ok(Box::new(cpu::Cpu::new(setup, target.threads)))
+        }
         #[cfg(feature = "cuda")]
         Device::Cuda => Ok(Box::new(cuda::Cuda::new(setup)?)),
         #[cfg(not(feature = "cuda"))]

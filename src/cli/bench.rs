@@ -1,12 +1,14 @@
 //! `scratchnet bench`: the workloads of the speed targets, timed on real
-//! MNIST, with the matrix library's large-product throughput measured in the
-//! same run as the machine's practical ceiling.
+//! MNIST, beside two ceilings measured in the same run: the matrix
+//! library's float32 throughput on a large product, and (where the CPU has
+//! AMX) the tiles' peak, a loop of `tdpbf16ps` on every thread.
 
 use super::{Common, DeviceArg};
 use anyhow::Result;
 use scratchnet::backend::Device;
 use scratchnet::data::{Dataset, CLASSES};
 use scratchnet::nn::Layout;
+use scratchnet::tensor::bf16::amx_peak;
 use scratchnet::tensor::{matmul, Mat, MatMut};
 use scratchnet::train::{TrainConfig, Trainer};
 use serde::Serialize;
@@ -24,6 +26,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
+    /// The first layer's arithmetic in the training workloads (see `train --precision`)
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    precision: String,
     #[command(flatten)]
     pub(super) common: Common,
     #[command(flatten)]
@@ -87,7 +92,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
 
     // Full batch: the seed preset's iteration on 50,000 samples (dropout on).
-    let seed = TrainConfig::resolve(None, json!({"preset": "seed", "iters": 1_000_000}))?;
+    let precision = &args.precision;
+    let seed = TrainConfig::resolve(
+        None,
+        json!({"preset": "seed", "iters": 1_000_000, "precision": precision}),
+    )?;
     let mut t = Trainer::new(seed, &data50, target, None)?;
     let (f, b) = flop_per_sample(&t.layout);
     let times = time(args.runs, || {
@@ -106,7 +115,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let data60 = Dataset::load(&path, Some(0))?;
     let cfg = TrainConfig::resolve(
         None,
-        json!({"epochs": 1000, "batch_size": 128, "optimizer": "adam", "keep": [0.9], "dropout": "sample"}),
+        json!({"epochs": 1000, "batch_size": 128, "optimizer": "adam", "keep": [0.9], "dropout": "sample", "precision": precision}),
     )?;
     let mut t = Trainer::new(cfg, &data60, target, None)?;
     let spe = t.steps_per_epoch();
@@ -147,43 +156,74 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         f64::NAN
     };
+    let tile_gflops = match device {
+        Device::Cpu => tile_peak(args.runs),
+        Device::Cuda => None,
+    };
+    let kernels = match device {
+        Device::Cpu => super::info::kernels_line(),
+        Device::Cuda => "cuda".into(),
+    };
 
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"device": format!("{device:?}").to_lowercase(), "threads": threads, "runs": args.runs, "classes": CLASSES, "ceiling_gflops": ceiling_gflops, "rows": rows})
+                &json!({"device": format!("{device:?}").to_lowercase(), "threads": threads, "runs": args.runs, "classes": CLASSES, "kernels": kernels, "precision": precision, "ceiling_gflops": ceiling_gflops, "tile_peak_gflops": tile_gflops, "rows": rows})
             )?
         );
         return Ok(());
     }
     println!(
-        "scratchnet bench: {}, median of {} runs (after one warm-up)\n",
+        "scratchnet bench: {}, precision {precision}, median of {} runs (after one warm-up)",
         match device {
             Device::Cpu => format!("{threads} threads"),
             Device::Cuda => "CUDA device 0".into(),
         },
         args.runs
     );
-    println!("| workload | median | min | max | GFLOP/s (dense-equivalent) | of ceiling |");
-    println!("|---|---|---|---|---|---|");
+    println!("kernels: {kernels}");
+    match tile_gflops {
+        Some(g) => {
+            println!("tile peak: {g:.0} GFLOP/s (tdpbf16ps on tiles in registers, every thread)\n")
+        }
+        None => println!("tile peak: - (no AMX here)\n"),
+    }
+    println!("| workload | median | min | max | GFLOP/s (dense-equivalent) | of f32 ceiling | of tile peak |");
+    println!("|---|---|---|---|---|---|---|");
+    let share = |g: f64, of: Option<f64>| match of {
+        Some(c) if c.is_finite() => format!("{:.0}%", 100.0 * g / c),
+        _ => "-".to_string(),
+    };
     for r in &rows {
         println!(
-            "| {} | {:.3} {} | {:.3} | {:.3} | {:.0} | {} |",
+            "| {} | {:.3} {} | {:.3} | {:.3} | {:.0} | {} | {} |",
             r.workload,
             r.median,
             r.unit,
             r.min,
             r.max,
             r.gflops,
-            if ceiling_gflops.is_nan() {
-                "-".to_string()
-            } else {
-                format!("{:.0}%", 100.0 * r.gflops / ceiling_gflops)
-            }
+            share(r.gflops, Some(ceiling_gflops)),
+            share(r.gflops, tile_gflops),
         );
     }
     Ok(())
+}
+
+/// The tiles' peak on every thread of the pool at once, the median of
+/// `runs` rounds of 0.1 s; `None` without AMX.
+fn tile_peak(runs: u32) -> Option<f64> {
+    amx_peak(0.0)?;
+    let mut rounds: Vec<f64> = (0..runs)
+        .map(|_| {
+            rayon::broadcast(|_| amx_peak(0.1).unwrap_or(0.0))
+                .iter()
+                .sum()
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    Some(rounds[rounds.len() / 2])
 }
 
 /// The GEMM library's throughput on a 2048³ product.

@@ -4,12 +4,13 @@ use super::{ModelArg, Verbosity};
 use anyhow::{Context, Result};
 use scratchnet::data::locate::{cache_dir, has_mnist, locate, Origin, DATA_ENV};
 use scratchnet::model_io::{Model, VERSION_KEY};
+use scratchnet::tensor::kernels::{Kernels, KERNELS_ENV};
 use scratchnet::train::{EvalRecord, TrainConfig, CHECKPOINT_KEY, CONFIG_KEY, METRICS_KEY};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  scratchnet info model.safetensors\n  scratchnet info --data\n  scratchnet info --data ~/mnist"
+    after_help = "Examples:\n  scratchnet info model.safetensors\n  scratchnet info --data\n  scratchnet info --data ~/mnist\n  scratchnet info            (this machine: cores, and which kernels compute)"
 )]
 pub struct InfoArgs {
     #[command(flatten)]
@@ -27,8 +28,33 @@ pub fn run(args: InfoArgs, _v: Verbosity) -> Result<()> {
     match (args.model.path(), &args.data) {
         (Some(f), _) => model(f),
         (None, Some(_)) => Ok(()),
-        (None, None) => args.model.required("info").map(|_| ()),
+        (None, None) => {
+            machine();
+            Ok(())
+        }
     }
+}
+
+/// The cores, and which kernels compute here (and which the machine has).
+fn machine() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("cores       {cores}");
+    println!("kernels     {}", kernels_line());
+}
+
+/// Which kernel family computes, why, and what else the machine can run:
+/// the line `info` and `bench` print.
+pub(super) fn kernels_line() -> String {
+    let chosen = Kernels::current();
+    let why = match std::env::var(KERNELS_ENV) {
+        Ok(name) if !name.is_empty() => format!("forced by {KERNELS_ENV}"),
+        _ => "the fastest here".into(),
+    };
+    format!(
+        "{} ({why}; this machine runs: {})",
+        chosen.name(),
+        Kernels::usable()
+    )
 }
 
 /// Where the data comes from (`flag`: the `--data` given): the rule that

@@ -14,6 +14,7 @@ mod train;
 
 use clap::{Parser, Subcommand};
 use scratchnet::backend::{Device, Target};
+use scratchnet::tensor::kernels::Kernels;
 use scratchnet::tensor::pool;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -184,7 +185,11 @@ pub fn main() -> ExitCode {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    if let Err(e) = start_pool(cli.command.threads()) {
+    // A kernel family forced that this machine lacks stops every command.
+    if let Err(e) = Kernels::choose()
+        .map_err(anyhow::Error::msg)
+        .and(start_pool(cli.command.threads()))
+    {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
     }

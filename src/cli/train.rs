@@ -189,6 +189,11 @@ struct ConfigFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     val_size: Option<usize>,
+    /// The first layer's arithmetic: `f32`, or `bf16` (bfloat16 products with float32 sums,
+    /// on the CPU's matrix units; faster, a little less accurate)
+    #[arg(long, value_parser = ["f32", "bf16"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    precision: Option<String>,
 }
 
 /// A flag's number, which must be finite: `inf` and `nan` parse as floats

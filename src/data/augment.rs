@@ -40,7 +40,7 @@ pub fn shift_entries(
     };
     out.push_row_with(idx.len(), |dst_idx, dst_val| {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f")
+        if crate::tensor::kernels::avx512()
             && w >= 2
             && h.checked_mul(w).is_some_and(|n| n <= i32::MAX as usize)
         {

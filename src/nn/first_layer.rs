@@ -21,11 +21,15 @@
 
 use super::dense::{self, column_sums, Dims};
 use super::layout::Layout;
+use crate::tensor::bf16::{self, layout::Source, Out, Pairs, PairsView, Tiled, TiledView, Unit};
+use crate::tensor::kernels::Kernels;
 use crate::tensor::sparse::{
     pack_transposed_into, pair_order, spmm, spmm_by_columns, spmm_paired, spmm_t,
     unpack_transposed, ColumnBlocks, ColumnParts, PairRows, PairView, PanelView, Panels,
     SparseRows, SparseView, TILE,
 };
+use crate::tensor::transpose;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
@@ -42,6 +46,77 @@ pub enum Input<'a> {
     Sparse(SparseView<'a>),
     /// Mostly-zero rows merged in pairs of similar rows, in the pairs' order.
     Paired(PairView<'a>),
+    /// Rows as bfloat16 tiles, for a matrix unit.
+    Tiles(TiledView<'a>, Bf16),
+}
+
+/// The first layer's product on a bfloat16 matrix unit: the unit, and how
+/// many bfloat16 terms the float32 operand (the weight, or the gradient)
+/// is split into: one is plain bfloat16, three float32's accuracy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bf16 {
+    pub unit: Unit,
+    pub terms: usize,
+}
+
+/// The arithmetic of a run: float32 throughout (`f32`, the default), or
+/// the first layer's products in plain bfloat16 with float32 sums (`bf16`,
+/// as PyTorch's autocast; the weights, optimiser, activations and loss
+/// stay float32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+/// Bfloat16 terms of the float32 operand for [`Precision::F32`]: how many
+/// keep the golden trajectories at their bounds (docs/TESTING.md).
+pub const F32_TERMS: usize = 3;
+
+/// Below this many rows, a product stays on the float32 kernels: packing
+/// the weight for the unit costs more than the unit saves.
+const TILES_FROM_ROWS: usize = 256;
+
+/// How the first layer computes: float32 multiply-adds, or a bfloat16 unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    Fma,
+    Bf16(Bf16),
+}
+
+impl Arithmetic {
+    /// The arithmetic of `precision` on `kernels`: a bfloat16 unit where
+    /// they have one (with [`F32_TERMS`] terms for float32), else float32.
+    pub fn new(precision: Precision, kernels: Kernels) -> Arithmetic {
+        match kernels.unit() {
+            None => Arithmetic::Fma,
+            Some(unit) => Arithmetic::Bf16(Bf16 {
+                unit,
+                terms: match precision {
+                    Precision::F32 => F32_TERMS,
+                    Precision::Bf16 => 1,
+                },
+            }),
+        }
+    }
+
+    /// [`Arithmetic::new`] on the kernels this process uses.
+    pub fn current(precision: Precision) -> Arithmetic {
+        Arithmetic::new(precision, Kernels::current())
+    }
+
+    /// Rows as tiles for this arithmetic, where it has a unit and `rows` is
+    /// enough to repay the weight's packing; `None` where float32 serves
+    /// (or where a value is not exact in bfloat16 and more than one term is
+    /// asked for: float32's accuracy needs the rows exact).
+    fn tiles(self, rows: usize, tile: impl FnOnce(bool) -> Option<Tiled>) -> Option<(Tiled, Bf16)> {
+        match self {
+            Arithmetic::Bf16(b) if rows >= TILES_FROM_ROWS => tile(b.terms > 1).map(|t| (t, b)),
+            _ => None,
+        }
+    }
 }
 
 /// A training step's inputs: forward and backward. Compressed rows come
@@ -57,6 +132,13 @@ pub enum TrainInput<'a> {
         rows: PairView<'a>,
         by_column: &'a ColumnBlocks,
     },
+    /// Rows as bfloat16 tiles, and their transpose (the samples along k),
+    /// which the weight gradient reads.
+    Tiles {
+        rows: TiledView<'a>,
+        by_column: TiledView<'a>,
+        math: Bf16,
+    },
 }
 
 impl<'a> Input<'a> {
@@ -66,6 +148,7 @@ impl<'a> Input<'a> {
             Input::Dense(x) => Input::Dense(&x[range.start * inputs..range.end * inputs]),
             Input::Sparse(rows) => Input::Sparse(rows.slice(range)),
             Input::Paired(rows) => Input::Paired(rows.slice(range)),
+            Input::Tiles(rows, math) => Input::Tiles(rows.slice_rows(range), math),
         }
     }
 
@@ -75,6 +158,7 @@ impl<'a> Input<'a> {
             Input::Dense(x) => x.len() / inputs.max(1),
             Input::Sparse(rows) => rows.rows(),
             Input::Paired(rows) => rows.rows(),
+            Input::Tiles(rows, _) => rows.rows(),
         }
     }
 
@@ -90,17 +174,19 @@ impl<'a> Input<'a> {
             }
             Input::Sparse(rows) => rows.cols(),
             Input::Paired(rows) => rows.cols(),
+            Input::Tiles(rows, _) => rows.k(),
         };
         assert_eq!(cols, inputs, "input is not {inputs} wide");
         self.rows(inputs)
     }
 
-    /// Consecutive chunks of at most `most` rows (at least 2 for paired
-    /// rows, which are cut between pairs), each with its first row.
+    /// Consecutive chunks of at most `most` rows (paired rows cut between
+    /// pairs, tiles between tiles), each with its first row.
     pub fn chunks(self, most: usize, inputs: usize) -> impl Iterator<Item = (usize, Input<'a>)> {
         let n = self.rows(inputs);
         let most = match self {
             Input::Paired(_) => most & !1,
+            Input::Tiles(..) => most / 16 * 16,
             _ => most,
         };
         assert!(most > 0 || n == 0, "chunks of no rows");
@@ -117,6 +203,7 @@ impl<'a> TrainInput<'a> {
             TrainInput::Dense(x) => Input::Dense(x),
             TrainInput::Sparse { rows, .. } => Input::Sparse(rows),
             TrainInput::Paired { rows, .. } => Input::Paired(rows),
+            TrainInput::Tiles { rows, math, .. } => Input::Tiles(rows, math),
         }
     }
 }
@@ -126,25 +213,29 @@ impl<'a> TrainInput<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputKind {
     Dense,
-    /// Compressed or paired rows.
+    /// Compressed, paired or tiled rows.
     Sparse,
 }
 
-/// Whether a fixed set of images must keep its order.
+/// What a fixed set of images is for, which decides the forms it may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Order {
-    /// Row `i` stays row `i`: answers that go back in order, and the rows
-    /// minibatches are gathered from.
-    Kept,
-    /// Any order, the labels reordered alike: accuracy, and a full-batch
-    /// loss and gradient, are sums over the images.
-    Free,
+pub enum Role {
+    /// The rows minibatches are gathered from: kept in order, compressed
+    /// where sparse.
+    Gather,
+    /// Answers that go back in order (inference).
+    Infer,
+    /// Sums over the images, in any order, the labels reordered alike
+    /// (accuracy, loss).
+    Evaluate,
 }
 
 /// A fixed set of images in the form the first layer reads fastest, chosen
-/// here once: compressed when they are sparse enough (MNIST is), and then,
-/// where the order is free, merged in pairs of similar images; with their
-/// labels in the same order.
+/// here once: bfloat16 tiles where the arithmetic has a unit (and the
+/// images are exact in bfloat16 where float32 is asked for); else
+/// compressed when they are sparse enough (MNIST is), and then, where the
+/// order is free, merged in pairs of similar images; with their labels in
+/// the same order.
 pub struct Images<'d> {
     form: Form<'d>,
     labels: Cow<'d, [u8]>,
@@ -154,22 +245,34 @@ enum Form<'d> {
     Dense(&'d [f32]),
     Compressed(SparseRows),
     Paired(PairRows),
+    Tiles(Tiled, Bf16),
 }
 
 impl<'d> Images<'d> {
     /// `images` (`[n, inputs]`) and their `labels` (may be empty, for
-    /// inference).
-    pub fn new(images: &'d [f32], labels: &'d [u8], inputs: usize, order: Order) -> Images<'d> {
-        match (SparseRows::compress_if_sparse(images, inputs), order) {
-            (None, _) => Images {
-                form: Form::Dense(images),
-                labels: Cow::Borrowed(labels),
-            },
-            (Some(rows), Order::Kept) => Images {
-                form: Form::Compressed(rows),
-                labels: Cow::Borrowed(labels),
-            },
-            (Some(rows), Order::Free) => Images::paired(rows, labels),
+    /// inference), for `role`, computed with `arith`.
+    pub fn new(
+        images: &'d [f32],
+        labels: &'d [u8],
+        inputs: usize,
+        role: Role,
+        arith: Arithmetic,
+    ) -> Images<'d> {
+        let rows = images.len() / inputs.max(1);
+        let kept = |form| Images {
+            form,
+            labels: Cow::Borrowed(labels),
+        };
+        if role != Role::Gather {
+            let tiles = arith.tiles(rows, |exact| Tiled::from_rows(images, inputs, exact));
+            if let Some((tiles, math)) = tiles {
+                return kept(Form::Tiles(tiles, math));
+            }
+        }
+        match (SparseRows::compress_if_sparse(images, inputs), role) {
+            (None, _) => kept(Form::Dense(images)),
+            (Some(rows), Role::Evaluate) => Images::paired(rows, labels),
+            (Some(rows), _) => kept(Form::Compressed(rows)),
         }
     }
 
@@ -192,6 +295,7 @@ impl<'d> Images<'d> {
             Form::Dense(x) => Input::Dense(x),
             Form::Compressed(rows) => Input::Sparse(rows.view()),
             Form::Paired(rows) => Input::Paired(rows.view()),
+            Form::Tiles(tiles, math) => Input::Tiles(tiles.view(), *math),
         }
     }
 
@@ -218,21 +322,38 @@ impl<'d> Images<'d> {
 }
 
 /// The training split as every step of a full-batch run reads it: its
-/// [`Images`] in any order and, when they are compressed, the same grouped
-/// by column for the weight gradient.
+/// [`Images`] in any order and, for a sparse or tiled form, the same
+/// grouped by column for the weight gradient.
 pub struct WholeBatch<'d> {
     images: Images<'d>,
-    by_column: Option<ColumnBlocks>,
+    by_column: ByColumn,
+}
+
+/// The training rows grouped by column, for the weight gradient.
+enum ByColumn {
+    None,
+    Blocks(ColumnBlocks),
+    Tiles(Tiled),
 }
 
 impl<'d> WholeBatch<'d> {
-    pub fn new(images: &'d [f32], labels: &'d [u8], inputs: usize) -> WholeBatch<'d> {
-        let images = Images::new(images, labels, inputs, Order::Free);
-        // Regrouped from the pairs (the compressed rows are gone by now:
-        // peak memory).
+    pub fn new(
+        dense: &'d [f32],
+        labels: &'d [u8],
+        inputs: usize,
+        arith: Arithmetic,
+    ) -> WholeBatch<'d> {
+        let images = Images::new(dense, labels, inputs, Role::Evaluate, arith);
         let by_column = match &images.form {
-            Form::Paired(rows) => Some(ColumnBlocks::new(rows.view(), GRAD_BLOCK_ROWS)),
-            _ => None,
+            // Regrouped from the pairs (the compressed rows are gone by
+            // now: peak memory).
+            Form::Paired(rows) => ByColumn::Blocks(ColumnBlocks::new(rows.view(), GRAD_BLOCK_ROWS)),
+            Form::Tiles(..) => {
+                let mut t = Tiled::default();
+                t.fill_transposed_from_sparse(SparseRows::from_dense(dense, inputs).view());
+                ByColumn::Tiles(t)
+            }
+            _ => ByColumn::None,
         };
         WholeBatch { images, by_column }
     }
@@ -240,9 +361,18 @@ impl<'d> WholeBatch<'d> {
     pub fn input(&self) -> TrainInput<'_> {
         match (self.images.input(), &self.by_column) {
             (Input::Dense(x), _) => TrainInput::Dense(x),
-            (Input::Paired(rows), Some(by_column)) => TrainInput::Paired { rows, by_column },
-            (Input::Sparse(rows), Some(by_column)) => TrainInput::Sparse { rows, by_column },
-            _ => unreachable!("compressed rows are grouped by column when made"),
+            (Input::Paired(rows), ByColumn::Blocks(by_column)) => {
+                TrainInput::Paired { rows, by_column }
+            }
+            (Input::Sparse(rows), ByColumn::Blocks(by_column)) => {
+                TrainInput::Sparse { rows, by_column }
+            }
+            (Input::Tiles(rows, math), ByColumn::Tiles(t)) => TrainInput::Tiles {
+                rows,
+                by_column: t.view(),
+                math,
+            },
+            _ => unreachable!("sparse and tiled rows are grouped by column when made"),
         }
     }
 
@@ -251,25 +381,47 @@ impl<'d> WholeBatch<'d> {
     }
 }
 
-/// A compressed minibatch, refilled every step: its rows and the same
-/// grouped by column (buffers kept, so steps do not allocate).
-#[derive(Debug, Default)]
+/// A minibatch, refilled every step: its rows compressed, and for the
+/// weight gradient the same grouped by column, or as bfloat16 tiles and
+/// their transpose where the arithmetic has a unit (and, for float32, the
+/// batch is exact in bfloat16). Buffers are kept, so steps do not allocate.
+#[derive(Default)]
 pub struct CompressedBatch {
     rows: SparseRows,
     by_column: ColumnBlocks,
+    tiles: Tiled,
+    tiles_t: Tiled,
+    math: Option<Bf16>,
 }
 
 impl CompressedBatch {
-    /// Refills it with the rows `gather` writes.
-    pub fn fill(&mut self, gather: impl FnOnce(&mut SparseRows)) {
+    /// Refills it with the rows `gather` writes, in the form `arith` reads.
+    pub fn fill(&mut self, arith: Arithmetic, gather: impl FnOnce(&mut SparseRows)) {
         gather(&mut self.rows);
-        self.by_column.fill(self.rows.view(), GRAD_BLOCK_ROWS);
+        self.math = match arith {
+            Arithmetic::Bf16(math) => {
+                let exact = self.tiles.fill_from_sparse(self.rows.view());
+                self.tiles_t.fill_transposed_from_sparse(self.rows.view());
+                (exact || math.terms == 1).then_some(math)
+            }
+            Arithmetic::Fma => None,
+        };
+        if self.math.is_none() {
+            self.by_column.fill(self.rows.view(), GRAD_BLOCK_ROWS);
+        }
     }
 
     pub fn input(&self) -> TrainInput<'_> {
-        TrainInput::Sparse {
-            rows: self.rows.view(),
-            by_column: &self.by_column,
+        match self.math {
+            Some(math) => TrainInput::Tiles {
+                rows: self.tiles.view(),
+                by_column: self.tiles_t.view(),
+                math,
+            },
+            None => TrainInput::Sparse {
+                rows: self.rows.view(),
+                by_column: &self.by_column,
+            },
         }
     }
 }
@@ -286,25 +438,31 @@ pub struct FirstLayer {
 }
 
 /// The weight as one input form reads it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 enum Weight<'a> {
     Rows(&'a [f32]),
     Panels(PanelView<'a>),
+    /// `W1ᵀ` in pairs of inputs, as bfloat16 terms, for a unit.
+    Pairs(&'a [Pairs], Unit),
 }
 
 /// The first layer's buffers in a workspace: its weight repacked for input
-/// that its storage does not suit, and the threads' parts of a minibatch's
-/// product.
+/// that its storage does not suit (or for a unit), the threads' parts of a
+/// minibatch's product, and the gradient's terms for a unit.
 #[derive(Debug, Default)]
 pub struct Scratch {
     rows: Vec<f32>,
     panels: Panels,
     parts: Mutex<ColumnParts>,
+    pairs: Vec<Pairs>,
+    dz_pairs: Vec<Pairs>,
+    /// `dW1ᵀ` row-major, where the weight is stored in rows.
+    dw_t: Vec<f32>,
 }
 
 /// The first layer's weight ready for forward passes over one input form,
 /// until the parameters change: see [`FirstLayer::prepare`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Prepared<'a> {
     layer: &'a FirstLayer,
     weight: Weight<'a>,
@@ -367,9 +525,20 @@ impl FirstLayer {
             rows,
             panels,
             parts,
+            pairs,
+            ..
         } = scratch;
         let (w, n, k) = (&stored[self.w.clone()], self.outputs, self.inputs);
         let weight = match (x, self.panels) {
+            (Input::Tiles(_, math), _) => {
+                pairs.resize_with(math.terms, Pairs::default);
+                let src = match self.panels {
+                    true => Source::Panels(w),
+                    false => Source::Transposed(w),
+                };
+                Pairs::fill_terms(pairs, src, k, n);
+                Weight::Pairs(pairs, math.unit)
+            }
             (Input::Dense(_), false) => Weight::Rows(w),
             (Input::Dense(_), true) => {
                 rows.resize(w.len(), 0.0);
@@ -391,7 +560,14 @@ impl FirstLayer {
 
     /// `dW1 = dZ1ᵀ·X` (stored as the weight is) and `db1 = Σ dZ1` into
     /// `dwdb`, the layer's part of a gradient buffer; no input gradient.
-    pub fn weight_grad(&self, dwdb: &mut [f32], dz: &[f32], x: TrainInput<'_>, threads: usize) {
+    pub fn weight_grad(
+        &self,
+        dwdb: &mut [f32],
+        dz: &[f32],
+        x: TrainInput<'_>,
+        threads: usize,
+        scratch: &mut Scratch,
+    ) {
         let (dw, db) = dwdb.split_at_mut(self.w.len());
         assert_eq!(db.len(), self.b.len(), "not the first layer's gradient");
         match x {
@@ -407,6 +583,39 @@ impl FirstLayer {
                 let rows = by_column.blocks().iter().map(|b| b.cols()).sum::<usize>();
                 let dz = &dz[..rows * self.outputs];
                 spmm_t(dw, by_column, dz, self.outputs, self.panels);
+                column_sums(db, dz);
+            }
+            TrainInput::Tiles {
+                by_column, math, ..
+            } => {
+                // dW1ᵀ = Xᵀ·dZ1: the samples along k, dZ1 split into terms.
+                let (rows, n, k) = (by_column.k(), self.outputs, self.inputs);
+                let dz = &dz[..rows * n];
+                scratch.dz_pairs.resize_with(math.terms, Pairs::default);
+                Pairs::fill_terms(&mut scratch.dz_pairs, Source::Rows(dz), rows, n);
+                let terms: Vec<PairsView> = scratch.dz_pairs.iter().map(Pairs::view).collect();
+                match self.panels {
+                    true => {
+                        let out = Out::Panels {
+                            data: dw,
+                            rows: k,
+                            n,
+                        };
+                        bf16::product(math.unit, out, by_column, &terms, threads);
+                    }
+                    false => {
+                        let t = &mut scratch.dw_t;
+                        t.resize(k * n, 0.0);
+                        let out = Out::Rows {
+                            data: t,
+                            rows: k,
+                            n,
+                            stride: n,
+                        };
+                        bf16::product(math.unit, out, by_column, &terms, threads);
+                        transpose(dw, k, t, n, k, n);
+                    }
+                }
                 column_sums(db, dz);
             }
         }
@@ -437,6 +646,17 @@ impl Prepared<'_> {
             }
             (Input::Sparse(rows), Weight::Panels(w)) => spmm(z, rows, w, false),
             (Input::Paired(rows), Weight::Panels(w)) => spmm_paired(z, rows, w),
+            (Input::Tiles(rows, _), Weight::Pairs(pairs, unit)) => {
+                let terms: Vec<PairsView> = pairs.iter().map(Pairs::view).collect();
+                let n = self.layer.outputs;
+                let out = Out::Rows {
+                    data: z,
+                    rows: rows.rows(),
+                    n,
+                    stride: n,
+                };
+                bf16::product(unit, out, rows, &terms, threads)
+            }
             _ => unreachable!("the weight was prepared for another input form"),
         }
     }
@@ -478,10 +698,10 @@ mod tests {
             .collect();
         let dense: Vec<f32> = (0..n * 10).map(|i| 1.0 + i as f32).collect();
         let labels: Vec<u8> = (0..n as u8).collect();
-        let kept = Images::new(&sparse, &labels, 10, Order::Kept);
+        let kept = Images::new(&sparse, &labels, 10, Role::Infer, Arithmetic::Fma);
         assert!(matches!(kept.input(), Input::Sparse(_)) && kept.compressed().is_some());
         assert_eq!(kept.labels(), &labels[..]);
-        let free = Images::new(&sparse, &labels, 10, Order::Free);
+        let free = Images::new(&sparse, &labels, 10, Role::Evaluate, Arithmetic::Fma);
         let Input::Paired(rows) = free.input() else {
             panic!("paired")
         };
@@ -491,10 +711,10 @@ mod tests {
         }
         let chunks: Vec<usize> = free.input().chunks(5, 10).map(|(f, _)| f).collect();
         assert_eq!(chunks, [0, 4, 8]);
-        let d = Images::new(&dense, &labels, 10, Order::Free);
+        let d = Images::new(&dense, &labels, 10, Role::Evaluate, Arithmetic::Fma);
         assert!(matches!(d.input(), Input::Dense(x) if x.as_ptr() == dense.as_ptr()));
         assert_eq!(d.kind(), InputKind::Dense);
-        let whole = WholeBatch::new(&sparse, &labels, 10);
+        let whole = WholeBatch::new(&sparse, &labels, 10, Arithmetic::Fma);
         assert!(matches!(whole.input(), TrainInput::Paired { .. }));
     }
 }

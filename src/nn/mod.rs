@@ -14,7 +14,9 @@ pub mod softmax_ce;
 
 pub use arch::{Activation, Arch, Branch};
 pub use dropout::{Dropout, DropoutMode};
-pub use first_layer::{CompressedBatch, Images, Input, InputKind, Order, TrainInput, WholeBatch};
+pub use first_layer::{
+    Arithmetic, CompressedBatch, Images, Input, InputKind, Precision, Role, TrainInput, WholeBatch,
+};
 pub use layout::{InitScheme, Layout, ParamTensor};
 pub use network::{Network, Score, Workspace};
 pub use params::Params;

@@ -219,8 +219,8 @@ impl Network {
         let Workspace {
             pass,
             grads: dacts,
+            first: scratch,
             partials,
-            ..
         } = ws;
         let saved = Saved {
             acts: &pass.acts,
@@ -240,7 +240,9 @@ impl Network {
         });
         // dW1 = dZ1ᵀ·X, db1 = Σ dZ1 (no gradient of the input).
         let dz1 = &dacts[0][..rows * layers[0].outputs];
-        params.first().weight_grad(first, dz1, x, self.threads);
+        params
+            .first()
+            .weight_grad(first, dz1, x, self.threads, scratch);
     }
 
     /// One block of rows back through every layer after the first: its

@@ -8,7 +8,7 @@ use crate::data::image_prep::digit_from_bytes;
 use crate::model_io::Model;
 use crate::nn::network::argmax;
 use crate::nn::softmax_ce::softmax_row;
-use crate::nn::{Images, InputKind, Network, Order, Params};
+use crate::nn::{Arithmetic, Images, InputKind, Network, Params, Role};
 use anyhow::{bail, Result};
 
 /// A model ready to classify single images.
@@ -54,7 +54,9 @@ impl Classifier {
             bail!("pixel {i} is {}: pixels must lie in 0..1", pixels[i]);
         }
         let mut ws = self.net.workspace(1);
-        let x = Images::new(&pixels, &[], n, Order::Kept);
+        // One image: packing the weight for a matrix unit would cost more
+        // than the unit saves.
+        let x = Images::new(&pixels, &[], n, Role::Infer, Arithmetic::Fma);
         let params = match x.kind() {
             InputKind::Sparse => &self.sparse,
             InputKind::Dense => &self.dense,

@@ -4,7 +4,9 @@
 //! threads' floating-point mode.
 
 pub mod aligned;
+pub mod bf16;
 pub mod fp;
+pub mod kernels;
 pub mod matmul;
 pub mod par;
 pub mod sparse;

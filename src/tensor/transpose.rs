@@ -26,7 +26,7 @@ pub fn transpose(
         "destination too short"
     );
     #[cfg(target_arch = "x86_64")]
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    let avx512 = crate::tensor::kernels::avx512();
     // Through a local tile, so each row copy is one bounds check and the
     // compiler sees fixed-size loops.
     let mut tile = [[0.0f32; TILE]; TILE];

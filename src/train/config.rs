@@ -5,7 +5,7 @@
 use crate::data::distort::Distortion;
 use crate::nn::arch::NOTEBOOK_ARCH;
 use crate::nn::dropout::DropoutMode;
-use crate::nn::{Arch, InitScheme};
+use crate::nn::{Arch, InitScheme, Precision};
 use crate::optim::{LrSchedule, OptimizerKind, RegSchedule};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -137,6 +137,10 @@ pub struct TrainConfig {
     pub eval_every: Option<usize>,
     /// Validation images taken from the end of the IDX training set.
     pub val_size: usize,
+    /// The first layer's products: float32 (`f32`), or plain bfloat16 with
+    /// float32 sums (`bf16`) on a matrix unit where the CPU has one.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// Names of the built-in presets.
@@ -176,6 +180,7 @@ impl TrainConfig {
             patience: None,
             eval_every: Some(50),
             val_size: 10_000,
+            precision: Precision::F32,
         };
         match name {
             "seed" => Ok(seed),

@@ -187,6 +187,7 @@ impl<'d> Trainer<'d> {
             batcher,
             keeps: cfg.keeps(&arch),
             dropout: cfg.dropout,
+            precision: cfg.precision,
         };
         Ok(Trainer {
             backend: backend::open(target, setup)?,

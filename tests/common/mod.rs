@@ -236,3 +236,37 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `tests` of this test binary again under each other kernel family
+/// this machine has (`SCRATCHNET_KERNELS`, chosen once per process, hence
+/// a process each): the plain run covers the family the machine chooses,
+/// these the rest. A family the CPU lacks is a recorded skip.
+pub fn on_the_other_kernel_families(test: &str, tests: &[&str]) {
+    use scratchnet::tensor::kernels::{Kernels, KERNELS_ENV};
+    let chosen = Kernels::current();
+    for k in Kernels::ALL.into_iter().filter(|&k| k != chosen) {
+        if !k.available() {
+            skipped(
+                test,
+                &format!("this machine cannot run the {} kernels", k.name()),
+            );
+            continue;
+        }
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(tests)
+            .args(["--exact", "--test-threads", "1"])
+            .env(KERNELS_ENV, k.name())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        let all = format!("test result: ok. {} passed", tests.len());
+        assert!(
+            out.status.success() && log.contains(&all),
+            "{test}: expected {} tests to pass on the {} kernels\n{log}{}",
+            tests.len(),
+            k.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{test}: {} kernels: {} passed", k.name(), tests.len());
+    }
+}

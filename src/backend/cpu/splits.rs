@@ -6,12 +6,15 @@
 use super::super::SplitName;
 use crate::data::batch::Batcher;
 use crate::data::{Dataset, Split};
-use crate::nn::{CompressedBatch, Images, Input, InputKind, Order, TrainInput, WholeBatch};
+use crate::nn::{
+    Arithmetic, CompressedBatch, Images, Input, InputKind, Role, TrainInput, WholeBatch,
+};
 use crate::tensor::sparse::SparseRows;
 
 pub struct Splits<'d> {
     data: &'d Dataset,
     batcher: Batcher,
+    arith: Arithmetic,
     train: Train<'d>,
     val: Images<'d>,
     test: Images<'d>,
@@ -40,23 +43,25 @@ struct Batch {
 }
 
 impl<'d> Splits<'d> {
-    pub fn new(data: &'d Dataset, batcher: Batcher) -> Splits<'d> {
+    /// The splits of `data` for `arith`'s first layer.
+    pub fn new(data: &'d Dataset, batcher: Batcher, arith: Arithmetic) -> Splits<'d> {
         let f = data.features();
         let (train, labels) = (&data.train.images, &data.train.labels);
         let train = match batcher.is_whole_split() {
-            true => Train::Whole(WholeBatch::new(train, labels, f)),
+            true => Train::Whole(WholeBatch::new(train, labels, f, arith)),
             false => Train::Batches {
-                images: Images::new(train, labels, f, Order::Kept),
+                images: Images::new(train, labels, f, Role::Gather, arith),
                 batches: Default::default(),
             },
         };
-        let eval = |s: &'d Split| Images::new(&s.images, &s.labels, f, Order::Free);
+        let eval = |s: &'d Split| Images::new(&s.images, &s.labels, f, Role::Evaluate, arith);
         Splits {
             val: eval(&data.val),
             test: eval(&data.test),
             train,
             data,
             batcher,
+            arith,
         }
     }
 
@@ -86,7 +91,7 @@ impl<'d> Splits<'d> {
         more: bool,
         f: impl FnOnce(TrainInput<'_>, &[u8]) -> R + Send,
     ) -> (R, usize) {
-        let (batcher, split) = (&mut self.batcher, &self.data.train);
+        let (batcher, split, arith) = (&mut self.batcher, &self.data.train, self.arith);
         let (images, [now, next]) = match &mut self.train {
             Train::Whole(whole) => {
                 return (f(whole.input(), whole.images().labels()), split.len());
@@ -98,13 +103,13 @@ impl<'d> Splits<'d> {
             return (f(TrainInput::Dense(x), y), y.len());
         };
         if now.step != Some(i) {
-            now.fill(batcher, split, train, i);
+            now.fill(batcher, split, train, i, arith);
         }
         let (r, ()) = rayon::join(
             || f(now.rows.input(), &now.labels),
             || {
                 if more {
-                    next.fill(batcher, split, train, i + 1)
+                    next.fill(batcher, split, train, i + 1, arith)
                 }
             },
         );
@@ -127,9 +132,16 @@ impl<'d> Splits<'d> {
 
 impl Batch {
     /// Makes this step `step`'s batch.
-    fn fill(&mut self, batcher: &mut Batcher, split: &Split, train: &SparseRows, step: usize) {
+    fn fill(
+        &mut self,
+        batcher: &mut Batcher,
+        split: &Split,
+        train: &SparseRows,
+        step: usize,
+        arith: Arithmetic,
+    ) {
         let Batch { rows, labels, .. } = self;
-        rows.fill(|out| {
+        rows.fill(arith, |out| {
             let got = batcher.get_compressed(split, train, step, out);
             labels.clear();
             labels.extend_from_slice(got);

@@ -280,7 +280,8 @@ fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
     }
 }
 
-/// [`product`] on one thread: the AVX-512 form where the CPU has it, else
+/// [`product`] on one thread: the AVX-512 form where the CPU has it (and
+/// the portable kernels are not forced), else
 /// `portable` (the portable form, compiled for the CPU it finds).
 fn on_one_thread<A: Units<H>, const H: usize, const U: usize>(
     out: &mut [f32],
@@ -290,8 +291,8 @@ fn on_one_thread<A: Units<H>, const H: usize, const U: usize>(
     portable: fn(&mut [f32], A, PanelView<'_>, bool),
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above).
+    if crate::tensor::kernels::avx512() {
+        // SAFETY: the CPU has AVX-512F (checked by `avx512`).
         return unsafe { product_avx512::<A, H, U>(out, a, b, accumulate) };
     }
     portable(out, a, b, accumulate)

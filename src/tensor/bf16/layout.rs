@@ -1,0 +1,530 @@
+//! The operands of the bfloat16 products, laid out as the units read them,
+//! and the splitting of float32 values into bfloat16 terms.
+
+use crate::tensor::sparse::SparseView;
+use multiversion::multiversion;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Rows and columns of a tile of A (16 rows of 32 bfloat16, 64 bytes each),
+/// and the columns of a panel of B and of the result.
+pub const TILE_ROWS: usize = 16;
+pub const TILE_K: usize = 32;
+pub const PANEL: usize = 16;
+
+/// Tiles of k each unit sums from zero before adding the chunk's sums to
+/// the result: a long sum (50,000 images in a weight gradient) then rounds
+/// as a sum of 512-term sums, not as one running float32 total, which
+/// keeps the seed preset's trajectory as close to float64 as float32
+/// multiply-adds keep it (docs/TESTING.md).
+pub const CHUNK: usize = 16;
+
+/// `x` to bfloat16, rounded to nearest (ties to even); NaN stays NaN.
+#[inline(always)]
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// The float32 a bfloat16 stands for.
+#[inline(always)]
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// `x` as `terms.len()` bfloat16 terms whose sum is `x` to the precision
+/// of that many terms: each the rounding of what the ones before left
+/// over. Three hold every bit of a normal float32.
+#[inline(always)]
+pub fn split(x: f32, terms: &mut [u16]) {
+    let mut rest = x;
+    for t in terms {
+        *t = to_bf16(rest);
+        rest -= from_bf16(*t);
+    }
+}
+
+/// 64 bytes of bfloat16: the buffers below are made of them, so every
+/// tile and panel row starts on a cache line.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Line([u16; 32]);
+
+/// A buffer of bfloat16 on cache lines.
+#[derive(Clone, Default)]
+struct Lines(Vec<Line>);
+
+impl Lines {
+    /// `len` values (rounded up to whole lines), all zero.
+    fn zeroed(&mut self, len: usize) {
+        self.0.clear();
+        self.sized(len);
+    }
+
+    /// `len` values (rounded up to whole lines), those kept from before
+    /// unchanged: for a caller that writes every one.
+    fn sized(&mut self, len: usize) {
+        self.0.resize(len.div_ceil(32), Line::default());
+    }
+
+    fn values(&self) -> &[u16] {
+        let lines = &self.0[..];
+        // SAFETY: `Line` is 32 `u16`s with no padding (repr(C), 64 bytes),
+        // so the lines are that many `u16`s in a row.
+        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast(), lines.len() * 32) }
+    }
+
+    fn values_mut(&mut self) -> &mut [u16] {
+        let lines = &mut self.0[..];
+        // SAFETY: as in `values`, through a unique borrow.
+        unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast(), lines.len() * 32) }
+    }
+}
+
+/// A `[rows, k]` matrix of bfloat16 in 16x32 tiles (the A operand): rows
+/// padded with zeros to a multiple of 16, `k` to a multiple of 32; tile
+/// `(i, j)`, rows `16i..` and columns `32j..`, is 512 values row by row,
+/// at `(i * k_tiles + j) * 512`. Which tiles hold anything but zeros is
+/// kept, so the units can skip the others (the borders of MNIST's images).
+#[derive(Clone, Default)]
+pub struct Tiled {
+    rows: usize,
+    k: usize,
+    data: Lines,
+    nonzero: Vec<bool>,
+}
+
+/// A borrowed [`Tiled`].
+#[derive(Clone, Copy)]
+pub struct TiledView<'a> {
+    rows: usize,
+    k: usize,
+    data: &'a [u16],
+    nonzero: &'a [bool],
+}
+
+impl std::fmt::Debug for Tiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tiled {{ rows: {}, k: {} }}", self.rows, self.k)
+    }
+}
+
+impl std::fmt::Debug for Pairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pairs {{ k: {}, n: {} }}", self.k, self.n)
+    }
+}
+
+impl std::fmt::Debug for TiledView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TiledView {{ rows: {}, k: {} }}", self.rows, self.k)
+    }
+}
+
+impl std::fmt::Debug for PairsView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PairsView {{ k: {}, n: {} }}", self.k, self.n)
+    }
+}
+
+impl Tiled {
+    /// Sizes the matrix for `rows x k`, all zero.
+    fn reset(&mut self, rows: usize, k: usize) {
+        self.rows = rows;
+        self.k = k;
+        let (rt, kt) = (rows.div_ceil(TILE_ROWS), k.div_ceil(TILE_K));
+        self.data.zeroed(rt * kt * TILE_ROWS * TILE_K);
+        self.nonzero.clear();
+        self.nonzero.resize(rt * kt, false);
+    }
+
+    /// The buffer and the tiles' marks, to write values with [`set`].
+    fn parts(&mut self) -> (&mut [u16], &mut [bool], usize) {
+        let kt = self.k.div_ceil(TILE_K);
+        (self.data.values_mut(), &mut self.nonzero, kt)
+    }
+
+    /// Dense rows `[rows, cols]`, each value rounded to bfloat16; `None`
+    /// with `exact` where one is not exactly a bfloat16 (which a float32
+    /// product of such rows needs).
+    pub fn from_rows(dense: &[f32], cols: usize, exact: bool) -> Option<Tiled> {
+        let rows = dense.len() / cols.max(1);
+        let mut t = Tiled::default();
+        t.reset(rows, cols);
+        let (data, nonzero, kt) = t.parts();
+        for (r, row) in dense.chunks_exact(cols).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                let h = to_bf16(v);
+                if exact && from_bf16(h) != v {
+                    return None;
+                }
+                set((data, nonzero, kt), r, c, h);
+            }
+        }
+        Some(t)
+    }
+
+    /// Compressed rows, each value rounded to bfloat16 (refilled in place:
+    /// the buffers are kept); whether every value was exact.
+    pub fn fill_from_sparse(&mut self, m: SparseView<'_>) -> bool {
+        self.reset(m.rows(), m.cols());
+        let (data, nonzero, kt) = self.parts();
+        let mut exact = true;
+        for r in 0..m.rows() {
+            let (idx, val) = m.row(r);
+            for (&c, &v) in idx.iter().zip(val) {
+                let h = to_bf16(v);
+                exact &= from_bf16(h) == v;
+                set((data, nonzero, kt), r, c as usize, h);
+            }
+        }
+        exact
+    }
+
+    /// The transpose of compressed rows (`[cols, rows]`: A for the weight
+    /// gradient `Xᵀ·dZ`, the samples along k), rounded to bfloat16;
+    /// whether every value was exact.
+    pub fn fill_transposed_from_sparse(&mut self, m: SparseView<'_>) -> bool {
+        self.reset(m.cols(), m.rows());
+        let (data, nonzero, kt) = self.parts();
+        let mut exact = true;
+        for r in 0..m.rows() {
+            let (idx, val) = m.row(r);
+            for (&c, &v) in idx.iter().zip(val) {
+                let h = to_bf16(v);
+                exact &= from_bf16(h) == v;
+                set((data, nonzero, kt), c as usize, r, h);
+            }
+        }
+        exact
+    }
+
+    pub fn view(&self) -> TiledView<'_> {
+        TiledView {
+            rows: self.rows,
+            k: self.k,
+            data: self.data.values(),
+            nonzero: &self.nonzero,
+        }
+    }
+}
+
+/// Writes `v` at `(r, c)` of a [`Tiled`]'s buffer (`kt` tiles along k),
+/// marking its tile where `v` is not zero.
+#[inline(always)]
+fn set((data, nonzero, kt): (&mut [u16], &mut [bool], usize), r: usize, c: usize, v: u16) {
+    let tile = (r / TILE_ROWS) * kt + c / TILE_K;
+    data[tile * TILE_ROWS * TILE_K + (r % TILE_ROWS) * TILE_K + c % TILE_K] = v;
+    nonzero[tile] |= v & 0x7fff != 0;
+}
+
+impl<'a> TiledView<'a> {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Tiles along k.
+    pub fn k_tiles(&self) -> usize {
+        self.k.div_ceil(TILE_K)
+    }
+
+    /// Rows `range` (starting on a tile: a multiple of 16).
+    pub fn slice_rows(&self, range: Range<usize>) -> TiledView<'a> {
+        assert!(
+            range.start.is_multiple_of(TILE_ROWS),
+            "rows cut between tiles"
+        );
+        assert!(
+            range.start <= range.end && range.end <= self.rows,
+            "rows {range:?} of {}",
+            self.rows
+        );
+        let kt = self.k_tiles();
+        let (t0, t1) = (
+            range.start / TILE_ROWS * kt,
+            range.end.div_ceil(TILE_ROWS) * kt,
+        );
+        TiledView {
+            rows: range.len(),
+            k: self.k,
+            data: &self.data[t0 * 512..t1 * 512],
+            nonzero: &self.nonzero[t0..t1],
+        }
+    }
+
+    /// Tile `(i, j)`: 512 values, and whether any is not zero.
+    #[inline(always)]
+    pub fn tile(&self, i: usize, j: usize) -> (&'a [u16], bool) {
+        let t = i * self.k_tiles() + j;
+        (&self.data[t * 512..(t + 1) * 512], self.nonzero[t])
+    }
+
+    /// Value `(r, c)`, as a float32.
+    pub fn get(&self, r: usize, c: usize) -> f32 {
+        let (tile, _) = self.tile(r / TILE_ROWS, c / TILE_K);
+        from_bf16(tile[(r % TILE_ROWS) * TILE_K + c % TILE_K])
+    }
+}
+
+/// A `[k, n]` matrix of bfloat16 in pairs of k (the B operand, the layout
+/// both units read): `k` padded with zeros to a multiple of 32, `n` to a
+/// multiple of 16; column panel `p` (columns `16p..`) holds, for each pair
+/// of rows `(2j, 2j + 1)`, its 16 columns' two values side by side: value
+/// `(r, c)` at `p * k * 16 + (r / 2) * 32 + (c % 16) * 2 + r % 2`.
+#[derive(Clone, Default)]
+pub struct Pairs {
+    k: usize,
+    n: usize,
+    data: Lines,
+}
+
+/// A borrowed [`Pairs`].
+#[derive(Clone, Copy)]
+pub struct PairsView<'a> {
+    k: usize,
+    n: usize,
+    data: &'a [u16],
+}
+
+/// Where the values of B come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// `[k, n]` row-major.
+    Rows(&'a [f32]),
+    /// `[n, k]` row-major: B is its transpose.
+    Transposed(&'a [f32]),
+    /// `[k, n]` in column panels of 16 (value `(r, c)` at
+    /// `(c / 16) * k * 16 + r * 16 + c % 16`): the first layer's weight
+    /// stored in panels.
+    Panels(&'a [f32]),
+}
+
+/// Pairs of k per job of [`Pairs::fill_terms`]: 32 KB of a row-major
+/// source a job.
+const FILL_PAIRS: usize = 64;
+
+impl Source<'_> {
+    /// Row `r`'s 16 values of panel `p` of B `[k, n]`, zero past its edges.
+    #[inline(always)]
+    fn row16(&self, r: usize, p: usize, k: usize, n: usize) -> [f32; PANEL] {
+        let mut v = [0.0; PANEL];
+        let c0 = p * PANEL;
+        if r >= k {
+            return v;
+        }
+        let cols = PANEL.min(n - c0);
+        match *self {
+            Source::Rows(b) => v[..cols].copy_from_slice(&b[r * n + c0..][..cols]),
+            Source::Panels(b) => v.copy_from_slice(&b[(p * k + r) * PANEL..][..PANEL]),
+            Source::Transposed(b) => {
+                for (c, v) in v[..cols].iter_mut().enumerate() {
+                    *v = b[(c0 + c) * k + r];
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Pairs of k `pairs` of B (`[k, n]` from `src`) into `bufs`, each term's
+/// panels in turn (a block of them each): per pair and panel, the two
+/// rows' 16 values interleaved, split term by term.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma"))]
+fn fill_block(
+    bufs: &mut [&mut [u16]],
+    src: Source<'_>,
+    (k, n): (usize, usize),
+    pairs: Range<usize>,
+) {
+    let panels = n.div_ceil(PANEL);
+    for j in pairs.clone() {
+        let at = (j - pairs.start) * 32;
+        for p in 0..panels {
+            let mut rest = [2 * j, 2 * j + 1].map(|r| src.row16(r, p, k, n));
+            for buf in bufs.iter_mut().skip(p).step_by(panels) {
+                let out: &mut [u16; 32] = (&mut buf[at..at + 32]).try_into().expect("32 values");
+                for c in 0..PANEL {
+                    for (h, rest) in rest.iter_mut().enumerate() {
+                        let b = to_bf16(rest[c]);
+                        out[2 * c + h] = b;
+                        rest[c] -= from_bf16(b);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Pairs {
+    /// Fills `terms` (one [`Pairs`] each, buffers kept) with B `[k, n]`
+    /// from `src`, each value split into as many bfloat16 terms; blocks of
+    /// pairs of k in parallel, each writing its range of every panel.
+    pub fn fill_terms(terms: &mut [Pairs], src: Source<'_>, k: usize, n: usize) {
+        let count = terms.len();
+        assert!((1..=3).contains(&count), "one to three terms");
+        let pairs = k.div_ceil(TILE_K) * TILE_K / 2;
+        let panel = pairs * 2 * PANEL;
+        let panels = n.div_ceil(PANEL);
+        // Each job's share of every term's panels, term by term.
+        let jobs = pairs.div_ceil(FILL_PAIRS);
+        let mut shares: Vec<Vec<&mut [u16]>> = (0..jobs)
+            .map(|_| Vec::with_capacity(count * panels))
+            .collect();
+        for t in terms.iter_mut() {
+            (t.k, t.n) = (k, n);
+            // Every value is written below, padding included.
+            t.data.sized(panels * panel);
+            for p in t.data.values_mut().chunks_mut(panel) {
+                for (share, block) in shares.iter_mut().zip(p.chunks_mut(FILL_PAIRS * 32)) {
+                    share.push(block);
+                }
+            }
+        }
+        shares
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(job, mut bufs)| {
+                let j0 = job * FILL_PAIRS;
+                fill_block(&mut bufs, src, (k, n), j0..pairs.min(j0 + FILL_PAIRS));
+            });
+    }
+
+    pub fn view(&self) -> PairsView<'_> {
+        PairsView {
+            k: self.k,
+            n: self.n,
+            data: self.data.values(),
+        }
+    }
+}
+
+impl<'a> PairsView<'a> {
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Panels of 16 columns.
+    pub fn panels(&self) -> usize {
+        self.n.div_ceil(PANEL)
+    }
+
+    /// The 16 pairs of rows `(32j..32j + 32)` of panel `p`: 512 values.
+    #[inline(always)]
+    pub fn tile(&self, p: usize, j: usize) -> &'a [u16] {
+        let kp = self.k.div_ceil(TILE_K) * TILE_K;
+        let at = p * kp * PANEL + j * 512;
+        &self.data[at..at + 512]
+    }
+}
+
+/// Where a product's float32 result `[rows, n]` goes.
+pub enum Out<'a> {
+    /// Row-major, `stride` floats from one row to the next.
+    Rows {
+        data: &'a mut [f32],
+        rows: usize,
+        n: usize,
+        stride: usize,
+    },
+    /// In column panels of 16, value `(r, c)` at
+    /// `(c / 16) * rows * 16 + r * 16 + c % 16` (the first layer's weight
+    /// gradient, stored as its weight).
+    Panels {
+        data: &'a mut [f32],
+        rows: usize,
+        n: usize,
+    },
+}
+
+impl Out<'_> {
+    pub fn rows(&self) -> usize {
+        match self {
+            Out::Rows { rows, .. } | Out::Panels { rows, .. } => *rows,
+        }
+    }
+
+    pub fn n(&self) -> usize {
+        match self {
+            Out::Rows { n, .. } | Out::Panels { n, .. } => *n,
+        }
+    }
+}
+
+/// One thread's share of a product: its rows of A and panels of B, and its
+/// part of the result (`rows x panels` of it, as the result lays them out).
+pub struct Part<'a> {
+    pub rows: Range<usize>,
+    pub panels: Range<usize>,
+    pub out: Out<'a>,
+}
+
+/// Rows of A per share of a row-major result: whole pairs of tiles.
+const SHARE_ROWS: usize = 2 * TILE_ROWS;
+
+/// Runs `f` on shares of the result, in parallel on up to `threads`
+/// threads: blocks of rows for a row-major result, blocks of panels for
+/// one in panels. Shares are disjoint parts of the result; each is summed
+/// in full by one call, so the thread count changes nothing.
+pub(super) fn split_work(out: Out<'_>, threads: usize, f: impl Fn(Part<'_>) + Sync + Send) {
+    let threads = threads.max(1);
+    match out {
+        Out::Rows {
+            data,
+            rows,
+            n,
+            stride,
+        } => {
+            // About four shares a thread, in whole pairs of row tiles.
+            let per = rows.div_ceil(threads * 4).div_ceil(SHARE_ROWS).max(1) * SHARE_ROWS;
+            let panels = n.div_ceil(PANEL);
+            data.par_chunks_mut(per * stride)
+                .enumerate()
+                .for_each(|(i, chunk)| {
+                    let r0 = i * per;
+                    let r1 = rows.min(r0 + per);
+                    if r0 < r1 {
+                        f(Part {
+                            rows: r0..r1,
+                            panels: 0..panels,
+                            out: Out::Rows {
+                                rows: r1 - r0,
+                                n,
+                                stride,
+                                data: chunk,
+                            },
+                        })
+                    }
+                });
+        }
+        Out::Panels { data, rows, n } => {
+            let panels = n.div_ceil(PANEL);
+            let per = panels.div_ceil(threads).max(1);
+            data.par_chunks_mut(per * rows * PANEL)
+                .enumerate()
+                .for_each(|(i, chunk)| {
+                    let p0 = i * per;
+                    let p1 = panels.min(p0 + per);
+                    f(Part {
+                        rows: 0..rows,
+                        panels: p0..p1,
+                        out: Out::Panels {
+                            rows,
+                            n: (p1 * PANEL).min(n) - p0 * PANEL,
+                            data: chunk,
+                        },
+                    })
+                });
+        }
+    }
+}

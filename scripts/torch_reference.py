@@ -3,7 +3,8 @@
 is compared against (the notebook's network, 784 -> [ReLU 128 | tanh 64] -> ReLU 48 -> softmax 10,
 f32, on the same bundled MNIST).
 
-    python3 scripts/torch_reference.py [--runs 7] [--threads 2] [--data data/mnist] [--json]
+    python3 scripts/torch_reference.py [--runs 7] [--threads 2] [--precision f32|bf16]
+                                       [--data data/mnist] [--json]
 
 Needs torch and numpy (not installed by the project: `pip install torch numpy`). Each
 workload is timed as `scratchnet bench` times it (one warm-up, then the median of --runs):
@@ -13,8 +14,11 @@ workload is timed as `scratchnet bench` times it (one warm-up, then the median o
 - a minibatch epoch over 60,000 images, batch 128, shuffled, Adam, dropout per sample
   (keep 0.9); unlike scratchnet's, no random shifts (less work for PyTorch);
 - inference on the 10,000 test images (argmax of the logits).
+`--precision bf16` runs the forward passes and the loss under
+`torch.autocast("cpu", torch.bfloat16)`, as `scratchnet bench --precision bf16` compares.
 """
 import argparse
+import contextlib
 import gzip
 import json
 import statistics
@@ -76,8 +80,15 @@ def main():
     ap.add_argument("--data", default="data/mnist")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+
+    def cast():
+        if args.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     torch.set_num_threads(args.threads)
     # Subnormals flushed to zero, as scratchnet does: without it PyTorch slowed down
     # several-fold as training went on (inference 0.44 -> 0.13 M images/s after 8 epochs).
@@ -94,8 +105,9 @@ def main():
 
     def step(opt, xb, yb, n):
         opt.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(net(xb), yb)
-        loss = loss + sum(k * (w * w).sum() for k, w in zip(l2, weights)) / (2 * n)
+        with cast():
+            loss = nn.functional.cross_entropy(net(xb), yb)
+            loss = loss + sum(k * (w * w).sum() for k, w in zip(l2, weights)) / (2 * n)
         loss.backward()
         opt.step()
 
@@ -125,7 +137,7 @@ def main():
     net.eval()
 
     def infer():
-        with torch.inference_mode():
+        with torch.inference_mode(), cast():
             net(xt).argmax(dim=1)
 
     t = timed(args.runs, infer)
@@ -134,10 +146,12 @@ def main():
 
     if args.json:
         print(json.dumps({"torch": torch.__version__, "threads": args.threads, "runs": args.runs,
+                          "precision": args.precision,
                           "rows": [{"workload": w, "unit": u, "median": statistics.median(
                               [v * s if s else v for v in vals])} for w, u, s, vals in rows]}))
         return
-    print(f"PyTorch {torch.__version__} reference: {args.threads} threads, median of {args.runs} runs (after one warm-up)\n")
+    print(f"PyTorch {torch.__version__} reference: {args.threads} threads, precision {args.precision}, "
+          f"median of {args.runs} runs (after one warm-up)\n")
     print("| workload | median | min | max |")
     print("|---|---|---|---|")
     for w, unit, scale, vals in rows:

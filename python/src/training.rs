@@ -90,7 +90,8 @@ fn split(
 /// Trains a network and returns the Model. `preset` is "fast" (the default),
 /// "best" or "seed"; `options` are the command line's training options by
 /// their configuration names (lr, epochs, iters, batch_size, optimizer, l2,
-/// keep, dropout, shift, rotate, arch, seed, keep_best, patience, ...).
+/// keep, dropout, shift, rotate, arch, seed, precision, keep_best,
+/// patience, ...).
 /// `callback(metrics)` receives each evaluation as a dict and stops the run
 /// by returning False. Ctrl-C stops within a step and raises
 /// KeyboardInterrupt, whose `model` attribute holds the model as of the last

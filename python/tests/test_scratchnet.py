@@ -48,19 +48,21 @@ def test_the_default_preset_reaches_98_5_percent(mnist):
     assert model.metrics == seen
 
 
-def test_twenty_seed_preset_iterations_match_the_command_line(mnist, tmp_path):
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_twenty_seed_preset_iterations_match_the_command_line(mnist, tmp_path, precision):
     if not BIN.exists():
         pytest.fail(f"{BIN} is missing: run `cargo build --release` first")
     metrics, saved = tmp_path / "m.jsonl", tmp_path / "cli.safetensors"
     subprocess.run(
         [BIN, "train", "-q", "--preset", "seed", "--iters", "20", "--threads", "2",
-         "--data", DATA, "--metrics", metrics, "--save", saved,
+         "--precision", precision, "--data", DATA, "--metrics", metrics, "--save", saved,
          "--checkpoint", tmp_path / "ck.safetensors"],
         check=True, capture_output=True,
     )
     cli = [json.loads(line) for line in metrics.read_text().splitlines()]
     (xtr, ytr), (xva, yva), (xte, yte) = mnist
-    model = sn.train(xtr, ytr, xva, yva, X_test=xte, y_test=yte, preset="seed", iters=20, threads=2)
+    model = sn.train(xtr, ytr, xva, yva, X_test=xte, y_test=yte, preset="seed", iters=20, threads=2,
+                     precision=precision)
     assert len(model.metrics) == len(cli) == 2
     for ours, theirs in zip(model.metrics, cli):
         for k in ["iter", "epoch", "J", "train_acc", "val_acc", "test_acc", "lr"]:
@@ -115,6 +117,7 @@ def test_bad_inputs_raise_errors_naming_the_argument(mnist):
         (TypeError, "unexpected keyword argument 'lrr'", lambda: sn.train(x, y, lrr=0.1)),
         (ValueError, "--lr", lambda: sn.train(x, y, lr=-1.0)),
         (ValueError, "--preset `nope` is unknown", lambda: sn.train(x, y, preset="nope")),
+        (ValueError, "expected `f32` or `bf16`", lambda: sn.train(x, y, precision="f16")),
         (ValueError, "no validation split", lambda: sn.train(x, y, keep_best=True)),
         (ValueError, "threads: must be at least 1", lambda: sn.train(x, y, threads=0)),
     ]

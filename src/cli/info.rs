@@ -4,6 +4,7 @@ use super::{ModelArg, Verbosity};
 use anyhow::{Context, Result};
 use scratchnet::data::locate::{cache_dir, has_mnist, locate, Origin, DATA_ENV};
 use scratchnet::model_io::{Model, VERSION_KEY};
+use scratchnet::nn::{Arithmetic, Precision};
 use scratchnet::tensor::kernels::{Kernels, KERNELS_ENV};
 use scratchnet::train::{EvalRecord, TrainConfig, CHECKPOINT_KEY, CONFIG_KEY, METRICS_KEY};
 use std::path::{Path, PathBuf};
@@ -55,6 +56,25 @@ pub(super) fn kernels_line() -> String {
         chosen.name(),
         Kernels::usable()
     )
+}
+
+/// What the first layer's products compute for `precision` on this
+/// process's kernels: the line `train` prints.
+pub(super) fn arithmetic_line(precision: Precision) -> String {
+    let kernels = Kernels::current().name();
+    match (precision, Arithmetic::current(precision)) {
+        (_, Arithmetic::Bf16(b)) if b.terms > 1 => {
+            format!(
+                "f32 (on the {kernels} kernels: products of {} bfloat16 terms where they are faster)",
+                b.terms
+            )
+        }
+        (_, Arithmetic::Bf16(_)) => format!("bf16 (on the {kernels} kernels)"),
+        (Precision::F32, Arithmetic::Fma) => format!("f32 (on the {kernels} kernels)"),
+        (Precision::Bf16, Arithmetic::Fma) => {
+            format!("f32: bf16 needs a bfloat16 unit, which the {kernels} kernels lack")
+        }
+    }
 }
 
 /// Where the data comes from (`flag`: the `--data` given): the rule that

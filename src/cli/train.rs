@@ -3,7 +3,7 @@
 use super::{Common, DeviceArg, Verbosity};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use scratchnet::backend::Device;
+use scratchnet::backend::{Device, Target};
 use scratchnet::train::config::{BatchSize, PRESETS};
 use scratchnet::train::outputs::shell_word;
 use scratchnet::train::{
@@ -356,7 +356,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     let launch = Launch::new(&req)?;
     let mut trainer = launch.trainer(target)?;
     if v > Verbosity::Quiet {
-        print_start(&req, &launch, &trainer, target.threads, v);
+        print_start(&req, &launch, &trainer, target, v);
     }
     let stop = Stop::install()?;
     let mut console = Console::new(&trainer, &req.outputs, launch.resumed.is_some(), v)?;
@@ -400,10 +400,10 @@ fn print_start(
     req: &Request,
     launch: &Launch,
     trainer: &Trainer<'_>,
-    threads: usize,
+    target: Target,
     v: Verbosity,
 ) {
-    let (data, cfg) = (&launch.data, &launch.cfg);
+    let (data, cfg, threads) = (&launch.data, &launch.cfg, target.threads);
     println!(
         "scratchnet {}: data {} (train {}, val {}, test {}), {threads} thread{}",
         env!("CARGO_PKG_VERSION"),
@@ -417,6 +417,9 @@ fn print_start(
         "network {} ({} parameters)",
         trainer.layout.arch, trainer.layout.len
     );
+    if target.device == Device::Cpu {
+        println!("precision {}", super::info::arithmetic_line(cfg.precision));
+    }
     println!(
         "{} steps of {} samples ({} per epoch); dropout masks {}",
         trainer.total_steps,

@@ -79,6 +79,11 @@ pub const F32_TERMS: usize = 3;
 /// the weight for the unit costs more than the unit saves.
 const TILES_FROM_ROWS: usize = 256;
 
+/// The most terms with which a minibatch goes to the unit: with more,
+/// splitting the weight and the gradient into terms at every step costs
+/// more than the unit saves, and the compressed kernels are faster.
+const MINIBATCH_TERMS: usize = 1;
+
 /// How the first layer computes: float32 multiply-adds, or a bfloat16 unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arithmetic {
@@ -383,8 +388,8 @@ impl<'d> WholeBatch<'d> {
 
 /// A minibatch, refilled every step: its rows compressed, and for the
 /// weight gradient the same grouped by column, or as bfloat16 tiles and
-/// their transpose where the arithmetic has a unit (and, for float32, the
-/// batch is exact in bfloat16). Buffers are kept, so steps do not allocate.
+/// their transpose where the arithmetic has a unit and at most
+/// [`MINIBATCH_TERMS`] terms. Buffers are kept, so steps do not allocate.
 #[derive(Default)]
 pub struct CompressedBatch {
     rows: SparseRows,
@@ -399,12 +404,12 @@ impl CompressedBatch {
     pub fn fill(&mut self, arith: Arithmetic, gather: impl FnOnce(&mut SparseRows)) {
         gather(&mut self.rows);
         self.math = match arith {
-            Arithmetic::Bf16(math) => {
-                let exact = self.tiles.fill_from_sparse(self.rows.view());
+            Arithmetic::Bf16(math) if math.terms <= MINIBATCH_TERMS => {
+                self.tiles.fill_from_sparse(self.rows.view());
                 self.tiles_t.fill_transposed_from_sparse(self.rows.view());
-                (exact || math.terms == 1).then_some(math)
+                Some(math)
             }
-            Arithmetic::Fma => None,
+            _ => None,
         };
         if self.math.is_none() {
             self.by_column.fill(self.rows.view(), GRAD_BLOCK_ROWS);

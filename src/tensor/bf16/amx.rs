@@ -5,7 +5,7 @@
 //! written as `asm!`; each thread configures its tiles at the start of a
 //! product and releases them at the end.
 
-use super::layout::{Out, PairsView, Part, TiledView, CHUNK, PANEL, TILE_K, TILE_ROWS};
+use super::layout::{PairsView, Part, TiledView, CHUNK, PANEL, TILE_K, TILE_ROWS};
 use std::arch::asm;
 use std::time::Instant;
 
@@ -119,30 +119,12 @@ fn place(part: &mut Part<'_>, rt: usize, p: usize) -> Option<Place> {
         return None;
     }
     let rows = TILE_ROWS.min(part.rows.end - r);
-    match &mut part.out {
-        Out::Rows {
-            data, n, stride, ..
-        } => {
-            let c = p * PANEL;
-            let cols = PANEL.min(*n - c);
-            let at = (r - part.rows.start) * *stride + c;
-            Some(Place {
-                ptr: data[at..].as_mut_ptr(),
-                stride: *stride * 4,
-                partial: (rows < TILE_ROWS || cols < PANEL).then_some((rows, cols)),
-            })
-        }
-        Out::Panels {
-            data, rows: all, ..
-        } => {
-            let at = ((p - part.panels.start) * *all + r) * PANEL;
-            Some(Place {
-                ptr: data[at..].as_mut_ptr(),
-                stride: PANEL * 4,
-                partial: (rows < TILE_ROWS).then_some((rows, PANEL)),
-            })
-        }
-    }
+    let (out, stride, cols) = part.at(r, p);
+    Some(Place {
+        ptr: out.as_mut_ptr(),
+        stride: stride * 4,
+        partial: (rows < TILE_ROWS || cols < PANEL).then_some((rows, cols)),
+    })
 }
 
 /// 16x16 float32, on a line: the edges' scratch.

@@ -4,7 +4,7 @@
 //! one per row of A, each the row's 16 outputs; per pair of k, one load
 //! of B's 16 columns and a broadcast of each row's pair of A.
 
-use super::layout::{Out, PairsView, Part, TiledView, CHUNK, PANEL, TILE_ROWS};
+use super::layout::{PairsView, Part, TiledView, CHUNK, PANEL, TILE_ROWS};
 use std::arch::x86_64::*;
 
 /// `part = Σ_t a · b[t]` for its rows of A and panels of B, a tile of A
@@ -66,21 +66,7 @@ fn store(part: &mut Part<'_>, rt: usize, p: usize, acc: &[__m512; TILE_ROWS]) {
     for (r, v) in acc.iter().enumerate().take(rows) {
         // SAFETY: `row` holds 16 floats.
         unsafe { _mm512_storeu_ps(row.as_mut_ptr(), *v) };
-        match &mut part.out {
-            Out::Rows {
-                data, n, stride, ..
-            } => {
-                let c = p * PANEL;
-                let cols = PANEL.min(*n - c);
-                let at = (first + r - part.rows.start) * *stride + c;
-                data[at..at + cols].copy_from_slice(&row[..cols]);
-            }
-            Out::Panels {
-                data, rows: all, ..
-            } => {
-                let at = ((p - part.panels.start) * *all + first + r) * PANEL;
-                data[at..at + PANEL].copy_from_slice(&row);
-            }
-        }
+        let (out, _, cols) = part.at(first + r, p);
+        out[..cols].copy_from_slice(&row[..cols]);
     }
 }

@@ -462,69 +462,83 @@ impl Out<'_> {
 }
 
 /// One thread's share of a product: its rows of A and panels of B, and its
-/// part of the result (`rows x panels` of it, as the result lays them out).
+/// part of the result.
 pub struct Part<'a> {
     pub rows: Range<usize>,
     pub panels: Range<usize>,
-    pub out: Out<'a>,
+    share: Share<'a>,
 }
 
-/// Rows of A per share of a row-major result: whole pairs of tiles.
-const SHARE_ROWS: usize = 2 * TILE_ROWS;
+/// A part of the result, as the result lays it out.
+enum Share<'a> {
+    /// The part's rows, row-major, `stride` floats apart, `n` columns.
+    Rows {
+        data: &'a mut [f32],
+        n: usize,
+        stride: usize,
+    },
+    /// Each of the part's panels' rows, 16 floats a row.
+    Panels(Vec<&'a mut [f32]>),
+}
+
+impl Part<'_> {
+    /// The result from row `r` and panel `p` (of the whole product, inside
+    /// the part) on: the values, floats from one row to the next, and the
+    /// panel's columns that the result has.
+    pub fn at(&mut self, r: usize, p: usize) -> (&mut [f32], usize, usize) {
+        let (r, q) = (r - self.rows.start, p - self.panels.start);
+        match &mut self.share {
+            Share::Rows { data, n, stride } => {
+                let c = p * PANEL;
+                (&mut data[r * *stride + c..], *stride, PANEL.min(*n - c))
+            }
+            Share::Panels(panels) => (&mut panels[q][r * PANEL..], PANEL, PANEL),
+        }
+    }
+}
 
 /// Runs `f` on shares of the result, in parallel on up to `threads`
-/// threads: blocks of rows for a row-major result, blocks of panels for
-/// one in panels. Shares are disjoint parts of the result; each is summed
-/// in full by one call, so the thread count changes nothing.
+/// threads, each share a block of rows of A and every panel: each thread reads only its rows of A. A result in panels
+/// is cut into as many shares as threads (each share reads all of B, the
+/// larger operand of a weight gradient), a row-major one into about four a
+/// thread. Shares are disjoint parts of the result; each is summed in full
+/// by one call, so the thread count changes nothing.
 pub(super) fn split_work(out: Out<'_>, threads: usize, f: impl Fn(Part<'_>) + Sync + Send) {
     let threads = threads.max(1);
+    let (rows, n) = (out.rows(), out.n());
+    let panels = n.div_ceil(PANEL);
+    // Row-major shares in whole pairs of row tiles, as the units go; in
+    // panels, a share a thread in whole tiles, for an even load.
+    let (shares, grain) = match out {
+        Out::Rows { .. } => (threads * 4, 2 * TILE_ROWS),
+        Out::Panels { .. } => (threads, TILE_ROWS),
+    };
+    let per = rows.div_ceil(shares).next_multiple_of(grain).max(grain);
+    let part = |i: usize, share| Part {
+        rows: i * per..rows.min((i + 1) * per),
+        panels: 0..panels,
+        share,
+    };
     match out {
         Out::Rows {
-            data,
-            rows,
-            n,
-            stride,
-        } => {
-            // About four shares a thread, in whole pairs of row tiles.
-            let per = rows.div_ceil(threads * 4).div_ceil(SHARE_ROWS).max(1) * SHARE_ROWS;
-            let panels = n.div_ceil(PANEL);
-            data.par_chunks_mut(per * stride)
-                .enumerate()
-                .for_each(|(i, chunk)| {
-                    let r0 = i * per;
-                    let r1 = rows.min(r0 + per);
-                    if r0 < r1 {
-                        f(Part {
-                            rows: r0..r1,
-                            panels: 0..panels,
-                            out: Out::Rows {
-                                rows: r1 - r0,
-                                n,
-                                stride,
-                                data: chunk,
-                            },
-                        })
+            data, n, stride, ..
+        } => data
+            .par_chunks_mut(per * stride)
+            .enumerate()
+            .for_each(|(i, data)| f(part(i, Share::Rows { data, n, stride }))),
+        Out::Panels { data, .. } => {
+            let mut cut: Vec<Vec<&mut [f32]>> = Vec::new();
+            for panel in data.chunks_mut(rows * PANEL) {
+                for (i, rows) in panel.chunks_mut(per * PANEL).enumerate() {
+                    match cut.get_mut(i) {
+                        Some(share) => share.push(rows),
+                        None => cut.push(vec![rows]),
                     }
-                });
-        }
-        Out::Panels { data, rows, n } => {
-            let panels = n.div_ceil(PANEL);
-            let per = panels.div_ceil(threads).max(1);
-            data.par_chunks_mut(per * rows * PANEL)
+                }
+            }
+            cut.into_par_iter()
                 .enumerate()
-                .for_each(|(i, chunk)| {
-                    let p0 = i * per;
-                    let p1 = panels.min(p0 + per);
-                    f(Part {
-                        rows: 0..rows,
-                        panels: p0..p1,
-                        out: Out::Panels {
-                            rows,
-                            n: (p1 * PANEL).min(n) - p0 * PANEL,
-                            data: chunk,
-                        },
-                    })
-                });
+                .for_each(|(i, panels)| f(part(i, Share::Panels(panels))));
         }
     }
 }

@@ -80,8 +80,8 @@ fn three_terms_hold_every_bit_of_a_float32() {
 }
 
 /// Each unit against a float64 product, on odd shapes (rows, k and n not
-/// whole tiles), results row-major and in panels, one to three terms; the
-/// same bits on 1, 2 and 3 threads.
+/// whole tiles) and a long k, results row-major and in panels, one to three
+/// terms; the same bits on 1, 2 and 3 threads.
 #[test]
 fn products_match_float64_on_every_unit_and_shape() {
     // Seen (2026-12-06), |error| / Σ|a·b|: one term 2.7e-3, two 5.5e-6,
@@ -96,6 +96,8 @@ fn products_match_float64_on_every_unit_and_shape() {
             (33, 31, 48),
             (64, 64, 17),
             (3, 800, 32),
+            // A long k (as a weight gradient's), which goes a chunk at a time.
+            (40, 9000, 48),
         ] {
             let a = pixels(rows, k, rows as u64);
             let tiled = Tiled::from_rows(&a, k, true).expect("exact");

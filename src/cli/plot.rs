@@ -183,7 +183,7 @@ fn curves<DB: DrawingBackend>(
             .filter_map(|x| f(x).filter(|v| v.is_finite()).map(|v| (x.iter as f64, v)))
             .collect()
     };
-    let losses = [
+    let losses = vec![
         (
             "training",
             points(|x| x.train_loss.or(Some(x.j))),
@@ -191,71 +191,52 @@ fn curves<DB: DrawingBackend>(
         ),
         ("validation", points(|x| x.val_loss), COLORS[1]),
     ];
+    let accuracies = vec![
+        ("training", points(|x| Some(x.train_acc)), COLORS[0]),
+        ("validation", points(|x| x.val_acc), COLORS[1]),
+        ("test", points(|x| Some(x.test_acc)), COLORS[2]),
+    ];
     let l_max = losses
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.1))
         .fold(0.0, f64::max)
         * 1.05
         + 1e-9;
-    let mut c = ChartBuilder::on(&left)
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .caption("loss (cross-entropy)", (FONT, 18))
-        .build_cartesian_2d(0.0..x_max, 0.0..l_max)
-        .map_err(err)?;
-    c.configure_mesh()
-        .x_desc("iteration")
-        .y_desc("loss")
-        .label_style((FONT, 14))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(err)?;
-    for (name, pts, color) in losses {
-        if pts.is_empty() {
-            continue;
-        }
-        c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(err)?
-            .label(name)
-            .legend(legend_line(color));
-    }
-    legend(&mut c)?;
-
-    let series = [
-        ("training", points(|x| Some(x.train_acc)), COLORS[0]),
-        ("validation", points(|x| x.val_acc), COLORS[1]),
-        ("test", points(|x| Some(x.test_acc)), COLORS[2]),
-    ];
-    let lo = series
+    let lo = accuracies
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.1))
         .fold(1.0, f64::min);
     let lo = ((lo * 20.0).floor() / 20.0).clamp(0.0, 0.95);
-    let mut c = ChartBuilder::on(&right)
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .caption("accuracy", (FONT, 18))
-        .build_cartesian_2d(0.0..x_max, lo..1.0)
-        .map_err(err)?;
-    c.configure_mesh()
-        .x_desc("iteration")
-        .y_desc("accuracy")
-        .label_style((FONT, 14))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(err)?;
-    for (name, pts, color) in series {
-        if pts.is_empty() {
-            continue;
+    let charts = [
+        (left, "loss (cross-entropy)", "loss", 0.0..l_max, losses),
+        (right, "accuracy", "accuracy", lo..1.0, accuracies),
+    ];
+    for (area, caption, y_desc, range, series) in charts {
+        let mut c = ChartBuilder::on(&area)
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .caption(caption, (FONT, 18))
+            .build_cartesian_2d(0.0..x_max, range)
+            .map_err(err)?;
+        c.configure_mesh()
+            .x_desc("iteration")
+            .y_desc(y_desc)
+            .label_style((FONT, 14))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(err)?;
+        for (name, pts, color) in series {
+            if pts.is_empty() {
+                continue;
+            }
+            c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(err)?
+                .label(name)
+                .legend(legend_line(color));
         }
-        c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(err)?
-            .label(name)
-            .legend(legend_line(color));
+        legend(&mut c)?;
     }
-    legend(&mut c)?;
     root.present().map_err(err)
 }
 

@@ -170,25 +170,22 @@ impl Tiled {
     /// Compressed rows, each value rounded to bfloat16 (refilled in place:
     /// the buffers are kept); whether every value was exact.
     pub fn fill_from_sparse(&mut self, m: SparseView<'_>) -> bool {
-        self.reset(m.rows(), m.cols());
-        let (data, nonzero, kt) = self.parts();
-        let mut exact = true;
-        for r in 0..m.rows() {
-            let (idx, val) = m.row(r);
-            for (&c, &v) in idx.iter().zip(val) {
-                let h = to_bf16(v);
-                exact &= from_bf16(h) == v;
-                set((data, nonzero, kt), r, c as usize, h);
-            }
-        }
-        exact
+        self.fill_sparse(m, false)
     }
 
     /// The transpose of compressed rows (`[cols, rows]`: A for the weight
     /// gradient `Xᵀ·dZ`, the samples along k), rounded to bfloat16;
     /// whether every value was exact.
     pub fn fill_transposed_from_sparse(&mut self, m: SparseView<'_>) -> bool {
-        self.reset(m.cols(), m.rows());
+        self.fill_sparse(m, true)
+    }
+
+    /// Compressed rows, or (`transposed`) their transpose, in bfloat16.
+    fn fill_sparse(&mut self, m: SparseView<'_>, transposed: bool) -> bool {
+        match transposed {
+            false => self.reset(m.rows(), m.cols()),
+            true => self.reset(m.cols(), m.rows()),
+        }
         let (data, nonzero, kt) = self.parts();
         let mut exact = true;
         for r in 0..m.rows() {
@@ -196,7 +193,11 @@ impl Tiled {
             for (&c, &v) in idx.iter().zip(val) {
                 let h = to_bf16(v);
                 exact &= from_bf16(h) == v;
-                set((data, nonzero, kt), c as usize, r, h);
+                let (row, col) = match transposed {
+                    false => (r, c as usize),
+                    true => (c as usize, r),
+                };
+                set((data, nonzero, kt), row, col, h);
             }
         }
         exact

@@ -33,6 +33,8 @@ pub struct EvalRecord {
     pub val_loss: Option<f64>,
     pub train_acc: f64,
     pub val_acc: Option<f64>,
+    /// NaN where there is no test split (null in JSON).
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_acc: f64,
     pub lr: f32,
     /// Seconds since training started, evaluations included.
@@ -41,6 +43,11 @@ pub struct EvalRecord {
     /// iteration of the best validation accuracy so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_iter: Option<usize>,
+}
+
+/// JSON's null, which serde_json writes for NaN, read back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Appends [`EvalRecord`]s to a JSON-lines file, flushing each.
@@ -97,5 +104,17 @@ mod tests {
         assert_eq!(acc[0], 0.5);
         assert!((acc[1] - 2.0 / 3.0).abs() < 1e-12);
         assert!(acc[5].is_nan());
+    }
+
+    /// A run without a test split records NaN, written as null: a saved
+    /// model's record must read back.
+    #[test]
+    fn a_record_without_a_test_accuracy_reads_back() {
+        let json = r#"{"iter":40,"epoch":1.0,"J":0.5,"val_loss":null,"train_acc":0.9,"val_acc":0.88,"test_acc":null,"lr":0.003,"elapsed_s":1.5}"#;
+        let r: EvalRecord = serde_json::from_str(json).unwrap();
+        assert!(r.test_acc.is_nan());
+        assert_eq!((r.iter, r.val_acc), (40, Some(0.88)));
+        let again: EvalRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert!(again.test_acc.is_nan() && again.train_acc == 0.9);
     }
 }

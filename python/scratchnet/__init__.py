@@ -2,11 +2,62 @@
 
     import scratchnet as sn
     (Xtr, ytr), (Xva, yva), (Xte, yte) = sn.load_mnist()
-    model = sn.train(Xtr, ytr, Xva, yva, preset="seed", iters=500, callback=print)
+    model = sn.train(Xtr, ytr, Xva, yva, preset="seed", iters=500)
     model.evaluate(Xte, yte)
+    model.plot_curves(); model.plot_confusion(Xte, yte)   # the `plot` extra
     model.save("m.safetensors"); model = sn.load("m.safetensors")
 """
 
-from ._scratchnet import Model, __version__, load, load_mnist, train
+from . import _scratchnet, progress as _progress
+from ._scratchnet import Model, __version__, load, load_mnist, read_digit
 
-__all__ = ["Model", "load", "load_mnist", "train", "__version__"]
+
+def train(X, y, X_val=None, y_val=None, *, progress=None, callback=None, **options):
+    """Trains a network on (X, y) and returns the Model.
+
+    X: float32 (or convertible) of shape (N, 784), values in [0, 1]; y: the
+    digits, shape (N,). X_val/y_val, and the keywords X_test/y_test, are
+    evaluated at each evaluation. Options are the command line's, by their
+    configuration names: preset ("default", "fast", "best", "seed"), epochs,
+    iters, lr, l2, keep, shift, rotate, arch, seed, precision ("f32" or
+    "bf16"), threads, keep_best, patience, ...
+
+    progress: True shows a bar of the steps with the loss, J and the last
+    accuracies (a widget in Jupyter, text on stderr elsewhere); False shows
+    nothing; None (the default) shows it in a notebook or when stderr is a
+    terminal, not when it is piped. A callable is called as
+    `progress(done, total, loss)` instead, about every 0.1 s.
+
+    callback(metrics) receives each evaluation as a dict and stops the run
+    by returning False. Ctrl-C stops within a step and raises
+    KeyboardInterrupt, whose `model` attribute holds the model as of the
+    last finished step.
+    """
+    if callable(progress):
+        return _scratchnet.train(X, y, X_val, y_val, callback=callback, progress=progress,
+                                 **options)
+    if not _progress.wanted(progress):
+        return _scratchnet.train(X, y, X_val, y_val, callback=callback, **options)
+    bar = _progress.Bar()
+
+    def evaluation(record):
+        bar.evaluation(record)
+        return None if callback is None else callback(record)
+
+    try:
+        return _scratchnet.train(X, y, X_val, y_val, callback=evaluation, progress=bar.steps,
+                                 **options)
+    finally:
+        bar.close()
+
+
+def show_digits(X, labels=None, predictions=None, columns=10, limit=100):
+    """A matplotlib figure of the first `limit` images of X (shape (N, 784) or
+    (N, 28, 28)) in a grid, each titled with its label and, where given, the
+    predicted digit (red where wrong). Needs the `plot` extra."""
+    from . import plots
+
+    return plots.digits(X, labels, predictions, columns=columns, limit=limit)
+
+
+__all__ = ["Model", "load", "load_mnist", "read_digit", "show_digits", "train", "__version__"]

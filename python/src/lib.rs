@@ -13,6 +13,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 use scratchnet::data::download::Progress;
+use scratchnet::data::image_prep::{load_digit, SIDE};
 use scratchnet::data::locate::locate_or_fetch;
 use scratchnet::data::Dataset;
 use scratchnet::train::EvalRecord;
@@ -129,11 +130,22 @@ fn load_mnist<'py>(
         .collect()
 }
 
+/// An image file of a handwritten digit (PNG, JPEG, PGM/PPM, BMP; any size,
+/// dark on light or light on dark) prepared as MNIST's digits are, as
+/// `scratchnet predict` prepares it: float32 of shape (28, 28), values in
+/// [0, 1].
+#[pyfunction]
+fn read_digit<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let pixels = py.detach(|| load_digit(&path)).map_err(value_error)?;
+    PyArray1::from_vec(py, pixels).reshape([SIDE, SIDE])
+}
+
 #[pymodule]
 fn _scratchnet(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_mnist, m)?)?;
     m.add_function(wrap_pyfunction!(training::train, m)?)?;
     m.add_function(wrap_pyfunction!(model::load, m)?)?;
+    m.add_function(wrap_pyfunction!(read_digit, m)?)?;
     m.add_class::<model::PyModel>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -8,10 +8,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use scratchnet::backend::{logits, Target};
 use scratchnet::data::CLASSES;
+use scratchnet::export::onnx::export;
 use scratchnet::model_io::Model;
 use scratchnet::nn::network::argmax;
 use scratchnet::nn::softmax_ce::softmax_row;
-use scratchnet::train::{EvalRecord, CONFIG_KEY};
+use scratchnet::train::{EvalRecord, CONFIG_KEY, METRICS_KEY};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -152,9 +153,120 @@ impl PyModel {
         self.model.layout.arch.to_string()
     }
 
-    fn __repr__(&self) -> String {
-        format!("<scratchnet.Model {}>", self.model.layout.arch)
+    /// Writes the model as ONNX (opset and layout as `scratchnet export`),
+    /// atomically.
+    fn export_onnx(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| export(&self.model, &path))
+            .map_err(|e| PyOSError::new_err(format!("{e:#}")))
     }
+
+    /// Loss and accuracies against the iteration, from `metrics`: a
+    /// matplotlib figure (needs the `plot` extra).
+    fn plot_curves<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        plots(slf.py())?.call_method1("curves", (slf,))
+    }
+
+    /// The confusion matrix of the predictions on (X, y): a matplotlib
+    /// figure (needs the `plot` extra).
+    #[allow(non_snake_case)]
+    fn plot_confusion<'py>(
+        slf: &Bound<'py, Self>,
+        X: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        plots(slf.py())?.call_method1("confusion", (slf, X, y))
+    }
+
+    /// One line: the architecture, parameters and last accuracies.
+    fn __repr__(&self) -> String {
+        let s = self.summary();
+        let accuracy: String = s
+            .last
+            .iter()
+            .flat_map(|r| [("val", r.val_acc), ("test", Some(r.test_acc))])
+            .filter_map(|(name, v)| Some(format!(", {name} {}", percent(v?)?)))
+            .collect();
+        format!(
+            "<scratchnet.Model {} ({} parameters){accuracy}>",
+            s.arch, s.parameters
+        )
+    }
+
+    /// A table for notebooks: architecture, parameters, the last
+    /// evaluation and the training configuration.
+    fn _repr_html_(&self) -> String {
+        let s = self.summary();
+        let row = |k: &str, v: &str| {
+            format!("<tr><th style=\"text-align:left\">{k}</th><td style=\"text-align:left\">{}</td></tr>", html(v))
+        };
+        let mut rows = vec![
+            row("architecture", &s.arch),
+            row("parameters", &s.parameters.to_string()),
+        ];
+        if let Some(r) = &s.last {
+            let pct = |v: Option<f64>| v.and_then(percent).unwrap_or_else(|| "-".into());
+            rows.push(row(
+                "accuracy",
+                &format!(
+                    "train {}, validation {}, test {} (iteration {}, epoch {:.2})",
+                    pct(Some(r.train_acc)),
+                    pct(r.val_acc),
+                    pct(Some(r.test_acc)),
+                    r.iter,
+                    r.epoch
+                ),
+            ));
+        }
+        if let Some(c) = self.model.metadata.get(CONFIG_KEY) {
+            let config: BTreeMap<String, serde_json::Value> =
+                serde_json::from_str(c).unwrap_or_default();
+            let text: Vec<String> = config.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            rows.push(row("configuration", &text.join(", ")));
+        }
+        format!(
+            "<table><caption style=\"text-align:left\"><b>scratchnet.Model</b></caption>{}</table>",
+            rows.join("")
+        )
+    }
+}
+
+/// What a model's reprs show.
+struct ModelSummary {
+    arch: String,
+    parameters: usize,
+    last: Option<EvalRecord>,
+}
+
+impl PyModel {
+    fn summary(&self) -> ModelSummary {
+        let saved = || {
+            let text = self.model.metadata.get(METRICS_KEY)?;
+            serde_json::from_str::<EvalRecord>(text).ok()
+        };
+        ModelSummary {
+            arch: self.model.layout.arch.to_string(),
+            parameters: self.model.layout.len,
+            last: self.records.last().cloned().or_else(saved),
+        }
+    }
+}
+
+/// The pictures' module, which needs matplotlib.
+fn plots(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("scratchnet.plots")
+}
+
+/// An accuracy as a percentage; `None` for a split that was empty (NaN).
+fn percent(v: f64) -> Option<String> {
+    v.is_finite().then(|| format!("{:.2}%", 100.0 * v))
+}
+
+/// `s` with HTML's special characters escaped.
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Reads a model saved by `save` or by `scratchnet train --save`.

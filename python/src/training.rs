@@ -12,12 +12,15 @@ use pyo3::types::{PyBool, PyDict};
 use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, Split};
 use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// How often the waiting caller looks for Ctrl-C (Python runs signal
 /// handlers only on its main thread, which waits while a pool trains).
 const SIGNAL_POLL: Duration = Duration::from_millis(10);
+
+/// How often the progress callback hears of the steps done.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Hands each evaluation to the Python callback; stops the run when the
 /// callback returns False or raises.
@@ -26,9 +29,35 @@ struct Callback<'a> {
     stop: &'a AtomicBool,
     error: Option<PyErr>,
     records: Vec<EvalRecord>,
+    steps: &'a Steps,
+}
+
+/// The steps done, the total and the last step's loss, for the progress
+/// callback, which the waiting main thread calls.
+#[derive(Default)]
+struct Steps {
+    done: AtomicUsize,
+    total: AtomicUsize,
+    loss: AtomicU64,
+}
+
+impl Steps {
+    fn get(&self) -> (usize, usize, f64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+            f64::from_bits(self.loss.load(Ordering::Relaxed)),
+        )
+    }
 }
 
 impl Observer for Callback<'_> {
+    fn step(&mut self, done: usize, total: usize, loss: f64) {
+        self.steps.loss.store(loss.to_bits(), Ordering::Relaxed);
+        self.steps.total.store(total, Ordering::Relaxed);
+        self.steps.done.store(done, Ordering::Relaxed);
+    }
+
     fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
         self.records.push(r.clone());
         let Some(cb) = self.callback else {
@@ -93,11 +122,12 @@ fn split(
 /// keep, dropout, shift, rotate, arch, seed, precision, keep_best,
 /// patience, ...).
 /// `callback(metrics)` receives each evaluation as a dict and stops the run
-/// by returning False. Ctrl-C stops within a step and raises
-/// KeyboardInterrupt, whose `model` attribute holds the model as of the last
-/// finished step.
+/// by returning False. `progress(done, total, loss)`, where given, is called
+/// from the calling thread about every 0.1 s while steps are done, and once
+/// at the end. Ctrl-C stops within a step and raises KeyboardInterrupt,
+/// whose `model` attribute holds the model as of the last finished step.
 #[pyfunction]
-#[pyo3(signature = (X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset=None, threads=None, callback=None, **options))]
+#[pyo3(signature = (X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset=None, threads=None, callback=None, progress=None, **options))]
 #[allow(non_snake_case, clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -110,6 +140,7 @@ pub fn train(
     preset: Option<String>,
     threads: Option<usize>,
     callback: Option<Py<PyAny>>,
+    progress: Option<Py<PyAny>>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<PyModel> {
     let threads = thread_count(threads)?;
@@ -131,7 +162,7 @@ pub fn train(
     let cfg = TrainConfig::resolve(None, overrides.into()).map_err(value_error)?;
 
     let data = dataset([X, y], [X_val, y_val], [X_test, y_test])?;
-    run(py, cfg, &data, threads, callback)
+    run(py, cfg, &data, threads, [callback, progress])
 }
 
 /// The splits as the trainer takes them.
@@ -164,9 +195,10 @@ fn run(
     cfg: TrainConfig,
     data: &Dataset,
     threads: usize,
-    callback: Option<Py<PyAny>>,
+    [callback, progress]: [Option<Py<PyAny>>; 2],
 ) -> PyResult<PyModel> {
     let stop = AtomicBool::new(false);
+    let steps = Steps::default();
     let pool = pool(threads)?;
     let lr = cfg.lr;
     let (result, signal) = py.detach(|| {
@@ -179,6 +211,7 @@ fn run(
                         stop: &stop,
                         error: None,
                         records: Vec::new(),
+                        steps: &steps,
                     };
                     let ctl = RunControl {
                         checkpoint_every: None,
@@ -193,15 +226,32 @@ fn run(
                     Ok((outcome, model, obs))
                 })
             });
-            let mut signal = None;
+            let (mut signal, mut shown, mut last) = (None, None, Instant::now());
+            let mut show = |force: bool| -> PyResult<()> {
+                let now = steps.get();
+                let Some(p) = progress.as_ref() else {
+                    return Ok(());
+                };
+                // Nothing to show before the first step reports the total.
+                let early = !force && last.elapsed() < PROGRESS_EVERY;
+                if now.1 == 0 || shown == Some(now.0) || early {
+                    return Ok(());
+                }
+                (shown, last) = (Some(now.0), Instant::now());
+                Python::attach(|py| p.call1(py, now).map(drop))
+            };
             while !worker.is_finished() {
                 std::thread::park_timeout(SIGNAL_POLL);
                 if signal.is_none() {
-                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                    let checked = Python::attach(|py| py.check_signals()).and_then(|_| show(false));
+                    if let Err(e) = checked {
                         signal = Some(e);
                         stop.store(true, Ordering::SeqCst);
                     }
                 }
+            }
+            if signal.is_none() {
+                signal = show(true).err();
             }
             (worker.join(), signal)
         })

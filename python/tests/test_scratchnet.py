@@ -188,4 +188,6 @@ def test_a_saved_model_loads_in_safetensors_and_back(mnist, tmp_path):
     assert np.array_equal(back.predict(xte), model.predict(xte))
     assert back.config == model.config and back.config["iters"] == 40
     assert json.loads(back.metadata["scratchnet.metrics"]) == model.metrics[-1]
-    assert repr(back) == "<scratchnet.Model 784 -> [relu 128 | tanh 64] -> relu 48 -> softmax 10>"
+    val = f"{100 * model.metrics[-1]['val_acc']:.2f}%"
+    assert repr(back) == (f"<scratchnet.Model 784 -> [relu 128 | tanh 64] -> relu 48 -> softmax 10 "
+                          f"(160474 parameters), val {val}>")

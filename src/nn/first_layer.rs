@@ -389,7 +389,7 @@ impl<'d> WholeBatch<'d> {
 /// A minibatch, refilled every step: its rows compressed, and for the
 /// weight gradient the same grouped by column, or as bfloat16 tiles and
 /// their transpose where the arithmetic has a unit and at most
-/// [`MINIBATCH_TERMS`] terms. Buffers are kept, so steps do not allocate.
+/// one term (`bf16`). Buffers are kept, so steps do not allocate.
 #[derive(Default)]
 pub struct CompressedBatch {
     rows: SparseRows,

@@ -2,8 +2,8 @@
 //! CPU has and the OS allows, or forced by `SCRATCHNET_KERNELS` (to compare
 //! them, and so that tests cover each one the machine can run).
 //!
-//! The bfloat16 units ([`bf16`]) compute the first layer's products where
-//! there is one; the float32 kernels (the sparse products, the transposes,
+//! A bfloat16 unit ([`bf16`]), where one is chosen, computes the first
+//! layer's products; the float32 kernels (the sparse products, the transposes,
 //! the distortions) use AVX-512 where the CPU has it, except under
 //! `portable`, which runs their portable forms.
 
@@ -62,6 +62,19 @@ impl Kernels {
         }
     }
 
+    /// The families chosen unasked, fastest first. AVX512-BF16 runs only
+    /// when forced: its dense products measured slower than the sparse FMA
+    /// kernels, which skip MNIST's zero pixels (docs/PERFORMANCE.md).
+    const PREFERRED: [Kernels; 3] = [Kernels::Amx, Kernels::Fma, Kernels::Portable];
+
+    /// The fastest family the machine has.
+    fn fastest() -> Kernels {
+        Kernels::PREFERRED
+            .into_iter()
+            .find(|k| k.available())
+            .expect("fma is always available")
+    }
+
     /// The kernels this process uses: those `SCRATCHNET_KERNELS` names,
     /// else the fastest the machine has. An unknown name, or one the
     /// machine cannot run, is an error naming what it has.
@@ -83,10 +96,7 @@ impl Kernels {
                         )),
                     }
                 }
-                _ => Ok(Kernels::ALL
-                    .into_iter()
-                    .find(|k| k.available())
-                    .expect("fma is always available")),
+                _ => Ok(Kernels::fastest()),
             })
             .clone()
     }
@@ -94,12 +104,7 @@ impl Kernels {
     /// [`Kernels::choose`], where an error has been reported already (the
     /// command line checks it at start): the fastest available otherwise.
     pub fn current() -> Kernels {
-        Kernels::choose().unwrap_or_else(|_| {
-            Kernels::ALL
-                .into_iter()
-                .find(|k| k.available())
-                .expect("fma is always available")
-        })
+        Kernels::choose().unwrap_or_else(|_| Kernels::fastest())
     }
 
     /// The families this machine can run, by name.

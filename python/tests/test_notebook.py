@@ -205,8 +205,8 @@ def test_onnx_runtime_gives_the_models_probabilities(trained, mnist, tmp_path):
     _, _, (xte, _) = mnist
     path = tmp_path / "m.onnx"
     trained.export_onnx(path)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    theirs = session.run(["probabilities"], {"pixels": xte})[0]
+    runtime = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    theirs = runtime.run(["probabilities"], {"pixels": xte})[0]
     ours = trained.predict_proba(xte)
     # Worst seen 2026-12-06 (seeds 1, 2): 1.4e-6; bound about 10x.
     assert np.abs(theirs - ours).max() < 1e-5

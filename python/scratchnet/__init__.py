@@ -33,11 +33,9 @@ def train(X, y, X_val=None, y_val=None, *, progress=None, callback=None, **optio
     KeyboardInterrupt, whose `model` attribute holds the model as of the
     last finished step.
     """
-    if callable(progress):
-        return _scratchnet.train(X, y, X_val, y_val, callback=callback, progress=progress,
-                                 **options)
-    if not _progress.wanted(progress):
-        return _scratchnet.train(X, y, X_val, y_val, callback=callback, **options)
+    if callable(progress) or not _progress.wanted(progress):
+        steps = progress if callable(progress) else None
+        return _scratchnet.train(X, y, X_val, y_val, callback=callback, progress=steps, **options)
     bar = _progress.Bar()
 
     def evaluation(record):

@@ -6,6 +6,9 @@
     model.evaluate(Xte, yte)
     model.plot_curves(); model.plot_confusion(Xte, yte)   # the `plot` extra
     model.save("m.safetensors"); model = sn.load("m.safetensors")
+
+`scratchnet.tune` (the `tune` extra) searches hyper-parameters with Optuna,
+on one machine or many.
 """
 
 from . import _scratchnet, progress as _progress
@@ -56,6 +59,15 @@ def show_digits(X, labels=None, predictions=None, columns=10, limit=100):
     from . import plots
 
     return plots.digits(X, labels, predictions, columns=columns, limit=limit)
+
+
+def __getattr__(name):
+    # `sn.tune` without importing Optuna until it is used.
+    if name == "tune":
+        import importlib
+
+        return importlib.import_module(".tune", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Model", "load", "load_mnist", "read_digit", "show_digits", "train", "__version__"]

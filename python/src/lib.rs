@@ -144,6 +144,7 @@ fn read_digit<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArra
 fn _scratchnet(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_mnist, m)?)?;
     m.add_function(wrap_pyfunction!(training::train, m)?)?;
+    m.add_function(wrap_pyfunction!(training::factor_counts, m)?)?;
     m.add_function(wrap_pyfunction!(model::load, m)?)?;
     m.add_function(wrap_pyfunction!(read_digit, m)?)?;
     m.add_class::<model::PyModel>()?;

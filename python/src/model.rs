@@ -100,10 +100,27 @@ impl PyModel {
         Ok(right as f64 / n as f64)
     }
 
-    /// Writes the model as safetensors (the command line's format), atomically.
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| self.model.save(&path))
-            .map_err(|e| PyOSError::new_err(format!("{e:#}")))
+    /// Writes the model as safetensors (the command line's format),
+    /// atomically; `metadata` adds string entries to the file's own.
+    #[pyo3(signature = (path, metadata=None))]
+    fn save(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> PyResult<()> {
+        let saved = |m: &Model| {
+            py.detach(|| m.save(&path))
+                .map_err(|e| PyOSError::new_err(format!("{e:#}")))
+        };
+        match metadata {
+            None => saved(&self.model),
+            Some(extra) => {
+                let mut m = self.model.clone();
+                m.metadata.extend(extra);
+                saved(&m)
+            }
+        }
     }
 
     /// The weights and biases by the notebook's names (W11, b11, ...), in its

@@ -10,8 +10,10 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 use scratchnet::backend::Target;
-use scratchnet::data::{Dataset, Split};
+use scratchnet::data::image_prep::SIDE;
+use scratchnet::data::{Dataset, Split, CLASSES};
 use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -144,6 +146,18 @@ pub fn train(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<PyModel> {
     let threads = thread_count(threads)?;
+    let cfg = config("train", preset, options)?;
+    let data = dataset([X, y], [X_val, y_val], [X_test, y_test])?;
+    run(py, cfg, &data, threads, [callback, progress])
+}
+
+/// The configuration a preset and the command line's options by their
+/// configuration names make; `caller` names the function in errors.
+fn config(
+    caller: &str,
+    preset: Option<String>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<TrainConfig> {
     let mut overrides = serde_json::Map::new();
     if let Some(p) = preset {
         overrides.insert("preset".into(), p.into());
@@ -153,16 +167,30 @@ pub fn train(
         let k: String = k.extract()?;
         if !known.contains(&k) {
             return Err(PyTypeError::new_err(format!(
-                "train() got an unexpected keyword argument '{k}'{}",
+                "{caller}() got an unexpected keyword argument '{k}'{}",
                 TrainConfig::suggest(&k)
             )));
         }
         overrides.insert(k.clone(), to_json(&k, &v)?);
     }
-    let cfg = TrainConfig::resolve(None, overrides.into()).map_err(value_error)?;
+    TrainConfig::resolve(None, overrides.into()).map_err(value_error)
+}
 
-    let data = dataset([X, y], [X_val, y_val], [X_test, y_test])?;
-    run(py, cfg, &data, threads, [callback, progress])
+/// How many L2 factors (one per weight matrix) and keep probabilities (one
+/// per hidden branch) the network of a preset and options takes, as
+/// `{"l2": n, "keep": m}`: the dimensions of a search over them.
+#[pyfunction]
+#[pyo3(signature = (preset=None, **options))]
+pub fn factor_counts(
+    preset: Option<String>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<BTreeMap<&'static str, usize>> {
+    let cfg = config("factor_counts", preset, options)?;
+    let arch = cfg.arch(SIDE * SIDE, CLASSES).map_err(value_error)?;
+    Ok(BTreeMap::from([
+        ("l2", arch.weight_matrices()),
+        ("keep", arch.hidden_branches()),
+    ]))
 }
 
 /// The splits as the trainer takes them.

@@ -302,3 +302,22 @@ def test_options_are_checked_before_any_work():
                             ({"pruner": "asha"}, "one of median, hyperband, none")]:
         with pytest.raises(ValueError, match=message):
             sn.tune.optimize("sqlite:///:memory:", "s", 1, **kwargs)
+
+
+
+def test_failing_trials_are_recorded_and_stop_the_worker(tmp_path, monkeypatch):
+    # A trial whose training raises (a run that diverged) fails with the
+    # error and is not retried; five in a row stop the worker.
+    import scratchnet.tune.worker as tune_worker
+
+    def diverge(*args, **kwargs):
+        raise RuntimeError("training diverged at iteration 3: J is NaN")
+
+    monkeypatch.setattr(tune_worker, "train", diverge)
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    with pytest.raises(RuntimeError, match="5 trials in a row failed here; the last: training "
+                                           "diverged"):
+        sn.tune.optimize(db, "d", 8, data=DATA, out=tmp_path / "out", log=lambda m: None)
+    ts = trials(db, "d")
+    assert [t.state for t in ts] == [TrialState.FAIL] * 5
+    assert all(t.user_attrs["error"].startswith("training diverged") for t in ts)

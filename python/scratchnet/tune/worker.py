@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -149,7 +150,9 @@ def _run(st, store, trial, space, splits, threads, out, log):
         store.call(f"recording trial {trial.number}", record)
 
     try:
-        with store.heartbeat(trial._trial_id):
+        with store.heartbeat(trial._trial_id), warnings.catch_warnings():
+            # A trial near chance is a result here, not a mistake to warn of.
+            warnings.filterwarnings("ignore", message="the run ended near chance")
             model = train(xtr, ytr, xva, yva, X_test=xte, y_test=yte, preset=space.preset,
                           threads=threads, callback=callback, progress=False,
                           **space.budget, **options)

@@ -172,25 +172,27 @@ def test_a_killed_worker_s_trial_is_retried_by_a_live_one(postgres, tmp_path):
     assert f"retry of trial {victim.number}" in out
 
 
-def test_sigterm_fails_the_trial_which_a_rerun_retries(postgres, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_fails_the_trial_which_a_rerun_retries(postgres, tmp_path, sig):
     opts = ("--heartbeat", "1", "--grace", "3", "--pruner", "none")
-    w = worker(postgres.url, "term", 2, *opts, cwd=tmp_path, epochs=6)
-    victim = first_report(postgres.url, "term", w)
-    w.send_signal(signal.SIGTERM)
-    out = finish(w, 128 + signal.SIGTERM)
-    assert "stopped by SIGTERM" in out
-    ts = trials(postgres.url, "term")
+    study = f"signal-{sig.name}"
+    w = worker(postgres.url, study, 2, *opts, cwd=tmp_path, epochs=6)
+    victim = first_report(postgres.url, study, w)
+    w.send_signal(sig)
+    out = finish(w, 128 + sig)
+    assert f"stopped by {sig.name}" in out
+    ts = trials(postgres.url, study)
     stopped = ts[victim.number]
     assert stopped.state == TrialState.FAIL
-    assert stopped.user_attrs["stopped"].startswith("SIGTERM on ")
+    assert stopped.user_attrs["stopped"].startswith(f"{sig.name} on ")
     # It stopped within a step of the signal, far from its 6 passes' end.
     assert len(stopped.intermediate_values) < 6 * 391 // 100
     queued = [t for t in ts if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].params == victim.params
     assert not [t for t in ts if t.state == TrialState.RUNNING]
 
-    rerun = finish(worker(postgres.url, "term", 2, *opts, cwd=tmp_path, epochs=6))
-    ts = trials(postgres.url, "term")
+    rerun = finish(worker(postgres.url, study, 2, *opts, cwd=tmp_path, epochs=6))
+    ts = trials(postgres.url, study)
     n = states(ts)
     assert n[TrialState.COMPLETE] == 2 and n[TrialState.RUNNING] == n[TrialState.WAITING] == 0
     retried = ts[queued[0].number]
@@ -321,3 +323,18 @@ def test_failing_trials_are_recorded_and_stop_the_worker(tmp_path, monkeypatch):
     ts = trials(db, "d")
     assert [t.state for t in ts] == [TrialState.FAIL] * 5
     assert all(t.user_attrs["error"].startswith("training diverged") for t in ts)
+
+
+def test_the_hyperband_pruner_runs_a_study(tmp_path):
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    study = sn.tune.optimize(db, "h", 4, pruner="hyperband", sampler="random", seed=1, epochs=1,
+                             eval_every=100, threads=2, data=DATA, out=tmp_path / "out",
+                             log=lambda m: None)
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+    ts = study.get_trials()
+    assert len(ts) == 4 and all(t.state in DONE for t in ts)
+    # Reported every 100 steps and at the pass's end (391 steps), up to the
+    # trial's end or its pruning.
+    for t in ts:
+        steps = sorted(t.intermediate_values)
+        assert steps and steps == [100, 200, 300, 391][:len(steps)], steps

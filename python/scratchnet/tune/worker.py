@@ -161,7 +161,7 @@ def _run(st, store, trial, space, splits, threads, out, log):
         log(f"trial {trial.number}: {e}")
         return None
     except KeyboardInterrupt as e:
-        why = str(e) or "interrupted"
+        why = str(e) or "SIGINT"
         tell(TrialState.FAIL, stopped=f"{why} on {host}")
         frozen = store.call("reading the trial", lambda: store.rdb.get_trial(trial._trial_id))
         store.call("queueing the trial again", lambda: store.retry(st, frozen))

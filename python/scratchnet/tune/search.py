@@ -98,16 +98,18 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
 
 def sampler(name, seed=None):
-    """"tpe" (Optuna's default) or "random" (`TrialSeededSampler`). TPE's
-    seed is mixed with the worker's process, so that workers started by the
-    same command do not draw alike."""
+    """"tpe" (Optuna's default) or "random" (`TrialSeededSampler`). TPE
+    counts the running trials as if they had the worst value seen (its
+    "constant liar"), so that workers do not all draw near the same point,
+    and its seed is mixed with the worker's process, so that workers
+    started by the same command do not draw alike."""
     if name == "random":
         return TrialSeededSampler(0 if seed is None else seed)
     if name == "tpe":
-        if seed is None:
-            return optuna.samplers.TPESampler()
-        worker = zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode())
-        return optuna.samplers.TPESampler(seed=(int(seed) * 1_000_003 + worker) % 2**32)
+        if seed is not None:
+            worker = zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode())
+            seed = (int(seed) * 1_000_003 + worker) % 2**32
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     raise ValueError(f"sampler {name!r}: one of {', '.join(SAMPLERS)}")
 
 

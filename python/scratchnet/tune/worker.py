@@ -71,7 +71,8 @@ def optimize(storage, study, trials, *, preset="fast", epochs=None, iters=None,
     """
     space = search.Space(preset, epochs=epochs, iters=iters, eval_every=eval_every,
                          lr=lr, l2=l2, keep=keep)
-    if int(trials) < 1:
+    total = int(trials)
+    if total < 1:
         raise ValueError(f"trials {trials}: must be at least 1")
     out = Path(out)
     _check_out(out, study)
@@ -89,7 +90,7 @@ def optimize(storage, study, trials, *, preset="fast", epochs=None, iters=None,
     ran = failures = 0
     while True:
         store.call("failing stale trials", lambda: optuna.storages.fail_stale_trials(st))
-        trial = store.call("starting a trial", lambda: _admit(st, store, int(trials)))
+        trial = store.call("starting a trial", lambda: _admit(st, store, total))
         if trial == "done":
             break
         if trial == "wait":
@@ -102,7 +103,7 @@ def optimize(storage, study, trials, *, preset="fast", epochs=None, iters=None,
         failures = failures + 1 if error else 0
         if failures >= FAILURES_IN_A_ROW:
             raise RuntimeError(f"{failures} trials in a row failed here; the last: {error}")
-    log(f"{study}: {int(trials)} trials finished or pruned ({ran} here)")
+    log(f"{study}: {total} trials finished or pruned ({ran} here)")
     return st
 
 

@@ -6,6 +6,7 @@ trains. The timeouts below only bound a hang; nothing is timed.
 """
 
 import functools
+import os
 import signal
 import subprocess
 import sys
@@ -206,6 +207,11 @@ def test_an_unreachable_database_is_named_without_its_password(tmp_path):
     out = finish(worker(url, "x", 1, cwd=tmp_path), 1)
     assert f"postgresql://tune:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in out, out
     assert "cannot open the study's storage" in out and "s3cret" not in out, out
+    # The same URL from the environment, where `ps` does not show it.
+    env = dict(os.environ, SCRATCHNET_TUNE_STORAGE=url)
+    done = subprocess.run([TUNE, "report", "--study", "x"], env=env, capture_output=True,
+                          text=True, timeout=HANG)
+    assert done.returncode == 1 and "tune:***@127.0.0.1" in done.stderr, done
 
 
 def test_a_database_lost_mid_run(postgres, tmp_path):

@@ -1,6 +1,7 @@
 """`scratchnet-tune`: the worker and the report on the command line."""
 
 import argparse
+import os
 import signal
 import sys
 
@@ -37,9 +38,12 @@ def parser():
         description="Hyper-parameter search by Optuna workers sharing a database.")
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--storage", required=True, metavar="URL",
+    storage = os.environ.get("SCRATCHNET_TUNE_STORAGE")
+    common.add_argument("--storage", required=storage is None, default=storage, metavar="URL",
                         help="the study's database: postgresql://USER:PASSWORD@HOST:PORT/DB "
-                             "for many machines, sqlite:///PATH for one")
+                             "for many machines, sqlite:///PATH for one (default: "
+                             "$SCRATCHNET_TUNE_STORAGE, which keeps a password off the "
+                             "command line)")
     common.add_argument("--study", required=True, metavar="NAME", help="the study's name")
     w = sub.add_parser("worker", parents=[common], epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter,

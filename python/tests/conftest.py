@@ -20,8 +20,8 @@ def _missing(why):
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A throwaway cluster on 127.0.0.1, started for the session and removed
-    after it: initdb and pg_ctl as an unprivileged user on a free port."""
+    """A throwaway cluster on 127.0.0.1, started once for the test run and
+    removed after it: initdb and pg_ctl as an unprivileged user on a free port."""
     bin_dir = pgcluster.bindir()
     if bin_dir is None:
         _missing("PostgreSQL's initdb and pg_ctl are not installed (Debian: postgresql)")

@@ -18,9 +18,9 @@ def _missing(why):
     pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def postgres():
-    """A throwaway cluster on 127.0.0.1, started once for the test run and
+    """A throwaway cluster on 127.0.0.1, started once for the tests of a module and
     removed after it: initdb and pg_ctl as an unprivileged user on a free port."""
     bin_dir = pgcluster.bindir()
     if bin_dir is None:

@@ -1,12 +1,12 @@
 """`report`: a study's trials as a table and a CSV file."""
 
 import csv
-import io
 import sys
 from pathlib import Path
 
 import optuna
 
+from .search import fmt_list
 from .storage import Storage
 
 COLUMNS = ("trial", "state", "val_acc", "test_acc", "lr", "l2", "keep", "evaluations",
@@ -17,7 +17,7 @@ def trial_rows(study):
     """One dict per trial of an optuna.Study, best validation accuracy first,
     then pruned, failed and the rest by number: COLUMNS' keys."""
     order = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
-    rows = []
+    rows, saved = [], {}
     for t in study.get_trials(deepcopy=False):
         p, a = t.params, t.user_attrs
         notes = []
@@ -28,6 +28,7 @@ def trial_rows(study):
         if t.state == optuna.trial.TrialState.FAIL:
             # A retry inherits its original's attributes: read them here only.
             notes.append(str(a.get("stopped") or a.get("error") or "worker lost (no heartbeat)"))
+        saved[t.number] = a.get("model")
         rows.append({
             "trial": t.number,
             "state": t.state.name,
@@ -44,19 +45,16 @@ def trial_rows(study):
     rows.sort(key=lambda r: (order.get(r["state"], 5),
                              -(r["val_acc"] if r["val_acc"] is not None else 0), r["trial"]))
     # Where the best model was saved (a later best replaces an earlier one).
-    if rows and rows[0]["state"] == "COMPLETE":
-        saved = study.get_trials(deepcopy=False)[rows[0]["trial"]].user_attrs.get("model")
-        if saved:
-            rows[0]["note"] = "; ".join(filter(None, [rows[0]["note"], f"model {saved}"]))
+    if rows and rows[0]["state"] == "COMPLETE" and saved[rows[0]["trial"]]:
+        best = rows[0]
+        best["note"] = "; ".join(filter(None, [best["note"], f"model {saved[best['trial']]}"]))
     return rows
 
 
 def _cell(v, fmt):
     if v is None:
         return ""
-    if isinstance(v, list):
-        return "[" + ", ".join(f"{x:.3g}" for x in v) + "]"
-    return format(v, fmt)
+    return fmt_list(v) if isinstance(v, list) else format(v, fmt)
 
 
 def report(storage, study, out=None, file=None):
@@ -74,12 +72,7 @@ def report(storage, study, out=None, file=None):
                          f"(it holds: {', '.join(names) or 'none'})") from None
     rows = store.call("reading the trials", lambda: trial_rows(st))
     fmt = {"val_acc": ".4f", "test_acc": ".4f", "lr": ".2e", "seconds": ".1f"}
-    text = io.StringIO()
-    w = csv.writer(text, delimiter="\t", lineterminator="\n")
-    w.writerow(COLUMNS)
-    for r in rows:
-        w.writerow([_cell(r[c], fmt.get(c, "")) for c in COLUMNS])
-    table = [line.split("\t") for line in text.getvalue().splitlines()]
+    table = [list(COLUMNS)] + [[_cell(r[c], fmt.get(c, "")) for c in COLUMNS] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     for row in table:
         print("  ".join(c.ljust(wd) for c, wd in zip(row, widths)).rstrip(), file=file)

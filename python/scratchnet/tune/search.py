@@ -73,6 +73,11 @@ class Space:
         }
 
 
+def fmt_list(values):
+    """A trial's L2 factors or keep probabilities, short: [1.19, 0.9]."""
+    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
+
+
 class TrialSeededSampler(optuna.samplers.BaseSampler):
     """Random search whose draws depend only on the seed, the trial's number
     and the parameter's name: as `scratchnet sweep` draws, the same for any

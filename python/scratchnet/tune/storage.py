@@ -171,9 +171,17 @@ class Storage:
         elif self.sqlite_path in (None, "", ":memory:"):
             yield
         else:
-            with open(self.sqlite_path, "rb") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(f, fcntl.LOCK_UN)
+            with locked(self.sqlite_path):
+                yield
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Holds an exclusive lock on the file `path` (made if missing), against
+    other processes on the machine or on a file system that shares locks."""
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

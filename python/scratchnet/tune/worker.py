@@ -2,7 +2,6 @@
 share the study through its database; each starts trials until the study
 holds its number of finished or pruned trials."""
 
-import fcntl
 import json
 import os
 import socket
@@ -16,7 +15,7 @@ from optuna.trial import TrialState
 from .. import load, load_mnist, train
 from . import search
 from .callback import PruningCallback
-from .storage import Storage, StorageError
+from .storage import Storage, StorageError, locked
 
 SETTINGS = "scratchnet.settings"
 BEST = "best.safetensors"
@@ -132,8 +131,8 @@ def _run(st, store, trial, space, splits, threads, out, log):
     frozen = store.call("reading the trial", lambda: store.rdb.get_trial(trial._trial_id))
     retry_of = frozen.system_attrs.get("failed_trial")
     note = f" (retry of trial {retry_of})" if retry_of is not None else ""
-    log(f"trial {trial.number}{note}: lr {options['lr']:.2e}  l2 {_fmt(options['l2'])}  "
-        f"keep {_fmt(options['keep'])}")
+    log(f"trial {trial.number}{note}: lr {options['lr']:.2e}  l2 {search.fmt_list(options['l2'])}  "
+        f"keep {search.fmt_list(options['keep'])}")
     xtr, ytr, xva, yva, xte, yte = splits
     callback = _RetryingPruning(trial, store)
     started = time.monotonic()
@@ -190,8 +189,7 @@ def _save_if_best(st, store, trial, model, val, out):
     finished trials and the model already there; returns the path or None.
     A file lock orders the workers that share OUT."""
     path = (out / BEST).resolve()
-    with open(out / ".best.lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(out / ".best.lock"):
         done = store.call("reading the best trial", lambda: st.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE,)))
         best = max((t.value for t in done), default=float("-inf"))
@@ -228,7 +226,3 @@ def _same_settings(st, store, space):
             f"study {st.study_name!r} searches with other settings: {recorded}; "
             f"this worker has {mine}. Give the same settings, or another study name"
         )
-
-
-def _fmt(values):
-    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"

@@ -85,14 +85,16 @@ function predictPad() {
   if (!dirty || inFlight) return;
   dirty = false;
   inFlight = true;
-  pad.toBlob((png) => send(png, "image/png").finally(() => {
+  // The picture is the one on the pad now; toBlob hands its PNG over later,
+  // perhaps after a Clear.
+  const asked = picture;
+  pad.toBlob((png) => send(png, "image/png", asked).finally(() => {
     inFlight = false;
     if (dirty) predictPad();
   }), "image/png");
 }
 
-async function send(body, type) {
-  const asked = picture;
+async function send(body, type, asked) {
   try {
     const r = await fetch("/api/predict", { method: "POST", headers: { "Content-Type": type }, body });
     const answer = await r.json();
@@ -180,7 +182,7 @@ document.getElementById("upload").addEventListener("click", () => document.getEl
 document.getElementById("file").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (!file) return;
-  picture++;
+  const asked = ++picture;
   clearPad();
   source.textContent = `Uploaded: ${file.name}`;
   // The picture on the pad, fitted, where the browser can decode it (PGM it cannot).
@@ -190,7 +192,7 @@ document.getElementById("file").addEventListener("change", async (e) => {
     const w = bitmap.width * k, h = bitmap.height * k;
     ctx.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
   } catch (_) { /* the answer still shows what the network saw */ }
-  await send(file, "application/octet-stream");
+  await send(file, "application/octet-stream", asked);
   e.target.value = "";
 });
 

@@ -1,8 +1,7 @@
 //! The CUDA backend against the CPU (`cargo test --release --features cuda
 //! --test gpu`). Without a GPU the checks that need one print why they are
 //! skipped, and the clear-error check runs instead.
-#![cfg(feature = "cuda")]
-
+#[path = "it/common/mod.rs"]
 mod common;
 
 use scratchnet::backend::{Device, Target};

@@ -4,8 +4,6 @@
 //! the CPU function it ports, on odd shapes and every dropout mode. This runs
 //! without a GPU (it needs a C++ compiler); what it cannot check is NVRTC,
 //! cuBLAS and the launches themselves (tests/gpu.rs, on a GPU).
-#![cfg(feature = "cuda")]
-
 use scratchnet::compare;
 use scratchnet::data::augment::shift_image;
 use scratchnet::nn::activation::{backward_rows, forward_rows};

@@ -3,9 +3,7 @@
 //! empty directory, where it fetches MNIST into the user cache from a mirror
 //! on 127.0.0.1 on first use.
 
-mod common;
-
-use common::Mirror;
+use crate::common::Mirror;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -67,6 +65,7 @@ fn install(tmp: &Path) -> PathBuf {
 }
 
 #[test]
+#[ignore = "slow suite, install: a second release build; `.ci/run` runs it"]
 fn an_installed_binary_fetches_mnist_into_the_user_cache_on_first_use() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = install(tmp.path());

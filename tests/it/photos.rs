@@ -6,7 +6,7 @@
 //! and a model of the default preset reads each set. Needs a Python with
 //! numpy and Pillow (`$SCRATCHNET_PYTHON`, as CI sets it).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -34,6 +34,7 @@ fn right(csv: &str) -> (usize, usize) {
 }
 
 #[test]
+#[ignore = "slow suite, photos: needs a Python with numpy and Pillow; `.ci/run` runs it"]
 fn photos_canvas_exports_and_scans_are_read_right() {
     let test = "photos_canvas_exports_and_scans_are_read_right";
     let Some(python) = std::env::var_os("SCRATCHNET_PYTHON") else {

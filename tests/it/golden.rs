@@ -11,7 +11,7 @@
 //! these numbers. The tolerances are about 10x the worst differences seen
 //! (docs/TESTING.md).
 
-mod common;
+use crate::common;
 
 use safetensors::{Dtype, SafeTensors};
 use scratchnet::backend::Target;
@@ -389,14 +389,15 @@ fn thirty_minibatch_steps_in_bfloat16_stay_near_the_numpy_reference() {
 
 /// The trajectories again on every other kernel family the machine has.
 #[test]
+#[ignore = "slow suite, kernel families: `.ci/run` runs it"]
 fn every_kernel_family_follows_the_reference() {
     common::on_the_other_kernel_families(
-        "every_kernel_family_follows_the_reference",
+        "golden::every_kernel_family_follows_the_reference",
         &[
-            "twenty_seed_iterations_follow_the_numpy_reference",
-            "thirty_minibatch_steps_follow_the_numpy_reference",
-            "thirty_steps_with_given_dropout_masks_follow_the_numpy_reference",
-            "thirty_minibatch_steps_in_bfloat16_stay_near_the_numpy_reference",
+            "golden::twenty_seed_iterations_follow_the_numpy_reference",
+            "golden::thirty_minibatch_steps_follow_the_numpy_reference",
+            "golden::thirty_steps_with_given_dropout_masks_follow_the_numpy_reference",
+            "golden::thirty_minibatch_steps_in_bfloat16_stay_near_the_numpy_reference",
         ],
     );
 }

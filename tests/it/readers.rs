@@ -1,7 +1,7 @@
 //! The data readers on tiny files written here: every bad-input case gets a
 //! clear error naming the file and the problem.
 
-mod common;
+use crate::common;
 
 use flate2::write::GzEncoder;
 use scratchnet::data::idx::{read_idx, read_split, write_idx, IMAGES_MAGIC, LABELS_MAGIC};

@@ -1,9 +1,7 @@
 //! `download` against a mirror on 127.0.0.1 that serves good, corrupt and
 //! missing files.
 
-mod common;
-
-use common::Mirror;
+use crate::common::Mirror;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use md5::{Digest, Md5};

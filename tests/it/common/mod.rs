@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests (each test file uses some).
+//! Helpers shared by the integration tests: those of this package
+//! (`tests/it/`, `tests/gpu*.rs`) and those of `slow-tests/`, which reach the
+//! binary and the repository through [`bin`] and [`root`].
 #![allow(dead_code)]
 
 mod mirror;
@@ -13,6 +15,34 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+
+/// The repository's root (`slow-tests/` sits one folder below it).
+pub fn root() -> &'static Path {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if here.join("data/mnist").is_dir() {
+        here
+    } else {
+        here.parent().expect("slow-tests/ sits in the repository")
+    }
+}
+
+/// The `scratchnet` binary: cargo's for this package's tests; for
+/// `slow-tests/`, the release build beside the test binary, which
+/// `cargo build --release` makes.
+pub fn bin() -> PathBuf {
+    if let Some(b) = option_env!("CARGO_BIN_EXE_scratchnet") {
+        return b.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let b = deps.parent().unwrap().join("scratchnet");
+    assert!(
+        b.is_file(),
+        "{} is missing: build it first (cargo build --release)",
+        b.display()
+    );
+    b
+}
 
 /// Skips the calling test for `reason`, something a development machine may
 /// lack (a file under `../shared`, the right to mount a tmpfs). Under CI
@@ -30,9 +60,11 @@ pub fn skip(test: &str, reason: &str) {
 /// (`$SCRATCHNET_SKIP_LOG`), which `.ci/run` prints at its end, since the
 /// test harness keeps a passing test's output to itself.
 pub fn skipped(test: &str, reason: &str) {
-    eprintln!("skipped {test}: {reason}");
+    use std::io::Write;
+    // Straight to the terminal: the harness would hold back an `eprintln!`
+    // of a test that passes, and a skip must show.
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {reason}");
     if let Some(path) = std::env::var_os("SCRATCHNET_SKIP_LOG") {
-        use std::io::Write;
         let line = format!("{test}: {reason}\n");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -129,11 +161,8 @@ impl Drop for Tmpfs {
 pub fn mnist() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
     DATA.get_or_init(|| {
-        Dataset::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"),
-            Some(10_000),
-        )
-        .expect("the bundled MNIST in data/mnist")
+        Dataset::load(&root().join("data/mnist"), Some(10_000))
+            .expect("the bundled MNIST in data/mnist")
     })
 }
 
@@ -151,7 +180,7 @@ pub fn trained_model(dir: &Path, overrides: serde_json::Value) -> PathBuf {
 /// `scratchnet predict --csv` of `model` on `images` (files or folders),
 /// which must succeed: its standard output.
 pub fn predict_csv(model: &Path, images: &[&Path]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+    let out = Command::new(bin())
         .args(["predict", "--csv", "--model"])
         .arg(model)
         .args(images)
@@ -175,10 +204,11 @@ impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let model = trained_model(dir.path(), serde_json::json!({"epochs": 2}));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+        let mut child = Command::new(bin())
             .args(["serve", "--addr", "127.0.0.1:0", "--model"])
             .arg(&model)
-            .args(["--data", concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist")])
+            .arg("--data")
+            .arg(root().join("data/mnist"))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,7 +1,7 @@
 //! Never crash, never lose a model: divergence, full disks, kills mid-save,
 //! and random corruption of every file format scratchnet reads.
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 use scratchnet::data::idx::{parse_idx, write_idx, IMAGES_MAGIC, LABELS_MAGIC};

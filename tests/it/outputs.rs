@@ -3,7 +3,7 @@
 //! leaves the model somewhere, and says where; and `predict` answers every
 //! readable image of a batch, naming each one it cannot answer.
 
-mod common;
+use crate::common;
 
 use scratchnet::model_io::Model;
 use std::path::Path;

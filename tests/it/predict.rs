@@ -1,7 +1,7 @@
 //! `predict` on MNIST test digits re-drawn the way a user's photo or scan
 //! would look: three times larger, dark ink on light paper, off-centre.
 
-mod common;
+use crate::common;
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use scratchnet::backend::Target;

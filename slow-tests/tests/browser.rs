@@ -6,6 +6,7 @@
 //! and an upload work; screenshots of a desktop and a phone-sized window go
 //! to `target/tmp/screenshots/`.
 
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 
 use common::{mnist, Server};
@@ -316,7 +317,7 @@ async fn the_page_reads_digits_drawn_in_a_real_browser() {
     clear(&c).await;
 
     // An upload: a PGM of a 2.
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/examples/digit-1-label-2.pgm");
+    let file = common::root().join("assets/examples/digit-1-label-2.pgm");
     c.find(Locator::Id("file"))
         .await
         .unwrap()

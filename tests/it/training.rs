@@ -1,7 +1,7 @@
 //! Training on the bundled MNIST: accuracy thresholds, determinism, and the
 //! model-file round trip.
 
-mod common;
+use crate::common;
 
 use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, Split};
@@ -541,13 +541,14 @@ fn the_loss_reported_is_the_mean_since_the_last_evaluation_and_val_loss_is_the_l
 
 /// Determinism on every other kernel family the machine has.
 #[test]
+#[ignore = "slow suite, kernel families: `.ci/run` runs it"]
 fn every_kernel_family_is_deterministic() {
     common::on_the_other_kernel_families(
-        "every_kernel_family_is_deterministic",
+        "training::every_kernel_family_is_deterministic",
         &[
-            "same_seed_gives_bit_identical_weights_and_a_new_seed_does_not",
-            "thread_count_does_not_change_the_weights",
-            "one_epoch_of_the_default_preset_reaches_95_percent",
+            "training::same_seed_gives_bit_identical_weights_and_a_new_seed_does_not",
+            "training::thread_count_does_not_change_the_weights",
+            "training::one_epoch_of_the_default_preset_reaches_95_percent",
         ],
     );
 }

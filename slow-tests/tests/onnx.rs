@@ -5,6 +5,7 @@
 //! 10,000 MNIST test images must be scratchnet's, for the notebook's
 //! network and for an odd architecture.
 
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 
 use common::mnist;
@@ -18,7 +19,7 @@ use std::process::Command;
 use tract_onnx::prelude::*;
 
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    common::root()
 }
 
 /// A model of `arch`, trained for one epoch and saved in `dir`.
@@ -29,7 +30,7 @@ fn trained(arch: &str, dir: &Path) -> PathBuf {
 /// `scratchnet export` through the binary; returns the ONNX file.
 fn export(model: &Path) -> PathBuf {
     let onnx = model.with_extension("onnx");
-    let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+    let out = Command::new(common::bin())
         .args(["export", "--model"])
         .arg(model)
         .arg("--onnx")
@@ -68,7 +69,7 @@ fn tract_logits(onnx: &Path, images: &[f32], inputs: usize) -> Vec<f32> {
 
 /// The fraction right that `scratchnet eval` prints for the test split.
 fn eval_accuracy(model: &Path) -> f64 {
-    let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+    let out = Command::new(common::bin())
         .args(["eval", "--model"])
         .arg(model)
         .current_dir(root())
@@ -153,7 +154,7 @@ fn a_file_that_is_not_a_model_is_refused_clearly() {
     let bad = dir.path().join("notes.safetensors");
     std::fs::write(&bad, b"not a model").unwrap();
     let onnx = dir.path().join("x.onnx");
-    let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+    let out = Command::new(common::bin())
         .args(["export", "--model"])
         .arg(&bad)
         .arg("--onnx")

@@ -5,9 +5,9 @@
 //! concurrent clients all get right answers, and SIGTERM stops it cleanly,
 //! answering the requests in flight first.
 
-mod common;
+use crate::common;
 
-use common::{mnist, Server};
+use crate::common::{mnist, Server};
 use scratchnet::backend::{logits, Target};
 use scratchnet::model_io::Model;
 use scratchnet::nn::softmax_ce::softmax;

@@ -1,0 +1,1 @@
+//! No library: this package holds scratchnet's slow suites, in `tests/`.

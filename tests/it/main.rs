@@ -1,0 +1,19 @@
+//! scratchnet's integration tests, one binary (one link) with a module per
+//! subject. `cargo test --release` runs the fast ones; the slow suites are
+//! `#[ignore]`d with the reason and run by `.ci/run` as their own steps
+//! (docs/TESTING.md): `cargo test --release --test it -- --ignored NAME`.
+
+mod common;
+
+mod cli;
+mod download;
+mod golden;
+mod gradients;
+mod install;
+mod outputs;
+mod photos;
+mod predict;
+mod readers;
+mod robustness;
+mod serve;
+mod training;

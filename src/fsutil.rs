@@ -47,8 +47,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Checks, before any work, that the file output of option `option` can be
 /// written at `path`: not a directory, its folder there (created if
-/// missing) and writable. Errors name the option and the path.
-pub fn check_output_file(option: &str, path: &Path) -> Result<()> {
+/// missing) and writable. Errors name the option and the path; a folder
+/// given for the file gets `example` in it as the suggestion.
+pub fn check_output_file(option: &str, path: &Path, example: &str) -> Result<()> {
     let shown = path.display();
     let names_a_folder = path
         .as_os_str()
@@ -56,7 +57,8 @@ pub fn check_output_file(option: &str, path: &Path) -> Result<()> {
         .ends_with(std::path::MAIN_SEPARATOR);
     if path.is_dir() || names_a_folder {
         bail!(
-            "{option} {shown}: is a directory; give a file name (e.g. {shown}/model.safetensors)"
+            "{option} {shown}: is a directory; give a file name (e.g. {})",
+            path.join(example).display()
         );
     }
     let dir = match path.parent() {
@@ -102,9 +104,19 @@ fn writable_folder(dir: &Path) -> Result<()> {
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {shown}"))?;
     let probe = dir.join(format!(".scratchnet-probe-{}", std::process::id()));
-    File::create(&probe)
-        .and_then(|_| fs::remove_file(&probe))
-        .with_context(|| format!("cannot write in the folder {shown}"))
+    let made = File::create(&probe).and_then(|_| fs::remove_file(&probe));
+    made.map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => "you may not write there",
+            std::io::ErrorKind::ReadOnlyFilesystem => "it is on a read-only disk",
+            // The folder is there, yet a file cannot be made in it: /proc, /sys.
+            std::io::ErrorKind::NotFound => "it takes no new files (a system folder?)",
+            _ => "the system refused",
+        };
+        anyhow::anyhow!(
+            "cannot write in the folder {shown}: {why} ({e}); give a path in a folder you can write to"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -124,16 +136,21 @@ mod tests {
     #[test]
     fn outputs_are_checked_before_the_work() {
         let dir = tempfile::tempdir().unwrap();
-        let e = format!("{:#}", check_output_file("--save", dir.path()).unwrap_err());
-        assert!(e.contains("--save") && e.contains("is a directory"), "{e}");
         let e = format!(
             "{:#}",
-            check_output_file("--save", Path::new("no/such/")).unwrap_err()
+            check_output_file("--save", dir.path(), "m.safetensors").unwrap_err()
+        );
+        let suggested = dir.path().join("m.safetensors");
+        assert!(e.contains("--save") && e.contains("is a directory"), "{e}");
+        assert!(e.contains(&suggested.display().to_string()), "{e}");
+        let e = format!(
+            "{:#}",
+            check_output_file("--save", Path::new("no/such/"), "m").unwrap_err()
         );
         assert!(e.contains("is a directory"), "{e}");
         // A missing folder is created; nothing else is left behind.
         let deep = dir.path().join("a/b/m.safetensors");
-        check_output_file("--save", &deep).unwrap();
+        check_output_file("--save", &deep, "m").unwrap();
         assert!(dir.path().join("a/b").is_dir());
         assert_eq!(fs::read_dir(dir.path().join("a/b")).unwrap().count(), 0);
         // A file where a folder should be.
@@ -143,7 +160,7 @@ mod tests {
         assert!(e.contains("--out") && e.contains("not a folder"), "{e}");
         let e = format!(
             "{:#}",
-            check_output_file("--save", &file.join("m")).unwrap_err()
+            check_output_file("--save", &file.join("m"), "m").unwrap_err()
         );
         assert!(e.contains("--save") && e.contains("not a folder"), "{e}");
     }

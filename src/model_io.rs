@@ -81,8 +81,7 @@ impl Model {
 
     /// Parses safetensors bytes written by [`Model::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
-        let (_, header) =
-            SafeTensors::read_metadata(bytes).context("not a safetensors model file")?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| not_a_model(bytes, e))?;
         let metadata: BTreeMap<String, String> = header
             .metadata()
             .clone()
@@ -132,6 +131,31 @@ impl Model {
             extra,
         })
     }
+}
+
+/// The error for `bytes` that are no safetensors file: what they seem to be
+/// instead, when that can be told from their first bytes.
+fn not_a_model(bytes: &[u8], e: safetensors::SafeTensorError) -> anyhow::Error {
+    let head = &bytes[..bytes.len().min(512)];
+    let text = std::str::from_utf8(head)
+        .is_ok_and(|s| !s.chars().any(|c| c.is_control() && !c.is_whitespace()));
+    let what = match bytes {
+        [] => "the file is empty".to_string(),
+        // ModelProto: ir_version (field 1), then producer_name (field 2).
+        [0x08, _, 0x12, ..] => {
+            "it is an ONNX file, which `scratchnet export` writes from a model".to_string()
+        }
+        [0x1f, 0x8b, ..] => "it is gzip-compressed data".to_string(),
+        [b'P', b'K', 3, 4, ..] => "it is a zip archive (a PyTorch .pt file?)".to_string(),
+        [0x89, b'P', b'N', b'G', ..] | [0xff, 0xd8, 0xff, ..] => {
+            "it is an image (`scratchnet predict MODEL IMAGE` reads images)".to_string()
+        }
+        _ if text => "it is a text file".to_string(),
+        _ => format!("its header does not read as safetensors ({e})"),
+    };
+    anyhow::anyhow!(
+        "not a scratchnet model: {what}; expected a .safetensors model saved by `scratchnet train --save`"
+    )
 }
 
 /// Reads every tensor of `layout` by name from safetensors `bytes` into a flat

@@ -43,7 +43,13 @@ def _shown_inline(figure_type):
 
 def curves(model):
     """The run's loss (J and, where measured, the validation loss) and
-    accuracies (train, validation, test) against the iteration: two axes."""
+    accuracies (train, validation, test) against the iteration: two axes.
+
+    Where the run follows the notebook's L2 schedule (`reg_every`), a dotted
+    line marks each step at which the L2 factors are rescaled: J includes the
+    L2 term, so it steps there. The accuracy axis spans the range the curves
+    reach after the first tenth of the run, where they live; the earliest
+    evaluations fall below it."""
     records = model.metrics
     if not records:
         raise ValueError(
@@ -57,11 +63,21 @@ def curves(model):
     if any(r.get("val_loss") is not None for r in records):
         loss.plot(iters, [r.get("val_loss") for r in records], marker=".", label="validation loss")
     loss.set(xlabel="iteration", ylabel="loss", yscale="log", title="Loss")
+    every = (getattr(model, "config", None) or {}).get("reg_every") or 0
+    for k, step in enumerate(range(every, iters[-1] + 1, every) if every else []):
+        label = f"L2 factors rescaled (every {every} iterations)" if k == 0 else None
+        loss.axvline(step, color="0.5", linestyle=":", linewidth=1, label=label)
+    late = []
     for key, label in [("train_acc", "train"), ("val_acc", "validation"), ("test_acc", "test")]:
         values = [r.get(key) for r in records]
         if any(v is not None for v in values):
             acc.plot(iters, [None if v is None else 100 * v for v in values], marker=".", label=label)
+            late += [100 * v for i, v in zip(iters, values) if v is not None and i >= iters[-1] / 10]
     acc.set(xlabel="iteration", ylabel="accuracy (%)", title="Accuracy")
+    if late:
+        lo, hi = min(late), max(late)
+        margin = max(0.1, (hi - lo) * 0.1)
+        acc.set_ylim(max(0.0, lo - margin), min(100.0, hi + margin))
     for ax in (loss, acc):
         ax.grid(alpha=0.3)
         ax.legend()

@@ -164,7 +164,8 @@ fn a_file_that_is_not_a_model_is_refused_clearly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("notes.safetensors") && stderr.contains("not a safetensors model"),
+        stderr.contains("notes.safetensors")
+            && stderr.contains("not a scratchnet model: it is a text file"),
         "{stderr}"
     );
     assert!(!onnx.exists(), "nothing is written for a bad model");

@@ -26,7 +26,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs, v: Verbosity) -> Result<()> {
-    check_output_file("--onnx", &args.onnx)?;
+    check_output_file("--onnx", &args.onnx, "model.onnx")?;
     check_extension("--onnx", &args.onnx)?;
     let model = Model::load(args.model.required("export")?)?;
     export(&model, &args.onnx)?;

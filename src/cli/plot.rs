@@ -41,6 +41,9 @@ pub struct PlotArgs {
 
 const FONT: &str = "sans-serif";
 
+/// Curves of this many evaluations or fewer show a marker at each.
+const MARKED: usize = 20;
+
 /// Line colours, in order: matplotlib's "tab10", distinct on white.
 const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
@@ -65,6 +68,13 @@ pub fn run(args: PlotArgs, v: Verbosity) -> Result<()> {
     check_output_dir("--out", &args.out)?;
     if let Some(m) = &args.metrics {
         let records = read_metrics(m)?;
+        if records.len() == 1 && v > Verbosity::Quiet {
+            eprintln!(
+                "note: {} holds one evaluation, so each curve is a single point; \
+                 `train --eval-every N` records more",
+                m.display()
+            );
+        }
         let png = args.out.join("curves.png");
         curves(
             BitMapBackend::new(&png, (1200, 500)).into_drawing_area(),
@@ -177,7 +187,8 @@ fn curves<DB: DrawingBackend>(
     );
     let root = root.titled(&title, (FONT, 22)).map_err(err)?;
     let (left, right) = root.split_horizontally(600);
-    let x_max = r.iter().map(|r| r.iter).max().unwrap_or(1).max(1) as f64;
+    // A margin on the right, so that the last evaluation's marker shows whole.
+    let x_max = r.iter().map(|r| r.iter).max().unwrap_or(1).max(1) as f64 * 1.04;
     let points = |f: fn(&EvalRecord) -> Option<f64>| -> Vec<(f64, f64)> {
         r.iter()
             .filter_map(|x| f(x).filter(|v| v.is_finite()).map(|v| (x.iter as f64, v)))
@@ -229,6 +240,11 @@ fn curves<DB: DrawingBackend>(
         for (name, pts, color) in series {
             if pts.is_empty() {
                 continue;
+            }
+            // Few evaluations are marked, so that even one shows.
+            if pts.len() <= MARKED {
+                c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .map_err(err)?;
             }
             c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
                 .map_err(err)?

@@ -86,6 +86,10 @@ pub fn run(mut args: PredictArgs, v: Verbosity) -> Result<()> {
     let model_path = match args.model.take() {
         Some(m) => m,
         None if args.images.len() > 1 && is_model(&args.images[0]) => args.images.remove(0),
+        None if is_model(&args.images[0]) => bail!(
+            "no image given: name the images (or folders of them) after the model: `scratchnet predict {} IMAGE...`",
+            args.images[0].display()
+        ),
         None => {
             bail!("give a model: `scratchnet predict model.safetensors IMAGE...` (or --model FILE)")
         }

@@ -82,15 +82,15 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     init_scheme: Option<String>,
     /// Seed of every random choice (initialisation, shuffling, dropout, shifts)
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<u64>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
     /// Training steps (iterations)
-    #[arg(long, conflicts_with = "epochs")]
+    #[arg(long, conflicts_with = "epochs", value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     iters: Option<usize>,
     /// Passes over the training set
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     epochs: Option<usize>,
     /// `full` or samples per minibatch
@@ -130,7 +130,7 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     lr_floor: Option<f32>,
     /// Step schedule: period in steps
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     lr_step_every: Option<usize>,
     /// Step schedule: factor applied each period
@@ -142,7 +142,7 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     l2: Option<Vec<f32>>,
     /// The notebook's L2 schedule period in steps (0: off)
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     reg_every: Option<usize>,
     /// Dropout keep probabilities: one, or one per hidden branch (11,12,2)
@@ -154,7 +154,7 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     dropout: Option<String>,
     /// Largest random shift of training images, in pixels (0: off)
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     shift: Option<usize>,
     /// Largest random rotation of training images, in degrees (0: off)
@@ -178,15 +178,15 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     keep_best: Option<bool>,
     /// Stop after N evaluations without a better validation accuracy
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     patience: Option<usize>,
     /// Evaluate every N steps
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     eval_every: Option<usize>,
     /// Validation images taken from the end of the IDX training set
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     val_size: Option<usize>,
     /// The first layer's arithmetic: `f32`, or `bf16` (bfloat16 products with float32 sums,
@@ -194,6 +194,24 @@ struct ConfigFlags {
     #[arg(long, value_parser = ["f32", "bf16"])]
     #[serde(skip_serializing_if = "Option::is_none")]
     precision: Option<String>,
+}
+
+/// A flag's whole number (a count, a length, a seed): errors say what is
+/// expected, in words, rather than the parser's.
+fn whole<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    let t = s.trim();
+    t.parse::<T>().map_err(|_| {
+        let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        if t.strip_prefix('-').is_some_and(digits) {
+            "cannot be negative: expected a whole number, 0 or more".into()
+        } else if digits(t) {
+            "too large".into()
+        } else if t.parse::<f64>().is_ok() {
+            "expected a whole number, without a fraction".into()
+        } else {
+            "expected a whole number, such as 12".into()
+        }
+    })
 }
 
 /// A flag's number, which must be finite: `inf` and `nan` parse as floats

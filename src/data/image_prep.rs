@@ -67,6 +67,9 @@ pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
 
 /// [`load_digit`] for an encoded image in memory.
 pub fn digit_from_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
+    if bytes.is_empty() {
+        bail!("the file is empty (0 bytes); expected a PNG, JPEG, PGM/PPM or BMP image");
+    }
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .context("cannot read as an image")?;
@@ -113,11 +116,19 @@ pub fn prepare(grey: &Grey) -> Result<Vec<f32>> {
     }
     let ink = ink(grey);
     let top = ink.pixels().map(|p| p[0]).fold(0.0f32, f32::max);
+    check_ink(top)?;
+    let digit = main_strokes(&ink, top);
+    fit(&digit)
+}
+
+/// Refuses a picture whose most inked pixel holds `top` (0 paper, 1 ink)
+/// when that is too little to be a digit: one rule for images and for
+/// pixels given as they are.
+pub fn check_ink(top: f32) -> Result<()> {
     if top < BLANK {
         bail!("no digit found: the image is blank");
     }
-    let digit = main_strokes(&ink, top);
-    fit(&digit)
+    Ok(())
 }
 
 /// How much ink each pixel holds, 0 (paper) to 1: light on dark turned

@@ -50,11 +50,11 @@ impl Arch {
         let mut hidden = Vec::new();
         for stage in spec.split(',').map(str::trim) {
             if stage.is_empty() {
-                bail!("--arch `{spec}`: empty stage (expected e.g. `{NOTEBOOK_ARCH}`)");
+                bail!("an empty stage in `{spec}` (expected e.g. `{NOTEBOOK_ARCH}`)");
             }
             let branches = stage
                 .split('|')
-                .map(|b| parse_branch(b.trim()).with_context(|| format!("--arch `{spec}`")))
+                .map(|b| parse_branch(b.trim()))
                 .collect::<Result<Vec<_>>>()?;
             hidden.push(branches);
         }

@@ -4,7 +4,7 @@
 //! repay). The image takes the form the batch paths would give it
 //! (compressed when sparse), so the answer is theirs, bit for bit.
 
-use crate::data::image_prep::digit_from_bytes;
+use crate::data::image_prep::{check_ink, digit_from_bytes};
 use crate::model_io::Model;
 use crate::nn::network::argmax;
 use crate::nn::softmax_ce::softmax_row;
@@ -53,6 +53,8 @@ impl Classifier {
         if let Some(i) = pixels.iter().position(|v| !(0.0..=1.0).contains(v)) {
             bail!("pixel {i} is {}: pixels must lie in 0..1", pixels[i]);
         }
+        // Blank pixels are refused as a blank picture is.
+        check_ink(pixels.iter().copied().fold(0.0, f32::max))?;
         let mut ws = self.net.workspace(1);
         // One image: packing the weight for a matrix unit would cost more
         // than the unit saves.

@@ -36,15 +36,19 @@ impl Outputs {
     /// Checks that every output can be written, before any work: errors
     /// name the option and the path.
     pub fn check(&self) -> Result<()> {
-        for (option, path) in [("--save", &self.save), ("--metrics", &self.metrics)] {
+        for (option, path, example) in [
+            ("--save", &self.save, "model.safetensors"),
+            ("--metrics", &self.metrics, "run.jsonl"),
+        ] {
             if let Some(p) = path {
                 check_extension(option, p)?;
-                check_output_file(option, p)?;
+                check_output_file(option, p, example)?;
             }
         }
         if self.checkpoint.is_some() || self.checkpoint_every.is_some() {
-            check_extension("--checkpoint", &self.checkpoint_path())?;
-            check_output_file("--checkpoint", &self.checkpoint_path())?;
+            let path = self.checkpoint_path();
+            check_extension("--checkpoint", &path)?;
+            check_output_file("--checkpoint", &path, DEFAULT_CHECKPOINT)?;
         }
         Ok(())
     }

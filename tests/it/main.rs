@@ -10,6 +10,7 @@ mod download;
 mod golden;
 mod gradients;
 mod install;
+mod messages;
 mod outputs;
 mod photos;
 mod predict;

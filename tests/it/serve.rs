@@ -181,7 +181,16 @@ fn every_bad_request_gets_its_status_and_the_server_goes_on() {
             Some("image/png"),
             image_of_blank(),
             400,
-            "blank",
+            "no digit found: the image is blank",
+        ),
+        // The same blank picture as pixels gets the same answer.
+        (
+            "POST",
+            "/api/predict",
+            Some("application/json"),
+            format!("{{\"pixels\": [0{}]}}", ", 0".repeat(783)).into_bytes(),
+            400,
+            "no digit found: the image is blank",
         ),
         ("GET", "/api/nothing", None, Vec::new(), 404, "no such"),
         ("GET", "/api/predict", None, Vec::new(), 405, "not allowed"),

@@ -20,7 +20,7 @@ accuracies, and every parameter tensor at the end.
 
 Written from ../shared/SPEC.md and the optimisers' definitions (samples as
 columns, X is 784 x m), sharing no code with scratchnet. The starting
-weights are a formula both sides compute (tests/golden.rs has the same):
+weights are a formula both sides compute (tests/it/golden.rs has the same):
 for weight matrix k (W11, W12, W2, W3) and its element i in row-major order,
 u = ((i * 2654435761 + (k + 1) * 40503) mod 2^32) / 2^32 and
 w = (2u - 1) * sqrt(3) * sqrt(gain / fan_in), rounded to float32, with the

@@ -9,7 +9,7 @@ logits for the same images.
 EXPECTED_LOGITS.f32 holds scratchnet's logits of the 10,000 test images,
 float32 little-endian, row by row ([10000, classes]). Prints the versions
 checked and the worst difference; exits 1 on any disagreement.
-(`pip install onnx onnxruntime numpy`; tests/onnx.rs runs this when
+(`pip install onnx onnxruntime numpy`; slow-tests/tests/onnx.rs runs this when
 SCRATCHNET_PYTHON names a Python that has them.)
 """
 

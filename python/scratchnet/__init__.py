@@ -61,6 +61,21 @@ def show_digits(X, labels=None, predictions=None, columns=10, limit=100):
     return plots.digits(X, labels, predictions, columns=columns, limit=limit)
 
 
+def show_photo(path, model=None):
+    """A matplotlib figure of a picture of a digit beside what the network sees
+    of it (`read_digit(path)`: cropped to the ink, fitted into 20x20 and
+    centred in 28x28), titled with the model's reading where `model` is given.
+    Needs the `plot` extra."""
+    from . import plots
+
+    prepared = read_digit(path)
+    reading = None
+    if model is not None:
+        p = model.predict_proba(prepared.reshape(1, -1))[0]
+        reading = (int(p.argmax()), float(p.max()))
+    return plots.photo(path, prepared, reading)
+
+
 def __getattr__(name):
     # `sn.tune` without importing Optuna until it is used.
     if name == "tune":
@@ -70,4 +85,5 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Model", "load", "load_mnist", "read_digit", "show_digits", "train", "__version__"]
+__all__ = ["Model", "load", "load_mnist", "read_digit", "show_digits", "show_photo", "train",
+           "__version__"]

@@ -163,3 +163,23 @@ def digits(X, labels=None, predictions=None, columns=10, limit=100):
                 colour = "red"
         ax.set_title(" ".join(title), fontsize=9, color=colour)
     return fig
+
+
+def photo(path, prepared, reading=None):
+    """The picture at `path` as it is, beside `prepared` (28x28, 0..1 ink):
+    what the network reads. `reading` is (digit, probability), if known."""
+    from matplotlib.image import imread
+
+    fig = _figure(figsize=(7, 3.4), layout="constrained")
+    original, seen = fig.subplots(1, 2, width_ratios=[1.6, 1])
+    original.imshow(imread(path))
+    original.set_title("the photo")
+    seen.imshow(np.asarray(prepared).reshape(SIDE, SIDE), cmap="gray_r", vmin=0, vmax=1)
+    title = "what the network sees (28x28)"
+    if reading is not None:
+        title += f"\nread as {reading[0]} (probability {reading[1]:.3f})"
+    seen.set_title(title)
+    for ax in (original, seen):
+        ax.set_axis_off()
+    return fig
+

@@ -9,7 +9,10 @@ mod model;
 mod training;
 
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError, PyPermissionError,
+    PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 use scratchnet::data::download::Progress;
@@ -24,8 +27,24 @@ use std::path::PathBuf;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn value_error(e: anyhow::Error) -> PyErr {
-    PyValueError::new_err(format!("{e:#}"))
+/// A library error as Python's exception: a file that is missing or may
+/// not be read or written as the matching `OSError` (`FileNotFoundError`,
+/// `PermissionError`, ...), anything else (a corrupt file, a bad value) as
+/// `ValueError`.
+fn py_error(e: anyhow::Error) -> PyErr {
+    use std::io::ErrorKind;
+    let message = format!("{e:#}");
+    let io = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>());
+    match io.map(std::io::Error::kind) {
+        Some(ErrorKind::NotFound) => PyFileNotFoundError::new_err(message),
+        Some(ErrorKind::PermissionDenied) => PyPermissionError::new_err(message),
+        Some(ErrorKind::IsADirectory) => PyIsADirectoryError::new_err(message),
+        Some(ErrorKind::NotADirectory) => PyNotADirectoryError::new_err(message),
+        Some(ErrorKind::ReadOnlyFilesystem | ErrorKind::StorageFull | ErrorKind::Other) => {
+            PyOSError::new_err(message)
+        }
+        _ => PyValueError::new_err(message),
+    }
 }
 
 /// The worker threads: `threads`, or every core.
@@ -120,7 +139,7 @@ fn load_mnist<'py>(
             let val = (!found.path.is_file()).then_some(val_size);
             Dataset::load(&found.path, val)
         })
-        .map_err(value_error)?;
+        .map_err(py_error)?;
     [&data.train, &data.val, &data.test]
         .into_iter()
         .map(|s| {
@@ -136,7 +155,7 @@ fn load_mnist<'py>(
 /// [0, 1].
 #[pyfunction]
 fn read_digit<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let pixels = py.detach(|| load_digit(&path)).map_err(value_error)?;
+    let pixels = py.detach(|| load_digit(&path)).map_err(py_error)?;
     PyArray1::from_vec(py, pixels).reshape([SIDE, SIDE])
 }
 

@@ -1,9 +1,9 @@
 //! `Model`: a trained network in Python's hands, and `load`.
 
 use crate::arrays::{images, labels};
-use crate::{from_json, pool, record, thread_count, value_error};
+use crate::{from_json, pool, py_error, record, thread_count};
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use scratchnet::backend::{logits, Target};
@@ -45,7 +45,7 @@ impl PyModel {
         let pool = pool(threads)?;
         let z = py
             .detach(|| pool.install(|| logits(Target::cpu(threads), layout, params, &im.pixels)))
-            .map_err(value_error)?;
+            .map_err(py_error)?;
         Ok((z, im.count))
     }
 }
@@ -109,10 +109,7 @@ impl PyModel {
         path: PathBuf,
         metadata: Option<BTreeMap<String, String>>,
     ) -> PyResult<()> {
-        let saved = |m: &Model| {
-            py.detach(|| m.save(&path))
-                .map_err(|e| PyOSError::new_err(format!("{e:#}")))
-        };
+        let saved = |m: &Model| py.detach(|| m.save(&path)).map_err(py_error);
         match metadata {
             None => saved(&self.model),
             Some(extra) => {
@@ -173,8 +170,7 @@ impl PyModel {
     /// Writes the model as ONNX (opset and layout as `scratchnet export`),
     /// atomically.
     fn export_onnx(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| export(&self.model, &path))
-            .map_err(|e| PyOSError::new_err(format!("{e:#}")))
+        py.detach(|| export(&self.model, &path)).map_err(py_error)
     }
 
     /// Loss and accuracies against the iteration, from `metrics`: a
@@ -289,7 +285,7 @@ fn html(s: &str) -> String {
 /// Reads a model saved by `save` or by `scratchnet train --save`.
 #[pyfunction]
 pub fn load(py: Python<'_>, path: PathBuf) -> PyResult<PyModel> {
-    let model = py.detach(|| Model::load(&path)).map_err(value_error)?;
+    let model = py.detach(|| Model::load(&path)).map_err(py_error)?;
     Ok(PyModel {
         model,
         records: Vec::new(),

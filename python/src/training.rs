@@ -3,7 +3,7 @@
 
 use crate::arrays::{images, labels, Images};
 use crate::model::PyModel;
-use crate::{pool, record, thread_count, to_json, value_error};
+use crate::{pool, py_error, record, thread_count, to_json};
 use pyo3::exceptions::{
     PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyUserWarning, PyValueError,
 };
@@ -173,7 +173,7 @@ fn config(
         }
         overrides.insert(k.clone(), to_json(&k, &v)?);
     }
-    TrainConfig::resolve(None, overrides.into()).map_err(value_error)
+    TrainConfig::resolve(None, overrides.into()).map_err(py_error)
 }
 
 /// How many L2 factors (one per weight matrix) and keep probabilities (one
@@ -186,7 +186,7 @@ pub fn factor_counts(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<BTreeMap<&'static str, usize>> {
     let cfg = config("factor_counts", preset, options)?;
-    let arch = cfg.arch(SIDE * SIDE, CLASSES).map_err(value_error)?;
+    let arch = cfg.arch(SIDE * SIDE, CLASSES).map_err(py_error)?;
     Ok(BTreeMap::from([
         ("l2", arch.weight_matrices()),
         ("keep", arch.hidden_branches()),
@@ -285,7 +285,7 @@ fn run(
         })
     });
     let (outcome, model, obs) = match result {
-        Ok(r) => r.map_err(value_error)?,
+        Ok(r) => r.map_err(py_error)?,
         Err(_) => return Err(PyRuntimeError::new_err("training panicked")),
     };
     if let Some(e) = obs.error {
@@ -296,7 +296,7 @@ fn run(
         Err(e) => {
             return Err(match e.downcast_ref::<scratchnet::train::Diverged>() {
                 Some(_) => PyRuntimeError::new_err(format!("{e:#}")),
-                None => value_error(e),
+                None => py_error(e),
             })
         }
     };

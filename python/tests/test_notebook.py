@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import scratchnet as sn
 from scratchnet import plots
+from skips import need
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data" / "mnist"
@@ -99,8 +100,8 @@ def test_a_progress_callable_sees_every_step_counted(mnist):
 
 
 def test_in_a_jupyter_kernel_the_bar_is_a_widget_and_pictures_are_images():
-    nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed")
-    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed")
+    nbformat = need("nbformat", "test")
+    nbclient = need("nbclient", "test")
     cells = [
         f"import scratchnet as sn\n(x, y), (xv, yv), _ = sn.load_mnist({str(DATA)!r})",
         "model = sn.train(x[:2000], y[:2000], xv[:500], yv[:500], iters=30, eval_every=10)",
@@ -201,7 +202,7 @@ def test_a_photo_of_a_3_reads_as_3(trained):
 
 
 def test_onnx_runtime_gives_the_models_probabilities(trained, mnist, tmp_path):
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    ort = need("onnxruntime", "notebook")
     _, _, (xte, _) = mnist
     path = tmp_path / "m.onnx"
     trained.export_onnx(path)

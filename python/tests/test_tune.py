@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-optuna = pytest.importorskip("optuna", reason="the tune extra (Optuna) is not installed")
+from skips import need
+
+optuna = need("optuna", "tune")
 import scratchnet as sn  # noqa: E402
 import sqlalchemy  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402

@@ -1,7 +1,7 @@
 //! A run's random choices given as data rather than drawn from the seed:
 //! each step's samples and their shifts and, optionally, each step's
 //! per-sample dropout masks. Another implementation of the same math (the
-//! numpy reference of `tests/golden.rs`) and scratchnet can then start
+//! numpy reference of `tests/it/golden.rs`) and scratchnet can then start
 //! from the same inputs and be compared step by step.
 
 use crate::data::batch::GivenBatches;

@@ -15,6 +15,7 @@ mod outputs;
 mod photos;
 mod predict;
 mod readers;
+mod readme;
 mod robustness;
 mod serve;
 mod training;

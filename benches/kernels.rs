@@ -258,60 +258,32 @@ fn pack_first_layer_weight(bencher: Bencher) {
     bencher.bench_local(|| wt.pack_transposed(black_box(&w), 784, 192));
 }
 
-/// The GEMM choice: the `gemm` crate (used) against `matrixmultiply` (with
-/// its threading) on the full-batch forward shape and a large square, both
-/// on 2 threads. Set `MATMUL_NUM_THREADS=2` for matrixmultiply's pool.
-#[divan::bench(args = ["gemm", "matrixmultiply"])]
-fn gemm_library_full_batch_forward(bencher: Bencher, lib: &str) {
+/// The matrix library (the `gemm` crate) on the full-batch forward shape and
+/// a large square, on 2 threads (docs/PERFORMANCE.md, "The GEMM library,
+/// chosen by measurement", has how it compared with `matrixmultiply`).
+#[divan::bench]
+fn gemm_full_batch_forward(bencher: Bencher) {
     let (m, n, k) = (50_000, 192, 784);
     let (a, w, mut c) = (values(m * k), values(n * k), vec![0.0f32; m * n]);
-    bencher.bench_local(|| library_product(lib, &mut c, &a, &w, (m, n, k)));
+    bencher.bench_local(|| product(&mut c, &a, &w, (m, n, k)));
 }
 
-#[divan::bench(args = ["gemm", "matrixmultiply"])]
-fn gemm_library_square_2048(bencher: Bencher, lib: &str) {
+#[divan::bench]
+fn gemm_square_2048(bencher: Bencher) {
     let s = 2048;
     let (a, w, mut c) = (values(s * s), values(s * s), vec![0.0f32; s * s]);
-    bencher.bench_local(|| library_product(lib, &mut c, &a, &w, (s, s, s)));
+    bencher.bench_local(|| product(&mut c, &a, &w, (s, s, s)));
 }
 
-/// `c = a · wᵀ` (`a` is `m x k`, `w` is `n x k`) through either library.
-fn library_product(
-    lib: &str,
-    c: &mut [f32],
-    a: &[f32],
-    w: &[f32],
-    (m, n, k): (usize, usize, usize),
-) {
-    if lib == "gemm" {
-        matmul(
-            MatMut::new(c, m, n),
-            Mat::new(a, m, k),
-            Mat::new(w, n, k).t(),
-            false,
-            THREADS,
-        );
-    } else {
-        // SAFETY: the slices hold m x k, n x k and m x n elements.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                k as isize,
-                1,
-                w.as_ptr(),
-                1,
-                k as isize,
-                0.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    }
+/// `c = a · wᵀ` (`a` is `m x k`, `w` is `n x k`).
+fn product(c: &mut [f32], a: &[f32], w: &[f32], (m, n, k): (usize, usize, usize)) {
+    matmul(
+        MatMut::new(c, m, n),
+        Mat::new(a, m, k),
+        Mat::new(w, n, k).t(),
+        false,
+        THREADS,
+    );
     black_box(c);
 }
 

@@ -13,7 +13,7 @@ use scratchnet::nn::dropout::MaskRows;
 use scratchnet::nn::softmax_ce::loss_and_grad;
 use scratchnet::nn::{Arch, Layout};
 use scratchnet::optim::Adam;
-use scratchnet::tensor::bf16::{self, layout::Source, Out, Pairs, PairsView, Tiled};
+use scratchnet::tensor::bf16::{self, layout::Source, Out, Pairs, Tiled};
 use scratchnet::tensor::kernels::Kernels;
 use scratchnet::tensor::sparse::{
     spmm, spmm_by_columns, spmm_t, ColumnBlocks, ColumnParts, Panels, SparseRows,
@@ -287,19 +287,17 @@ fn product(c: &mut [f32], a: &[f32], w: &[f32], (m, n, k): (usize, usize, usize)
     black_box(c);
 }
 
-/// The first layer on the bfloat16 unit this machine has (AMX, else
-/// AVX512-BF16): forward `X·W1ᵀ` with the weight in `terms` bfloat16 terms
-/// (3: float32's accuracy, 1: plain bfloat16), on real images as tiles.
-#[divan::bench(args = [(128, 1), (128, 3), (50_000, 1), (50_000, 3)])]
-fn bf16_first_layer_forward(bencher: Bencher, (rows, terms): (usize, usize)) {
-    let Some(unit) = Kernels::current().unit() else {
-        return eprintln!("skipped: no bfloat16 unit here");
-    };
-    let x = Tiled::from_rows(mnist_rows(rows), 784, true).unwrap();
+/// The first layer on AMX tiles in bfloat16 (`--precision bf16`): forward
+/// `X·W1ᵀ` on real images as tiles.
+#[divan::bench(args = [128, 50_000])]
+fn bf16_first_layer_forward(bencher: Bencher, rows: usize) {
+    if !Kernels::current().has_tiles() {
+        return eprintln!("skipped: no AMX tiles here");
+    }
+    let x = Tiled::from_rows(mnist_rows(rows), 784);
     let w = values(192 * 784);
-    let mut pairs = vec![Pairs::default(); terms];
-    Pairs::fill_terms(&mut pairs, Source::Transposed(&w), 784, 192);
-    let views: Vec<PairsView> = pairs.iter().map(Pairs::view).collect();
+    let mut pairs = Pairs::default();
+    pairs.fill(Source::Transposed(&w), 784, 192);
     let mut z = vec![0.0f32; rows * 192];
     bencher.bench_local(|| {
         let out = Out::Rows {
@@ -308,24 +306,22 @@ fn bf16_first_layer_forward(bencher: Bencher, (rows, terms): (usize, usize)) {
             n: 192,
             stride: 192,
         };
-        bf16::product(unit, out, x.view(), &views, THREADS)
+        bf16::product(out, x.view(), pairs.view(), THREADS)
     });
 }
 
-/// The weight gradient `dW1ᵀ = Xᵀ·dZ1` on the unit, `dZ1` in `terms`
-/// terms, into panels as the trainer keeps the weight: the product alone,
-/// then with the split of `dZ1` into terms that each step does first.
-#[divan::bench(args = [(128, 1), (128, 3), (50_000, 1), (50_000, 3)])]
-fn bf16_first_layer_weight_gradient(bencher: Bencher, (rows, terms): (usize, usize)) {
-    let Some(unit) = Kernels::current().unit() else {
-        return eprintln!("skipped: no bfloat16 unit here");
-    };
+/// The weight gradient `dW1ᵀ = Xᵀ·dZ1` on the tiles, into panels as the
+/// trainer keeps the weight.
+#[divan::bench(args = [128, 50_000])]
+fn bf16_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
+    if !Kernels::current().has_tiles() {
+        return eprintln!("skipped: no AMX tiles here");
+    }
     let mut xt = Tiled::default();
     xt.fill_transposed_from_sparse(SparseRows::from_dense(mnist_rows(rows), 784).view());
     let dz = values(rows * 192);
-    let mut pairs = vec![Pairs::default(); terms];
-    Pairs::fill_terms(&mut pairs, Source::Rows(&dz), rows, 192);
-    let views: Vec<PairsView> = pairs.iter().map(Pairs::view).collect();
+    let mut pairs = Pairs::default();
+    pairs.fill(Source::Rows(&dz), rows, 192);
     let mut dw = vec![0.0f32; 784 * 192];
     bencher.bench_local(|| {
         let out = Out::Panels {
@@ -333,16 +329,17 @@ fn bf16_first_layer_weight_gradient(bencher: Bencher, (rows, terms): (usize, usi
             rows: 784,
             n: 192,
         };
-        bf16::product(unit, out, xt.view(), &views, THREADS)
+        bf16::product(out, xt.view(), pairs.view(), THREADS)
     });
 }
 
-/// Splitting `dZ1` (`[rows, 192]`) into `terms` bfloat16 terms in pairs.
-#[divan::bench(args = [(128, 3), (50_000, 1), (50_000, 3)])]
-fn bf16_split_gradient_into_terms(bencher: Bencher, (rows, terms): (usize, usize)) {
+/// Rounding `dZ1` (`[rows, 192]`) to bfloat16 in pairs, as each step on the
+/// tiles does first.
+#[divan::bench(args = [128, 50_000])]
+fn bf16_gradient_to_pairs(bencher: Bencher, rows: usize) {
     let dz = values(rows * 192);
-    let mut pairs = vec![Pairs::default(); terms];
-    bencher.bench_local(|| Pairs::fill_terms(black_box(&mut pairs), Source::Rows(&dz), rows, 192));
+    let mut pairs = Pairs::default();
+    bencher.bench_local(|| black_box(&mut pairs).fill(Source::Rows(&dz), rows, 192));
 }
 
 /// A minibatch's rows as tiles and as their transpose, from compressed rows.

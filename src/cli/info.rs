@@ -63,16 +63,10 @@ pub(super) fn kernels_line() -> String {
 pub(super) fn arithmetic_line(precision: Precision) -> String {
     let kernels = Kernels::current().name();
     match (precision, Arithmetic::current(precision)) {
-        (_, Arithmetic::Bf16(b)) if b.terms > 1 => {
-            format!(
-                "f32 (on the {kernels} kernels: products of {} bfloat16 terms where they are faster)",
-                b.terms
-            )
-        }
-        (_, Arithmetic::Bf16(_)) => format!("bf16 (on the {kernels} kernels)"),
-        (Precision::F32, Arithmetic::Fma) => format!("f32 (on the {kernels} kernels)"),
-        (Precision::Bf16, Arithmetic::Fma) => {
-            format!("f32: bf16 needs a bfloat16 unit, which the {kernels} kernels lack")
+        (_, Arithmetic::AmxBf16) => "bf16 (the first layer on AMX tiles)".to_string(),
+        (Precision::F32, Arithmetic::F32) => format!("f32 (on the {kernels} kernels)"),
+        (Precision::Bf16, Arithmetic::F32) => {
+            format!("f32: bf16 needs AMX tiles, which the {kernels} kernels lack")
         }
     }
 }

@@ -3,6 +3,7 @@
 //! shifts depend only on (seed, step, position in the batch).
 
 use crate::nn::dropout::uniform;
+use crate::tensor::kernels::{Isa, Kernels};
 use crate::tensor::sparse::SparseRows;
 
 /// Copies `src` (an `h x w` image) into `dst` moved by `(dx, dy)` pixels.
@@ -40,7 +41,7 @@ pub fn shift_entries(
     };
     out.push_row_with(idx.len(), |dst_idx, dst_val| {
         #[cfg(target_arch = "x86_64")]
-        if crate::tensor::kernels::avx512()
+        if Kernels::current().isa() == Isa::Avx512
             && w >= 2
             && h.checked_mul(w).is_some_and(|n| n <= i32::MAX as usize)
         {

@@ -5,7 +5,7 @@
 use super::arch::Activation;
 use super::dropout::MaskRows;
 use super::layout::BranchSlot;
-use multiversion::multiversion;
+use crate::tensor::kernels::per_isa;
 
 /// tanh by Eigen's rational approximation (accurate to a few ulp in f32):
 /// unlike libm's it vectorises, and the network evaluates millions per step.
@@ -29,86 +29,88 @@ pub fn fast_tanh(x: f32) -> f32 {
     p / q
 }
 
-/// `z[r, c] = act(z[r, c] + bias[c]) * scale[r, c]` for a block of rows of
-/// `width` columns; branches pick the activation of their columns.
-#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
-pub fn forward_rows(
-    z: &mut [f32],
-    width: usize,
-    bias: &[f32],
-    branches: &[BranchSlot],
-    mask: MaskRows<'_>,
-) {
-    for (r, row) in z.chunks_exact_mut(width).enumerate() {
-        let scale = mask.row(r, width);
-        for br in branches {
-            let cols = br.cols.clone();
-            let (zs, bs) = (&mut row[cols.clone()], &bias[cols.clone()]);
-            match br.act {
-                None => zs.iter_mut().zip(bs).for_each(|(z, b)| *z += b),
-                Some(Activation::Relu) => zs
-                    .iter_mut()
-                    .zip(bs)
-                    .for_each(|(z, b)| *z = (*z + b).max(0.0)),
-                Some(Activation::Tanh) => zs
-                    .iter_mut()
-                    .zip(bs)
-                    .for_each(|(z, b)| *z = fast_tanh(*z + b)),
-            }
-            if let Some(s) = scale {
-                zs.iter_mut().zip(&s[cols]).for_each(|(z, s)| *z *= s);
+per_isa! {
+    /// `z[r, c] = act(z[r, c] + bias[c]) * scale[r, c]` for a block of rows of
+    /// `width` columns; branches pick the activation of their columns.
+    pub fn forward_rows(
+        z: &mut [f32],
+        width: usize,
+        bias: &[f32],
+        branches: &[BranchSlot],
+        mask: MaskRows<'_>,
+    ) {
+        for (r, row) in z.chunks_exact_mut(width).enumerate() {
+            let scale = mask.row(r, width);
+            for br in branches {
+                let cols = br.cols.clone();
+                let (zs, bs) = (&mut row[cols.clone()], &bias[cols.clone()]);
+                match br.act {
+                    None => zs.iter_mut().zip(bs).for_each(|(z, b)| *z += b),
+                    Some(Activation::Relu) => zs
+                        .iter_mut()
+                        .zip(bs)
+                        .for_each(|(z, b)| *z = (*z + b).max(0.0)),
+                    Some(Activation::Tanh) => zs
+                        .iter_mut()
+                        .zip(bs)
+                        .for_each(|(z, b)| *z = fast_tanh(*z + b)),
+                }
+                if let Some(s) = scale {
+                    zs.iter_mut().zip(&s[cols]).for_each(|(z, s)| *z *= s);
+                }
             }
         }
     }
 }
 
-/// Turns dA into dZ in place for a block of rows, given that block's outputs
-/// `a` (after dropout) and the branches' keep probabilities.
-///
-/// With s = mask/keep and a = act(z)·s: relu gives dz = da·s where a > 0;
-/// tanh gives dz = da·s·(1 - (a/s)²) = da·(s - a²·keep), which is 0 when s is.
-#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
-pub fn backward_rows(
-    dz: &mut [f32],
-    a: &[f32],
-    width: usize,
-    branches: &[BranchSlot],
-    keeps: &[f32],
-    mask: MaskRows<'_>,
-) {
-    for (r, (drow, arow)) in dz
-        .chunks_exact_mut(width)
-        .zip(a.chunks_exact(width))
-        .enumerate()
-    {
-        let scale = mask.row(r, width);
-        for br in branches {
-            let cols = br.cols.clone();
-            let (ds, as_) = (&mut drow[cols.clone()], &arow[cols.clone()]);
-            let keep = if scale.is_some() {
-                keeps[br.index]
-            } else {
-                1.0
-            };
-            match (br.act, scale) {
-                (None, _) => {}
-                (Some(Activation::Relu), None) => ds
-                    .iter_mut()
-                    .zip(as_)
-                    .for_each(|(d, &a)| *d = if a > 0.0 { *d } else { 0.0 }),
-                (Some(Activation::Relu), Some(s)) => ds
-                    .iter_mut()
-                    .zip(as_)
-                    .zip(&s[cols])
-                    .for_each(|((d, &a), &s)| *d = if a > 0.0 { *d * s } else { 0.0 }),
-                (Some(Activation::Tanh), None) => {
-                    ds.iter_mut().zip(as_).for_each(|(d, &a)| *d *= 1.0 - a * a)
+per_isa! {
+    /// Turns dA into dZ in place for a block of rows, given that block's outputs
+    /// `a` (after dropout) and the branches' keep probabilities.
+    ///
+    /// With s = mask/keep and a = act(z)·s: relu gives dz = da·s where a > 0;
+    /// tanh gives dz = da·s·(1 - (a/s)²) = da·(s - a²·keep), which is 0 when s is.
+    pub fn backward_rows(
+        dz: &mut [f32],
+        a: &[f32],
+        width: usize,
+        branches: &[BranchSlot],
+        keeps: &[f32],
+        mask: MaskRows<'_>,
+    ) {
+        for (r, (drow, arow)) in dz
+            .chunks_exact_mut(width)
+            .zip(a.chunks_exact(width))
+            .enumerate()
+        {
+            let scale = mask.row(r, width);
+            for br in branches {
+                let cols = br.cols.clone();
+                let (ds, as_) = (&mut drow[cols.clone()], &arow[cols.clone()]);
+                let keep = if scale.is_some() {
+                    keeps[br.index]
+                } else {
+                    1.0
+                };
+                match (br.act, scale) {
+                    (None, _) => {}
+                    (Some(Activation::Relu), None) => ds
+                        .iter_mut()
+                        .zip(as_)
+                        .for_each(|(d, &a)| *d = if a > 0.0 { *d } else { 0.0 }),
+                    (Some(Activation::Relu), Some(s)) => ds
+                        .iter_mut()
+                        .zip(as_)
+                        .zip(&s[cols])
+                        .for_each(|((d, &a), &s)| *d = if a > 0.0 { *d * s } else { 0.0 }),
+                    (Some(Activation::Tanh), None) => {
+                        ds.iter_mut().zip(as_).for_each(|(d, &a)| *d *= 1.0 - a * a)
+                    }
+                    (Some(Activation::Tanh), Some(s)) => ds
+                        .iter_mut()
+                        .zip(as_)
+                        .zip(&s[cols])
+                        .for_each(|((d, &a), &s)| *d *= s - a * a * keep),
                 }
-                (Some(Activation::Tanh), Some(s)) => ds
-                    .iter_mut()
-                    .zip(as_)
-                    .zip(&s[cols])
-                    .for_each(|((d, &a), &s)| *d *= s - a * a * keep),
             }
         }
     }

@@ -2,9 +2,9 @@
 //! weight is `[out, in]` (the notebook's shape), outputs are `[batch, out]`.
 //! Transposes are views, so no product copies its operands.
 
+use crate::tensor::kernels::per_isa;
 use crate::tensor::par::map_row_blocks;
 use crate::tensor::{matmul, Mat, MatMut};
-use multiversion::multiversion;
 
 /// Shapes of one dense layer at one batch size.
 #[derive(Clone, Copy, Debug)]
@@ -117,11 +117,12 @@ pub fn column_sums(out: &mut [f32], m: &[f32]) {
     });
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
-fn block_sums(block: &[f32], width: usize) -> Vec<f32> {
-    let mut acc = vec![0.0f32; width];
-    for row in block.chunks_exact(width) {
-        acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+per_isa! {
+    fn block_sums(block: &[f32], width: usize) -> Vec<f32> {
+        let mut acc = vec![0.0f32; width];
+        for row in block.chunks_exact(width) {
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+        }
+        acc
     }
-    acc
 }

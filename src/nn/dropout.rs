@@ -5,7 +5,7 @@
 //! resumed run draws exactly the masks an uninterrupted one would.
 
 use super::layout::LayerLayout;
-use multiversion::multiversion;
+use crate::tensor::kernels::per_isa;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -61,20 +61,21 @@ pub fn fill_mask(
     }
 }
 
-/// `1/keep` or 0 for draws `first..` of stream `key`. The loop vectorises
-/// where the CPU multiplies 64-bit lanes (AVX-512DQ): scalar, drawing a
-/// minibatch's masks took longer than its first layer's product
-/// (docs/PERFORMANCE.md, "Dropout masks vectorised"). The same integer and exact
-/// float operations either way, so the same masks.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
-fn fill_draws(row: &mut [f32], first: u64, keep: f32, key: u64) {
-    let kept = 1.0 / keep;
-    for (j, v) in row.iter_mut().enumerate() {
-        *v = if uniform(key, first + j as u64) < keep {
-            kept
-        } else {
-            0.0
-        };
+per_isa! {
+    /// `1/keep` or 0 for draws `first..` of stream `key`. The loop vectorises
+    /// where the CPU multiplies 64-bit lanes (AVX-512DQ): scalar, drawing a
+    /// minibatch's masks took longer than its first layer's product
+    /// (docs/PERFORMANCE.md, "Dropout masks vectorised"). The same integer and exact
+    /// float operations either way, so the same masks.
+    fn fill_draws(row: &mut [f32], first: u64, keep: f32, key: u64) {
+        let kept = 1.0 / keep;
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = if uniform(key, first + j as u64) < keep {
+                kept
+            } else {
+                0.0
+            };
+        }
     }
 }
 

@@ -110,22 +110,21 @@ impl Network {
         ws: &'w mut Workspace,
         dropout: Option<&Dropout<'_>>,
     ) -> &'w mut [f32] {
-        let w1 = params.prepare_first(&x, &mut ws.first);
-        self.forward_prepared(params, &w1, x, &mut ws.pass, dropout)
+        let x1 = params.prepare_first(x, &mut ws.first);
+        self.forward_prepared(params, &x1, &mut ws.pass, dropout)
     }
 
-    /// [`Network::forward`] with the first layer's weight prepared for
-    /// `x`'s form.
+    /// [`Network::forward`] of an input paired with the first layer's
+    /// weight as its form reads it.
     fn forward_prepared<'w>(
         &self,
         params: &Params,
-        w1: &Prepared<'_>,
-        x: Input<'_>,
+        x1: &Prepared<'_>,
         pass: &'w mut Activations,
         dropout: Option<&Dropout<'_>>,
     ) -> &'w mut [f32] {
         let layers = &self.layout.layers;
-        let rows = x.checked_rows(self.layout.arch.inputs);
+        let rows = x1.rows();
         let Activations {
             capacity,
             acts,
@@ -143,7 +142,7 @@ impl Network {
             .chain(per_sample)
             .collect();
         RowBlocks::new(rows, FEW_ROWS, self.threads, bufs)
-            .for_each(|b| self.forward_block(params, w1, x, &masks, b));
+            .for_each(|b| self.forward_block(params, x1, &masks, b));
         &mut acts[layers.len() - 1][..rows * self.layout.arch.classes]
     }
 
@@ -152,21 +151,20 @@ impl Network {
     fn forward_block(
         &self,
         params: &Params,
-        w1: &Prepared<'_>,
-        x: Input<'_>,
+        x1: &Prepared<'_>,
         masks: &PassMasks<'_>,
         b: RowBlock<'_>,
     ) {
         let layers = &self.layout.layers;
         let (r, threads, mut bufs) = (b.rows, b.threads, b.bufs);
         let (acts, scales) = bufs.split_at_mut(layers.len());
-        let x = x.slice(r.clone(), self.layout.arch.inputs);
+        let x1 = x1.slice(r.clone());
         for (l, layer) in layers.iter().enumerate() {
             let (below, here) = acts.split_at_mut(l);
             let z = &mut *here[0];
             match below.last() {
                 // Z1 = X·W1ᵀ
-                None => w1.forward(z, x, threads),
+                None => x1.forward(z, threads),
                 // Z = A·Wᵀ
                 Some(a) => {
                     let w = params.tensor(layer.w.clone());
@@ -304,11 +302,11 @@ impl Network {
         ws: &mut Workspace,
         mut f: impl FnMut(usize, &mut [f32]),
     ) {
-        let w1 = params.prepare_first(&images, &mut ws.first);
-        for (start, x) in images.chunks(ws.pass.capacity, self.layout.arch.inputs) {
+        let x1 = params.prepare_first(images, &mut ws.first);
+        for (start, chunk) in x1.chunks(ws.pass.capacity) {
             f(
                 start,
-                self.forward_prepared(params, &w1, x, &mut ws.pass, None),
+                self.forward_prepared(params, &chunk, &mut ws.pass, None),
             );
         }
     }

@@ -58,9 +58,9 @@ impl Params {
         &self.first
     }
 
-    /// The first layer's weight as `x`'s form reads it (see
+    /// `x` paired with the first layer's weight as its form reads it (see
     /// [`FirstLayer::prepare`]).
-    pub fn prepare_first<'a>(&'a self, x: &Input<'_>, scratch: &'a mut Scratch) -> Prepared<'a> {
+    pub fn prepare_first<'a>(&'a self, x: Input<'a>, scratch: &'a mut Scratch) -> Prepared<'a> {
         self.first.prepare(&self.data, x, scratch)
     }
 

@@ -1,7 +1,7 @@
 //! Adam, with or without bias correction (the notebook used none).
 
 use super::{for_each_piece, Decay, CHUNK};
-use multiversion::multiversion;
+use crate::tensor::kernels::per_isa;
 use rayon::prelude::*;
 
 /// Adam's state: first and second moments of every parameter.
@@ -78,35 +78,36 @@ impl Adam {
     }
 }
 
-/// One piece of [`Adam::step`]; true if every updated parameter is finite
-/// (Σ p·0 is 0 unless some p is infinite or NaN, summed in 16 lanes).
-#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
-fn update(p: &mut [f32], g: &[f32], v: &mut [f32], s: &mut [f32], c: [f32; 6]) -> bool {
-    let [b1, b2, eps, step, inv_sqrt_c2, k] = c;
-    let one = |p: &mut f32, g: f32, v: &mut f32, s: &mut f32| {
-        let g = g + k * *p;
-        *v = b1 * *v + (1.0 - b1) * g;
-        *s = b2 * *s + (1.0 - b2) * g * g;
-        *p -= step * *v / (s.sqrt() * inv_sqrt_c2 + eps);
-        *p * 0.0
-    };
-    // Whole groups of 16 (fixed-size, so they vectorise), then the rest.
-    let whole = p.len() / 16 * 16;
-    let (p, p_rest) = p.split_at_mut(whole);
-    let (v, v_rest) = v.split_at_mut(whole);
-    let (s, s_rest) = s.split_at_mut(whole);
-    let mut lanes = [0.0f32; 16];
-    let groups = p.chunks_exact_mut(16).zip(g.chunks_exact(16));
-    for ((p, g), (v, s)) in groups.zip(v.chunks_exact_mut(16).zip(s.chunks_exact_mut(16))) {
-        for j in 0..16 {
-            lanes[j] += one(&mut p[j], g[j], &mut v[j], &mut s[j]);
+per_isa! {
+    /// One piece of [`Adam::step`]; true if every updated parameter is finite
+    /// (Σ p·0 is 0 unless some p is infinite or NaN, summed in 16 lanes).
+    fn update(p: &mut [f32], g: &[f32], v: &mut [f32], s: &mut [f32], c: [f32; 6]) -> bool {
+        let [b1, b2, eps, step, inv_sqrt_c2, k] = c;
+        let one = |p: &mut f32, g: f32, v: &mut f32, s: &mut f32| {
+            let g = g + k * *p;
+            *v = b1 * *v + (1.0 - b1) * g;
+            *s = b2 * *s + (1.0 - b2) * g * g;
+            *p -= step * *v / (s.sqrt() * inv_sqrt_c2 + eps);
+            *p * 0.0
+        };
+        // Whole groups of 16 (fixed-size, so they vectorise), then the rest.
+        let whole = p.len() / 16 * 16;
+        let (p, p_rest) = p.split_at_mut(whole);
+        let (v, v_rest) = v.split_at_mut(whole);
+        let (s, s_rest) = s.split_at_mut(whole);
+        let mut lanes = [0.0f32; 16];
+        let groups = p.chunks_exact_mut(16).zip(g.chunks_exact(16));
+        for ((p, g), (v, s)) in groups.zip(v.chunks_exact_mut(16).zip(s.chunks_exact_mut(16))) {
+            for j in 0..16 {
+                lanes[j] += one(&mut p[j], g[j], &mut v[j], &mut s[j]);
+            }
         }
+        let mut rest = 0.0;
+        for (j, p) in p_rest.iter_mut().enumerate() {
+            rest += one(p, g[whole + j], &mut v_rest[j], &mut s_rest[j]);
+        }
+        lanes.iter().sum::<f32>() + rest == 0.0
     }
-    let mut rest = 0.0;
-    for (j, p) in p_rest.iter_mut().enumerate() {
-        rest += one(p, g[whole + j], &mut v_rest[j], &mut s_rest[j]);
-    }
-    lanes.iter().sum::<f32>() + rest == 0.0
 }
 
 #[cfg(test)]

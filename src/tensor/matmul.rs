@@ -26,7 +26,11 @@ impl<'a> Mat<'a> {
     /// A view with explicit row and column strides (in elements).
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         if rows > 0 && cols > 0 {
-            let last = (rows - 1) * rs + (cols - 1) * cs;
+            let last = (rows - 1)
+                .checked_mul(rs)
+                .zip((cols - 1).checked_mul(cs))
+                .and_then(|(r, c)| r.checked_add(c))
+                .unwrap_or(usize::MAX);
             assert!(
                 last < data.len(),
                 "matrix view {rows}x{cols} (strides {rs},{cs}) overruns a buffer of {}",
@@ -90,7 +94,10 @@ impl<'a> MatMut<'a> {
             "row stride {rs} shorter than a row of {cols}"
         );
         if rows > 0 && cols > 0 {
-            let last = (rows - 1) * rs + cols - 1;
+            let last = (rows - 1)
+                .checked_mul(rs)
+                .and_then(|r| r.checked_add(cols - 1))
+                .unwrap_or(usize::MAX);
             assert!(
                 last < data.len(),
                 "output view {rows}x{cols} (row stride {rs}) overruns a buffer of {}",

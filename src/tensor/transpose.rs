@@ -1,6 +1,8 @@
 //! Out-of-place transpose in square tiles, for the two copies the sparse
 //! first layer needs (its weight into column panels, its gradient back).
 
+use crate::tensor::kernels::{Isa, Kernels};
+
 /// Side of the tiles copied at a time (a source and a destination tile fit L1).
 const TILE: usize = 16;
 
@@ -17,16 +19,23 @@ pub fn transpose(
     if rows == 0 || cols == 0 {
         return;
     }
+    // The extent each side needs (an overflow needs more than any slice).
+    let extent = |lines: usize, stride: usize, width: usize| {
+        (lines - 1)
+            .checked_mul(stride)
+            .and_then(|e| e.checked_add(width))
+            .unwrap_or(usize::MAX)
+    };
     assert!(
-        src.len() >= (rows - 1) * src_stride + cols,
+        src.len() >= extent(rows, src_stride, cols),
         "source too short"
     );
     assert!(
-        dst.len() >= (cols - 1) * dst_stride + rows,
+        dst.len() >= extent(cols, dst_stride, rows),
         "destination too short"
     );
     #[cfg(target_arch = "x86_64")]
-    let avx512 = crate::tensor::kernels::avx512();
+    let avx512 = Kernels::current().isa() == Isa::Avx512;
     // Through a local tile, so each row copy is one bounds check and the
     // compiler sees fixed-size loops.
     let mut tile = [[0.0f32; TILE]; TILE];

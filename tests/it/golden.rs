@@ -357,20 +357,20 @@ fn thirty_steps_with_given_dropout_masks_follow_the_numpy_reference() {
 }
 
 /// `precision = "bf16"`: the first layer's products in plain bfloat16
-/// (float32 sums, weights, optimiser and loss), which only a machine with a
-/// bfloat16 unit runs (elsewhere it computes in float32).
+/// (float32 sums, weights, optimiser and loss), which only a machine with
+/// AMX tiles runs (elsewhere it computes in float32).
 #[test]
 fn thirty_minibatch_steps_in_bfloat16_stay_near_the_numpy_reference() {
-    if Kernels::current().unit().is_none() {
+    if !Kernels::current().has_tiles() {
         return common::skipped(
             "thirty_minibatch_steps_in_bfloat16_stay_near_the_numpy_reference",
             &format!(
-                "the {} kernels have no bfloat16 unit",
+                "the {} kernels have no AMX tiles",
                 Kernels::current().name()
             ),
         );
     }
-    // Seen (2026-12-06, AMX and AVX512-BF16 alike): J 7.24e-3, the L2 term
+    // Seen (2026-12-06, on AMX): J 7.24e-3, the L2 term
     // 1.6e-4, the final accuracies 125 images apart, tensors 1.9e-1 apart.
     // Adam's first steps are about the size of the learning rate whatever
     // the gradient's size, so a gradient near zero moves its weight by a

@@ -7,9 +7,11 @@ mod common;
 
 mod cli;
 mod download;
+mod emulated;
 mod golden;
 mod gradients;
 mod install;
+mod kernels;
 mod messages;
 mod outputs;
 mod photos;

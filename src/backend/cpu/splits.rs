@@ -67,13 +67,9 @@ impl<'d> Splits<'d> {
 
     /// The form the first layer's training input takes here.
     pub fn input_kind(&self) -> InputKind {
-        self.train_images().kind()
-    }
-
-    fn train_images(&self) -> &Images<'d> {
         match &self.train {
-            Train::Whole(whole) => whole.images(),
-            Train::Batches { images, .. } => images,
+            Train::Whole(whole) => whole.kind(),
+            Train::Batches { images, .. } => images.kind(),
         }
     }
 
@@ -94,7 +90,7 @@ impl<'d> Splits<'d> {
         let (batcher, split, arith) = (&mut self.batcher, &self.data.train, self.arith);
         let (images, [now, next]) = match &mut self.train {
             Train::Whole(whole) => {
-                return (f(whole.input(), whole.images().labels()), split.len());
+                return (f(whole.input(), whole.labels()), split.len());
             }
             Train::Batches { images, batches } => (&*images, &mut **batches),
         };
@@ -121,10 +117,13 @@ impl<'d> Splits<'d> {
     /// A split's images as evaluation reads them fastest, and its labels in
     /// the same order (accuracy does not depend on the order).
     pub fn eval(&self, which: SplitName) -> (Input<'_>, &[u8]) {
-        let images = match which {
-            SplitName::Train => self.train_images(),
-            SplitName::Val => &self.val,
-            SplitName::Test => &self.test,
+        let images = match (which, &self.train) {
+            (SplitName::Train, Train::Whole(whole)) => {
+                return (whole.input().forward(), whole.labels())
+            }
+            (SplitName::Train, Train::Batches { images, .. }) => images,
+            (SplitName::Val, _) => &self.val,
+            (SplitName::Test, _) => &self.test,
         };
         (images.input(), images.labels())
     }

@@ -164,7 +164,7 @@ impl Place {
 /// Bytes of B a thread may hold in L2 while its rows of A pass once.
 const L2_SHARE: usize = 1 << 20;
 
-/// `part = Σ_t a · b[t]` for its rows of A and panels of B, a 32x32 block
+/// `part = a · b` for its rows of A and panels of B, a 32x32 block
 /// of the result (four tiles) at a time, k in chunks of [`CHUNK`] tiles:
 /// a pair of row tiles of A (2 KB a tile of k) stays in L1 while the
 /// panels of B pass over it from L2. Where the part's B is larger than
@@ -174,8 +174,9 @@ const L2_SHARE: usize = 1 << 20;
 ///
 /// # Safety
 /// The process must have the tiles ([`request`]); `a`, `b` and `part`
-/// must agree in shape (checked by [`super::product`]).
-pub(super) unsafe fn product(mut part: Part<'_>, a: TiledView<'_>, b: &[PairsView<'_>]) {
+/// must agree in shape, and `part` lie inside the result (checked by
+/// [`super::product`]); `k` is not zero.
+pub(super) unsafe fn product(mut part: Part<'_>, a: TiledView<'_>, b: PairsView<'_>) {
     // SAFETY: the caller's promise.
     let _tiles = unsafe { Tiles::configure() };
     let kt = a.k_tiles();
@@ -185,7 +186,7 @@ pub(super) unsafe fn product(mut part: Part<'_>, a: TiledView<'_>, b: &[PairsVie
     );
     let (p0, p1) = (part.panels.start, part.panels.end);
     let mut scratch: [Scratch; 4] = std::array::from_fn(|_| Scratch([0.0; 256]));
-    let b_bytes = (p1 - p0) * b.len() * kt * TILE_ROWS * TILE_K * 2;
+    let b_bytes = (p1 - p0) * kt * TILE_ROWS * TILE_K * 2;
     let k_block = if b_bytes <= L2_SHARE { kt } else { CHUNK };
     for kb in (0..kt).step_by(k_block) {
         for rt in (r0..r1).step_by(2) {
@@ -214,22 +215,20 @@ pub(super) unsafe fn product(mut part: Part<'_>, a: TiledView<'_>, b: &[PairsVie
                             load!(4, a0.as_ptr(), 64usize);
                             load!(5, a1.as_ptr(), 64usize);
                             let second = p + 1 < p1;
-                            for t in b {
-                                load!(6, t.tile(p, j).as_ptr(), 64usize);
+                            load!(6, b.tile(p, j).as_ptr(), 64usize);
+                            if second {
+                                load!(7, b.tile(p + 1, j).as_ptr(), 64usize);
+                            }
+                            if nz0 {
+                                dot!(0, 4, 6);
                                 if second {
-                                    load!(7, t.tile(p + 1, j).as_ptr(), 64usize);
+                                    dot!(1, 4, 7);
                                 }
-                                if nz0 {
-                                    dot!(0, 4, 6);
-                                    if second {
-                                        dot!(1, 4, 7);
-                                    }
-                                }
-                                if nz1 {
-                                    dot!(2, 5, 6);
-                                    if second {
-                                        dot!(3, 5, 7);
-                                    }
+                            }
+                            if nz1 {
+                                dot!(2, 5, 6);
+                                if second {
+                                    dot!(3, 5, 7);
                                 }
                             }
                         }
@@ -265,10 +264,12 @@ unsafe fn sums_out(places: &[Option<Place>; 4], scratch: &mut [Scratch; 4], add:
 
 /// GFLOP/s of `tdpbf16ps` on this thread, tiles in registers, for about
 /// `seconds`.
-pub(super) fn peak(seconds: f64) -> f64 {
+///
+/// # Safety
+/// The process must have the tiles' permission ([`request`]).
+pub(super) unsafe fn peak(seconds: f64) -> f64 {
     let zeros = Scratch([0.0; 256]);
-    // SAFETY: called only where `request` succeeded; the tiles load from a
-    // whole zero tile.
+    // SAFETY: the caller's promise; the tiles load from a whole zero tile.
     unsafe {
         let _tiles = Tiles::configure();
         for t in 0..8 {

@@ -1,8 +1,8 @@
-//! The operands of the bfloat16 products, laid out as the units read them,
-//! and the splitting of float32 values into bfloat16 terms.
+//! The operands of the bfloat16 products, laid out as the tiles read them,
+//! and the rounding of float32 values to bfloat16.
 
+use crate::tensor::kernels::per_isa;
 use crate::tensor::sparse::SparseView;
-use multiversion::multiversion;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -33,18 +33,6 @@ pub fn to_bf16(x: f32) -> u16 {
 #[inline(always)]
 pub fn from_bf16(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
-}
-
-/// `x` as `terms.len()` bfloat16 terms whose sum is `x` to the precision
-/// of that many terms: each the rounding of what the ones before left
-/// over. Three hold every bit of a normal float32.
-#[inline(always)]
-pub fn split(x: f32, terms: &mut [u16]) {
-    let mut rest = x;
-    for t in terms {
-        *t = to_bf16(rest);
-        rest -= from_bf16(*t);
-    }
 }
 
 /// 64 bytes of bfloat16: the buffers below are made of them, so every
@@ -147,60 +135,49 @@ impl Tiled {
         (self.data.values_mut(), &mut self.nonzero, kt)
     }
 
-    /// Dense rows `[rows, cols]`, each value rounded to bfloat16; `None`
-    /// with `exact` where one is not exactly a bfloat16 (which a float32
-    /// product of such rows needs).
-    pub fn from_rows(dense: &[f32], cols: usize, exact: bool) -> Option<Tiled> {
+    /// Dense rows `[rows, cols]`, each value rounded to bfloat16.
+    pub fn from_rows(dense: &[f32], cols: usize) -> Tiled {
         let rows = dense.len() / cols.max(1);
         let mut t = Tiled::default();
         t.reset(rows, cols);
         let (data, nonzero, kt) = t.parts();
         for (r, row) in dense.chunks_exact(cols).enumerate() {
             for (c, &v) in row.iter().enumerate() {
-                let h = to_bf16(v);
-                if exact && from_bf16(h) != v {
-                    return None;
-                }
-                set((data, nonzero, kt), r, c, h);
+                set((data, nonzero, kt), r, c, to_bf16(v));
             }
         }
-        Some(t)
+        t
     }
 
     /// Compressed rows, each value rounded to bfloat16 (refilled in place:
-    /// the buffers are kept); whether every value was exact.
-    pub fn fill_from_sparse(&mut self, m: SparseView<'_>) -> bool {
+    /// the buffers are kept).
+    pub fn fill_from_sparse(&mut self, m: SparseView<'_>) {
         self.fill_sparse(m, false)
     }
 
     /// The transpose of compressed rows (`[cols, rows]`: A for the weight
-    /// gradient `Xᵀ·dZ`, the samples along k), rounded to bfloat16;
-    /// whether every value was exact.
-    pub fn fill_transposed_from_sparse(&mut self, m: SparseView<'_>) -> bool {
+    /// gradient `Xᵀ·dZ`, the samples along k), rounded to bfloat16.
+    pub fn fill_transposed_from_sparse(&mut self, m: SparseView<'_>) {
         self.fill_sparse(m, true)
     }
 
     /// Compressed rows, or (`transposed`) their transpose, in bfloat16.
-    fn fill_sparse(&mut self, m: SparseView<'_>, transposed: bool) -> bool {
+    fn fill_sparse(&mut self, m: SparseView<'_>, transposed: bool) {
         match transposed {
             false => self.reset(m.rows(), m.cols()),
             true => self.reset(m.cols(), m.rows()),
         }
         let (data, nonzero, kt) = self.parts();
-        let mut exact = true;
         for r in 0..m.rows() {
             let (idx, val) = m.row(r);
             for (&c, &v) in idx.iter().zip(val) {
-                let h = to_bf16(v);
-                exact &= from_bf16(h) == v;
                 let (row, col) = match transposed {
                     false => (r, c as usize),
                     true => (c as usize, r),
                 };
-                set((data, nonzero, kt), row, col, h);
+                set((data, nonzero, kt), row, col, to_bf16(v));
             }
         }
-        exact
     }
 
     pub fn view(&self) -> TiledView<'_> {
@@ -275,7 +252,7 @@ impl<'a> TiledView<'a> {
 }
 
 /// A `[k, n]` matrix of bfloat16 in pairs of k (the B operand, the layout
-/// both units read): `k` padded with zeros to a multiple of 32, `n` to a
+/// the tiles read): `k` padded with zeros to a multiple of 32, `n` to a
 /// multiple of 16; column panel `p` (columns `16p..`) holds, for each pair
 /// of rows `(2j, 2j + 1)`, its 16 columns' two values side by side: value
 /// `(r, c)` at `p * k * 16 + (r / 2) * 32 + (c % 16) * 2 + r % 2`.
@@ -307,8 +284,8 @@ pub enum Source<'a> {
     Panels(&'a [f32]),
 }
 
-/// Pairs of k per job of [`Pairs::fill_terms`]: 32 KB of a row-major
-/// source a job.
+/// Pairs of k per job of [`Pairs::fill`]: 32 KB of a row-major source a
+/// job.
 const FILL_PAIRS: usize = 64;
 
 impl Source<'_> {
@@ -334,28 +311,25 @@ impl Source<'_> {
     }
 }
 
-/// Pairs of k `pairs` of B (`[k, n]` from `src`) into `bufs`, each term's
-/// panels in turn (a block of them each): per pair and panel, the two
-/// rows' 16 values interleaved, split term by term.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma"))]
-fn fill_block(
-    bufs: &mut [&mut [u16]],
-    src: Source<'_>,
-    (k, n): (usize, usize),
-    pairs: Range<usize>,
-) {
-    let panels = n.div_ceil(PANEL);
-    for j in pairs.clone() {
-        let at = (j - pairs.start) * 32;
-        for p in 0..panels {
-            let mut rest = [2 * j, 2 * j + 1].map(|r| src.row16(r, p, k, n));
-            for buf in bufs.iter_mut().skip(p).step_by(panels) {
+per_isa! {
+    /// Pairs of k `pairs` of B (`[k, n]` from `src`) into `bufs`, one block
+    /// of each panel: per pair and panel, the two rows' 16 values
+    /// interleaved, rounded to bfloat16.
+    fn fill_block(
+        bufs: &mut [&mut [u16]],
+        src: Source<'_>,
+        kn: (usize, usize),
+        pairs: Range<usize>,
+    ) {
+        let (k, n) = kn;
+        for j in pairs.clone() {
+            let at = (j - pairs.start) * 32;
+            for (p, buf) in bufs.iter_mut().enumerate() {
+                let rows = [2 * j, 2 * j + 1].map(|r| src.row16(r, p, k, n));
                 let out: &mut [u16; 32] = (&mut buf[at..at + 32]).try_into().expect("32 values");
                 for c in 0..PANEL {
-                    for (h, rest) in rest.iter_mut().enumerate() {
-                        let b = to_bf16(rest[c]);
-                        out[2 * c + h] = b;
-                        rest[c] -= from_bf16(b);
+                    for (h, row) in rows.iter().enumerate() {
+                        out[2 * c + h] = to_bf16(row[c]);
                     }
                 }
             }
@@ -364,28 +338,23 @@ fn fill_block(
 }
 
 impl Pairs {
-    /// Fills `terms` (one [`Pairs`] each, buffers kept) with B `[k, n]`
-    /// from `src`, each value split into as many bfloat16 terms; blocks of
-    /// pairs of k in parallel, each writing its range of every panel.
-    pub fn fill_terms(terms: &mut [Pairs], src: Source<'_>, k: usize, n: usize) {
-        let count = terms.len();
-        assert!((1..=3).contains(&count), "one to three terms");
+    /// Fills it (buffers kept) with B `[k, n]` from `src`, rounded to
+    /// bfloat16; blocks of pairs of k in parallel, each writing its range of
+    /// every panel.
+    pub fn fill(&mut self, src: Source<'_>, k: usize, n: usize) {
         let pairs = k.div_ceil(TILE_K) * TILE_K / 2;
         let panel = pairs * 2 * PANEL;
         let panels = n.div_ceil(PANEL);
-        // Each job's share of every term's panels, term by term.
+        // Each job's share of every panel.
         let jobs = pairs.div_ceil(FILL_PAIRS);
-        let mut shares: Vec<Vec<&mut [u16]>> = (0..jobs)
-            .map(|_| Vec::with_capacity(count * panels))
-            .collect();
-        for t in terms.iter_mut() {
-            (t.k, t.n) = (k, n);
-            // Every value is written below, padding included.
-            t.data.sized(panels * panel);
-            for p in t.data.values_mut().chunks_mut(panel) {
-                for (share, block) in shares.iter_mut().zip(p.chunks_mut(FILL_PAIRS * 32)) {
-                    share.push(block);
-                }
+        let mut shares: Vec<Vec<&mut [u16]>> =
+            (0..jobs).map(|_| Vec::with_capacity(panels)).collect();
+        (self.k, self.n) = (k, n);
+        // Every value is written below, padding included.
+        self.data.sized(panels * panel);
+        for p in self.data.values_mut().chunks_mut(panel) {
+            for (share, block) in shares.iter_mut().zip(p.chunks_mut(FILL_PAIRS * 32)) {
+                share.push(block);
             }
         }
         shares
@@ -449,6 +418,19 @@ pub enum Out<'a> {
 }
 
 impl Out<'_> {
+    /// Sets every value of the result to `v`.
+    pub(super) fn fill(self, v: f32) {
+        let (rows, n) = (self.rows(), self.n());
+        match self {
+            Out::Rows { data, stride, .. } => {
+                for r in 0..rows {
+                    data[r * stride..][..n].fill(v);
+                }
+            }
+            Out::Panels { data, .. } => data[..rows * n].fill(v),
+        }
+    }
+
     pub fn rows(&self) -> usize {
         match self {
             Out::Rows { rows, .. } | Out::Panels { rows, .. } => *rows,

@@ -7,10 +7,10 @@
 use super::pairs::{ColumnBlocks, PairView};
 use super::panels::{pack_into, panels_len, PanelView, Panels, TILE};
 use super::rows::SparseView;
+use crate::tensor::kernels::{per_isa, Isa, Kernels};
 use crate::tensor::par::{for_row_blocks, BLOCK_ROWS};
 use crate::tensor::transpose::transpose;
 use crate::tensor::Aligned;
-use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// Rows per chunk: their entries (about 150 per MNIST image) stay in L2
@@ -280,9 +280,9 @@ fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
     }
 }
 
-/// [`product`] on one thread: the AVX-512 form where the CPU has it (and
-/// the portable kernels are not forced), else
-/// `portable` (the portable form, compiled for the CPU it finds).
+/// [`product`] on one thread: the AVX-512 form where the kernel family's
+/// instruction set is AVX-512, else `portable` (the portable form, compiled
+/// for the family's instruction set).
 fn on_one_thread<A: Units<H>, const H: usize, const U: usize>(
     out: &mut [f32],
     a: A,
@@ -291,8 +291,8 @@ fn on_one_thread<A: Units<H>, const H: usize, const U: usize>(
     portable: fn(&mut [f32], A, PanelView<'_>, bool),
 ) {
     #[cfg(target_arch = "x86_64")]
-    if crate::tensor::kernels::avx512() {
-        // SAFETY: the CPU has AVX-512F (checked by `avx512`).
+    if Kernels::current().isa() == Isa::Avx512 {
+        // SAFETY: the CPU has AVX-512F (the family is one it can run).
         return unsafe { product_avx512::<A, H, U>(out, a, b, accumulate) };
     }
     portable(out, a, b, accumulate)
@@ -311,14 +311,16 @@ unsafe fn product_avx512<A: Units<H>, const H: usize, const U: usize>(
     product::<std::arch::x86_64::__m512, H, U>(out, a, b, accumulate, GROUP)
 }
 
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn portable_rows(out: &mut [f32], a: SparseView<'_>, b: PanelView<'_>, accumulate: bool) {
-    product::<[f32; TILE], 1, 4>(out, a, b, accumulate, 1)
+per_isa! {
+    fn portable_rows(out: &mut [f32], a: SparseView<'_>, b: PanelView<'_>, accumulate: bool) {
+        product::<[f32; TILE], 1, 4>(out, a, b, accumulate, 1)
+    }
 }
 
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn portable_pairs(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
-    product::<[f32; TILE], 2, 2>(out, a, b, accumulate, 1)
+per_isa! {
+    fn portable_pairs(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
+        product::<[f32; TILE], 2, 2>(out, a, b, accumulate, 1)
+    }
 }
 
 /// The core for compressed rows on one thread (four partial sums per row).

@@ -80,6 +80,9 @@ impl Panels {
 /// columns are left as they are).
 pub(crate) fn pack_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize, stride: usize) {
     assert_panels(dst, rows, cols);
+    if rows == 0 {
+        return;
+    }
     for (t, panel) in dst.chunks_exact_mut(rows * TILE).enumerate() {
         let (c0, w) = (t * TILE, TILE.min(cols - t * TILE));
         for (r, dst) in panel.chunks_exact_mut(TILE).enumerate() {

@@ -1,0 +1,225 @@
+//! Sets of images in the forms the first layer reads fastest, chosen once
+//! for each: a fixed set ([`Images`]), the training split that every step
+//! of a full-batch run reads whole ([`WholeBatch`]), and a minibatch
+//! refilled every step ([`CompressedBatch`]).
+
+use super::arithmetic::Arithmetic;
+use super::input::{Input, InputKind, Role, TrainInput};
+use crate::tensor::bf16::Tiled;
+use crate::tensor::sparse::{pair_order, ColumnBlocks, PairRows, SparseRows};
+use std::borrow::Cow;
+
+/// Rows per block of the weight gradient on compressed input (their `dZ1`,
+/// 384 KB for the notebook's 192 outputs, stays in L2).
+const GRAD_BLOCK_ROWS: usize = 512;
+
+/// Below this many rows, a set of images stays on the float32 kernels:
+/// packing the weight for the tiles costs more than the tiles save.
+const TILES_FROM_ROWS: usize = 256;
+
+/// A fixed set of images in the form the first layer reads fastest, chosen
+/// here once: bfloat16 tiles where the arithmetic is AMX's; else
+/// compressed when they are sparse enough (MNIST is), and then, where the
+/// order is free, merged in pairs of similar images; with their labels in
+/// the same order.
+pub struct Images<'d> {
+    form: Form<'d>,
+    labels: Cow<'d, [u8]>,
+}
+
+enum Form<'d> {
+    Dense(&'d [f32]),
+    Compressed(SparseRows),
+    Paired(PairRows),
+    Tiles(Tiled),
+}
+
+impl<'d> Images<'d> {
+    /// `images` (`[n, inputs]`) and their `labels` (may be empty, for
+    /// inference), for `role`, computed with `arith`.
+    pub fn new(
+        images: &'d [f32],
+        labels: &'d [u8],
+        inputs: usize,
+        role: Role,
+        arith: Arithmetic,
+    ) -> Images<'d> {
+        let rows = images.len() / inputs.max(1);
+        let kept = |form| Images {
+            form,
+            labels: Cow::Borrowed(labels),
+        };
+        if role != Role::Gather && arith == Arithmetic::AmxBf16 && rows >= TILES_FROM_ROWS {
+            return kept(Form::Tiles(Tiled::from_rows(images, inputs)));
+        }
+        match (SparseRows::compress_if_sparse(images, inputs), role) {
+            (None, _) => kept(Form::Dense(images)),
+            (Some(rows), Role::Evaluate) => {
+                let (rows, labels) = paired(rows, labels);
+                Images {
+                    form: Form::Paired(rows),
+                    labels: Cow::Owned(labels),
+                }
+            }
+            (Some(rows), _) => kept(Form::Compressed(rows)),
+        }
+    }
+
+    pub fn input(&self) -> Input<'_> {
+        match &self.form {
+            Form::Dense(x) => Input::Dense(x),
+            Form::Compressed(rows) => Input::Sparse(rows.view()),
+            Form::Paired(rows) => Input::Paired(rows.view()),
+            Form::Tiles(tiles) => Input::Tiles(tiles.view()),
+        }
+    }
+
+    /// The labels, in the images' order here.
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    pub fn kind(&self) -> InputKind {
+        match self.form {
+            Form::Dense(_) => InputKind::Dense,
+            _ => InputKind::Sparse,
+        }
+    }
+
+    /// The compressed rows, in order, where the images are compressed so:
+    /// what compressed minibatches are gathered from.
+    pub fn compressed(&self) -> Option<&SparseRows> {
+        match &self.form {
+            Form::Compressed(rows) => Some(rows),
+            _ => None,
+        }
+    }
+}
+
+/// `rows` merged in pairs of similar rows (the forward product's fastest
+/// form), and `labels` (unless empty) reordered alike.
+fn paired(rows: SparseRows, labels: &[u8]) -> (PairRows, Vec<u8>) {
+    let order = pair_order(rows.view());
+    let labels = match labels.is_empty() {
+        true => Vec::new(),
+        false => order.iter().map(|&r| labels[r as usize]).collect(),
+    };
+    (PairRows::from_rows(rows.view(), &order), labels)
+}
+
+/// The training split as every step of a full-batch run reads it, in any
+/// order: for a sparse or tiled form, with the same rows grouped by column
+/// for the weight gradient, held together so that they cannot part.
+pub struct WholeBatch<'d> {
+    form: Whole<'d>,
+    labels: Cow<'d, [u8]>,
+}
+
+enum Whole<'d> {
+    Dense(&'d [f32]),
+    /// Rows merged in pairs, and the same grouped by column (regrouped
+    /// from the pairs, so the compressed rows need not stay: peak memory).
+    Paired(PairRows, ColumnBlocks),
+    /// Rows as tiles, and their transpose.
+    Tiles(Tiled, Tiled),
+}
+
+impl<'d> WholeBatch<'d> {
+    pub fn new(
+        dense: &'d [f32],
+        labels: &'d [u8],
+        inputs: usize,
+        arith: Arithmetic,
+    ) -> WholeBatch<'d> {
+        let rows = dense.len() / inputs.max(1);
+        if arith == Arithmetic::AmxBf16 && rows >= TILES_FROM_ROWS {
+            let mut t = Tiled::default();
+            t.fill_transposed_from_sparse(SparseRows::from_dense(dense, inputs).view());
+            return WholeBatch {
+                form: Whole::Tiles(Tiled::from_rows(dense, inputs), t),
+                labels: Cow::Borrowed(labels),
+            };
+        }
+        match SparseRows::compress_if_sparse(dense, inputs) {
+            None => WholeBatch {
+                form: Whole::Dense(dense),
+                labels: Cow::Borrowed(labels),
+            },
+            Some(rows) => {
+                let (rows, labels) = paired(rows, labels);
+                let by_column = ColumnBlocks::new(rows.view(), GRAD_BLOCK_ROWS);
+                WholeBatch {
+                    form: Whole::Paired(rows, by_column),
+                    labels: Cow::Owned(labels),
+                }
+            }
+        }
+    }
+
+    pub fn input(&self) -> TrainInput<'_> {
+        match &self.form {
+            Whole::Dense(x) => TrainInput::Dense(x),
+            Whole::Paired(rows, by_column) => TrainInput::Paired {
+                rows: rows.view(),
+                by_column,
+            },
+            Whole::Tiles(rows, by_column) => TrainInput::Tiles {
+                rows: rows.view(),
+                by_column: by_column.view(),
+            },
+        }
+    }
+
+    /// The labels, in the rows' order here.
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    pub fn kind(&self) -> InputKind {
+        match self.form {
+            Whole::Dense(_) => InputKind::Dense,
+            _ => InputKind::Sparse,
+        }
+    }
+}
+
+/// A minibatch, refilled every step: its rows compressed, and for the
+/// weight gradient the same grouped by column, or as bfloat16 tiles and
+/// their transpose where the arithmetic is AMX's. Buffers are kept, so
+/// steps do not allocate.
+#[derive(Default)]
+pub struct CompressedBatch {
+    rows: SparseRows,
+    by_column: ColumnBlocks,
+    tiles: Tiled,
+    tiles_t: Tiled,
+    arith: Option<Arithmetic>,
+}
+
+impl CompressedBatch {
+    /// Refills it with the rows `gather` writes, in the form `arith` reads.
+    pub fn fill(&mut self, arith: Arithmetic, gather: impl FnOnce(&mut SparseRows)) {
+        gather(&mut self.rows);
+        match arith {
+            Arithmetic::AmxBf16 => {
+                self.tiles.fill_from_sparse(self.rows.view());
+                self.tiles_t.fill_transposed_from_sparse(self.rows.view());
+            }
+            Arithmetic::F32 => self.by_column.fill(self.rows.view(), GRAD_BLOCK_ROWS),
+        }
+        self.arith = Some(arith);
+    }
+
+    pub fn input(&self) -> TrainInput<'_> {
+        match self.arith {
+            Some(Arithmetic::AmxBf16) => TrainInput::Tiles {
+                rows: self.tiles.view(),
+                by_column: self.tiles_t.view(),
+            },
+            _ => TrainInput::Sparse {
+                rows: self.rows.view(),
+                by_column: &self.by_column,
+            },
+        }
+    }
+}

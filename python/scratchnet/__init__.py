@@ -21,7 +21,7 @@ def train(X, y, X_val=None, y_val=None, *, progress=None, callback=None, **optio
     X: float32 (or convertible) of shape (N, 784), values in [0, 1]; y: the
     digits, shape (N,). X_val/y_val, and the keywords X_test/y_test, are
     evaluated at each evaluation. Options are the command line's, by their
-    configuration names: preset ("default", "fast", "best", "seed"), epochs,
+    configuration names: preset ("fast", the default, "best", "seed"), epochs,
     iters, lr, l2, keep, shift, rotate, arch, seed, precision ("f32" or
     "bf16"), threads, keep_best, patience, ...
 

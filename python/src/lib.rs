@@ -19,7 +19,7 @@ use scratchnet::data::download::Progress;
 use scratchnet::data::image_prep::{load_digit, SIDE};
 use scratchnet::data::locate::locate_or_fetch;
 use scratchnet::data::Dataset;
-use scratchnet::train::EvalRecord;
+use scratchnet::train::{EvalRecord, SettingError, Spelling};
 use std::path::PathBuf;
 
 /// As in the command line (src/main.rs): the matrix-product crate's packing
@@ -33,6 +33,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `ValueError`.
 fn py_error(e: anyhow::Error) -> PyErr {
     use std::io::ErrorKind;
+    if let Some(s) = e.downcast_ref::<SettingError>() {
+        return PyValueError::new_err(s.render(Spelling::Keyword));
+    }
     let message = format!("{e:#}");
     let io = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>());
     match io.map(std::io::Error::kind) {

@@ -168,7 +168,7 @@ fn config(
         if !known.contains(&k) {
             return Err(PyTypeError::new_err(format!(
                 "{caller}() got an unexpected keyword argument '{k}'{}",
-                TrainConfig::suggest(&k)
+                scratchnet::train::options::nearest(&k)
             )));
         }
         overrides.insert(k.clone(), to_json(&k, &v)?);

@@ -197,7 +197,7 @@ def test_a_photo_of_a_3_reads_as_3(trained):
     assert digit.shape == (28, 28) and digit.dtype == np.float32
     assert 0 <= digit.min() and digit.max() <= 1 and digit.sum() > 30
     assert trained.predict(digit.reshape(1, 784))[0] == 3
-    with pytest.raises(ValueError, match="no-such-file.png"):
+    with pytest.raises(FileNotFoundError, match="no-such-file.png"):
         sn.read_digit("no-such-file.png")
 
 

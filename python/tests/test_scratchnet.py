@@ -97,7 +97,7 @@ def test_inputs_of_every_accepted_kind_give_the_same_predictions(mnist):
     assert model.evaluate(xte[:500], labels) == np.mean(want == yte[:500])
 
 
-def test_bad_inputs_raise_errors_naming_the_argument(mnist):
+def test_bad_inputs_raise_errors_naming_the_argument(mnist, tmp_path):
     (xtr, ytr), (xva, yva), _ = mnist
     x, y = xtr[:100], ytr[:100]
     cases = [
@@ -115,9 +115,16 @@ def test_bad_inputs_raise_errors_naming_the_argument(mnist):
         (ValueError, "X_val and y_val go together", lambda: sn.train(x, y, xva)),
         (ValueError, "X_val: images of 196 pixels, but X has 784", lambda: sn.train(x, y, xva[:, :196], yva)),
         (TypeError, "unexpected keyword argument 'lrr'", lambda: sn.train(x, y, lrr=0.1)),
-        (ValueError, "--lr", lambda: sn.train(x, y, lr=-1.0)),
-        (ValueError, "--preset `nope` is unknown", lambda: sn.train(x, y, preset="nope")),
+        (ValueError, "lr=-1.0: a learning rate must be a finite number > 0",
+         lambda: sn.train(x, y, lr=-1.0)),
+        (ValueError, "keep=[0.9, 1.5]: keep probabilities must be in (0, 1]",
+         lambda: sn.train(x, y, keep=[0.9, 1.5])),
+        (ValueError, "preset='nope': no such preset (presets: fast, best, seed)",
+         lambda: sn.train(x, y, preset="nope")),
+        (ValueError, "precision='f16'", lambda: sn.train(x, y, precision="f16")),
         (ValueError, "expected `f32` or `bf16`", lambda: sn.train(x, y, precision="f16")),
+        (ValueError, "arch='relu128': branch `relu128` should be activation:width",
+         lambda: sn.train(x, y, arch="relu128")),
         (ValueError, "no validation split", lambda: sn.train(x, y, keep_best=True)),
         (ValueError, "threads: must be at least 1", lambda: sn.train(x, y, threads=0)),
     ]
@@ -128,8 +135,20 @@ def test_bad_inputs_raise_errors_naming_the_argument(mnist):
     model = sn.train(x, y, iters=1)
     with pytest.raises(ValueError, match="X: images of 196 pixels, but the model takes 784"):
         model.predict(np.zeros((3, 14, 14), np.float32))
-    with pytest.raises(ValueError, match="model.safetensors"):
+    with pytest.raises(FileNotFoundError, match="no/such/model.safetensors"):
         sn.load("no/such/model.safetensors")
+    with pytest.raises(FileNotFoundError, match="no-such-digit.png"):
+        sn.read_digit("no-such-digit.png")
+    with pytest.raises(ValueError, match="not a scratchnet model: it is a text file"):
+        notes = Path(tmp_path) / "notes.safetensors"
+        notes.write_text("W11 = 0.5\n")
+        sn.load(notes)
+    # No error names a command-line flag.
+    for _, _, call in cases:
+        try:
+            call()
+        except (TypeError, ValueError) as e:
+            assert "--" not in str(e), str(e)
 
 
 def test_the_callback_sees_each_evaluation_and_stops_on_false(mnist):

@@ -7,7 +7,7 @@ use super::{Common, DeviceArg};
 use anyhow::Result;
 use scratchnet::backend::Device;
 use scratchnet::data::{Dataset, CLASSES};
-use scratchnet::nn::Layout;
+use scratchnet::nn::{Layout, Precision};
 use scratchnet::tensor::bf16::amx_peak;
 use scratchnet::tensor::{matmul, Mat, MatMut};
 use scratchnet::train::{TrainConfig, Trainer};
@@ -27,8 +27,8 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// The first layer's arithmetic in the training workloads (see `train --precision`)
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
-    precision: String,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
     #[command(flatten)]
     pub(super) common: Common,
     #[command(flatten)]
@@ -92,7 +92,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
 
     // Full batch: the seed preset's iteration on 50,000 samples (dropout on).
-    let precision = &args.precision;
+    let precision = serde_json::to_value(args.precision)?;
+    let precision = precision.as_str().unwrap_or("f32");
     let seed = TrainConfig::resolve(
         None,
         json!({"preset": "seed", "iters": 1_000_000, "precision": precision}),

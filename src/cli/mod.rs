@@ -68,6 +68,18 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// A library error as the command line's user reads it: a setting's error
+/// spelled as flags (`--lr -1: ...`); one in a configuration file as the
+/// file has it, after `--config`.
+pub fn as_flags(e: anyhow::Error) -> anyhow::Error {
+    use scratchnet::train::{SettingError, Spelling};
+    match e.downcast_ref::<SettingError>() {
+        Some(s) if s.place.is_some() => anyhow::anyhow!("--config {}", s.render(Spelling::Flag)),
+        Some(s) => anyhow::anyhow!(s.render(Spelling::Flag)),
+        None => e,
+    }
+}
+
 /// [`Common::data_path`] for commands with their own `--data`.
 pub fn data_path(flag: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
     Ok(scratchnet::data::locate::locate_or_fetch(flag, &mut download::Bar::aside())?.path)

@@ -6,7 +6,7 @@ use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
 use scratchnet::model_io::Model;
 use scratchnet::serve::Service;
-use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
+use scratchnet::train::{EvalRecord, Observer, Outcome, Preset, RunControl, TrainConfig, Trainer};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,7 +82,7 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
         None => {
             let data = data.as_ref().expect("loaded above");
             eprintln!("no model given: training the default preset first");
-            let cfg = TrainConfig::preset("fast")?;
+            let cfg = TrainConfig::preset(Preset::Fast);
             let mut t = Trainer::new(cfg, data, Target::cpu(threads), None)?;
             let ctl = RunControl {
                 checkpoint_every: None,

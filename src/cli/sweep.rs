@@ -12,7 +12,7 @@ use scratchnet::backend::Target;
 use scratchnet::data::{Dataset, CLASSES};
 use scratchnet::fsutil::{check_output_dir, write_atomic};
 use scratchnet::nn::dropout::stream_key;
-use scratchnet::train::{Observer, Outcome, RunControl, TrainConfig, Trainer};
+use scratchnet::train::{Observer, Outcome, Preset, RunControl, TrainConfig, Trainer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -30,8 +30,8 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     trials: u32,
     /// Starting configuration of every trial
-    #[arg(long, default_value = "fast", value_parser = ["fast", "seed"])]
-    preset: String,
+    #[arg(long, value_enum, default_value_t = Preset::Fast)]
+    preset: Preset,
     /// Passes over the training set per trial
     #[arg(long, conflicts_with = "iters", value_parser = clap::value_parser!(u64).range(1..))]
     epochs: Option<u64>,
@@ -136,7 +136,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
         (_, Some(i)) => base["iters"] = json!(i),
         _ => {}
     }
-    let base = TrainConfig::resolve(None, base)?;
+    let base = TrainConfig::resolve(None, base).map_err(super::as_flags)?;
     let path = args.common.data_path()?;
     let data = Dataset::load(&path, (!path.is_file()).then_some(base.val_size))?;
     if data.val.is_empty() {
@@ -286,7 +286,7 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
 /// trained alike, on the same data (the number of trials may grow).
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Settings {
-    preset: String,
+    preset: Preset,
     epochs: Option<usize>,
     iters: Option<usize>,
     lr: [f32; 2],
@@ -306,7 +306,7 @@ fn same_settings(
     v: Verbosity,
 ) -> Result<()> {
     let now = Settings {
-        preset: args.preset.clone(),
+        preset: args.preset,
         epochs: base.epochs,
         iters: base.iters,
         lr: [args.lr.0, args.lr.1],

@@ -1,10 +1,12 @@
 //! `scratchnet train`.
 
-use super::{Common, DeviceArg, Verbosity};
+use super::{as_flags, Common, DeviceArg, Verbosity};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchnet::backend::{Device, Target};
-use scratchnet::train::config::{BatchSize, PRESETS};
+use scratchnet::nn::{DropoutMode, InitScheme, Precision};
+use scratchnet::optim::OptimizerKind;
+use scratchnet::train::config::{BatchSize, LrKind, Preset};
 use scratchnet::train::outputs::shell_word;
 use scratchnet::train::{
     EvalRecord, Launch, MetricsWriter, Observer, Outcome, Outputs, Request, RunControl, Summary,
@@ -70,17 +72,17 @@ pub struct TrainArgs {
 struct ConfigFlags {
     /// Starting point: `fast` (default: 98.5% in seconds), `best` (99% in minutes:
     /// longer, on distorted images) or `seed` (the notebook's final run)
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    preset: Option<String>,
+    preset: Option<Preset>,
     /// Hidden layers: stages split by `,`, parallel branches by `|`, e.g. `relu:128|tanh:64,relu:48`
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     arch: Option<String>,
     /// Weight initialisation
-    #[arg(long, value_parser = ["notebook", "he", "xavier"])]
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    init_scheme: Option<String>,
+    init_scheme: Option<InitScheme>,
     /// Seed of every random choice (initialisation, shuffling, dropout, shifts)
     #[arg(long, value_parser = whole::<u64>)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,9 +100,9 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     batch_size: Option<BatchSize>,
     /// Update rule: the notebook's Adam without bias correction, Adam, or SGD with momentum
-    #[arg(long, value_parser = ["adam-nb", "adam", "sgd"])]
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    optimizer: Option<String>,
+    optimizer: Option<OptimizerKind>,
     /// Learning rate
     #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,9 +124,9 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     momentum: Option<f32>,
     /// Learning-rate schedule
-    #[arg(long, value_parser = ["constant", "cosine", "step"])]
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    lr_schedule: Option<String>,
+    lr_schedule: Option<LrKind>,
     /// Cosine schedule: final rate as a fraction of --lr
     #[arg(long, value_parser = finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,9 +152,9 @@ struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     keep: Option<Vec<f32>>,
     /// Dropout masks per unit (the notebook's) or per unit and sample
-    #[arg(long, value_parser = ["unit", "sample"])]
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    dropout: Option<String>,
+    dropout: Option<DropoutMode>,
     /// Largest random shift of training images, in pixels (0: off)
     #[arg(long, value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,11 +191,11 @@ struct ConfigFlags {
     #[arg(long, value_parser = whole::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     val_size: Option<usize>,
-    /// The first layer's arithmetic: `f32`, or `bf16` (bfloat16 products with float32 sums,
-    /// on the CPU's matrix units; faster, a little less accurate)
-    #[arg(long, value_parser = ["f32", "bf16"])]
+    /// The first layer's arithmetic: `f32`, or `bf16` (bfloat16 products with float32 sums
+    /// on the CPU's AMX tiles, where it has them; faster, a little less accurate)
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    precision: Option<String>,
+    precision: Option<Precision>,
 }
 
 /// A flag's whole number (a count, a length, a seed): errors say what is
@@ -371,8 +373,8 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             checkpoint_every: args.checkpoint_every.map(|n| n as usize),
         },
     };
-    let launch = Launch::new(&req)?;
-    let mut trainer = launch.trainer(target)?;
+    let launch = Launch::new(&req).map_err(as_flags)?;
+    let mut trainer = launch.trainer(target).map_err(as_flags)?;
     if v > Verbosity::Quiet {
         print_start(&req, &launch, &trainer, target, v);
     }

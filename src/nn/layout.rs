@@ -56,7 +56,7 @@ pub struct Layout {
 }
 
 /// How weights are initialised: N(0, 1) * sqrt(gain / fan_in), biases zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum InitScheme {
     /// The notebook's gains: 2 for the first hidden stage and the output, 1 for later hidden stages.

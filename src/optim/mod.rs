@@ -51,7 +51,7 @@ fn for_each_piece(
 const CHUNK: usize = 1 << 14;
 
 /// Which update rule to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizerKind {
     /// The notebook's Adam: no bias correction.

@@ -1,13 +1,16 @@
-//! A training run's configuration: presets, overlaid by a TOML file, overlaid
-//! by command-line flags, then validated. The resolved configuration is
-//! printed at start and stored in the model file.
+//! A training run's settings: what determines a run (its schema), the
+//! built-in presets, and the rules every setting keeps, each checked on the
+//! typed value in one function ([`TrainConfig::check`]). Errors speak of
+//! settings by their names here (`lr`, `batch_size`); the command line
+//! renders them as flags (`--lr`), Python as keywords (`lr=`)
+//! ([`SettingError::render`]). How a configuration is put together from a
+//! preset, a TOML file and given options is [`super::options`]'.
 
 use crate::data::distort::Distortion;
 use crate::nn::arch::NOTEBOOK_ARCH;
 use crate::nn::dropout::DropoutMode;
 use crate::nn::{Arch, InitScheme, Precision};
 use crate::optim::{LrSchedule, OptimizerKind, RegSchedule};
-use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -68,6 +71,29 @@ impl<'de> Deserialize<'de> for BatchSize {
     }
 }
 
+/// The built-in starting points of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The default: minibatch Adam, 98.7% in seconds.
+    Fast,
+    /// 99.3% in minutes: longer, on distorted images.
+    Best,
+    /// The notebook's final run.
+    Seed,
+}
+
+impl Preset {
+    /// The preset's name, as flags, files and keywords give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Fast => "fast",
+            Preset::Best => "best",
+            Preset::Seed => "seed",
+        }
+    }
+}
+
 /// Learning-rate schedule kinds, flat so flags and TOML keys stay simple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -82,7 +108,7 @@ pub enum LrKind {
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// The preset this configuration started from.
-    pub preset: String,
+    pub preset: Preset,
     /// Hidden layers, e.g. `relu:128|tanh:64,relu:48`.
     pub arch: String,
     /// How the weights are drawn (`--init FILE` gives them instead).
@@ -143,14 +169,11 @@ pub struct TrainConfig {
     pub precision: Precision,
 }
 
-/// Names of the built-in presets.
-pub const PRESETS: &[&str] = &["fast", "best", "seed"];
-
 impl TrainConfig {
-    /// A built-in preset by name.
-    pub fn preset(name: &str) -> Result<TrainConfig> {
+    /// A built-in preset.
+    pub fn preset(preset: Preset) -> TrainConfig {
         let seed = TrainConfig {
-            preset: "seed".into(),
+            preset: Preset::Seed,
             arch: NOTEBOOK_ARCH.into(),
             init_scheme: InitScheme::Notebook,
             seed: 4,
@@ -182,33 +205,34 @@ impl TrainConfig {
             val_size: 10_000,
             precision: Precision::F32,
         };
-        match name {
-            "seed" => Ok(seed),
-            // Both chosen by measurement on the validation split
-            // (docs/ACCURACY.md).
-            "fast" => Ok(TrainConfig {
-                preset: "fast".into(),
-                seed: 1,
-                iters: None,
-                epochs: Some(12),
-                batch_size: BatchSize::Mini(128),
-                optimizer: OptimizerKind::Adam,
-                lr: 0.003,
-                beta2: 0.99,
-                eps: 1e-8,
-                lr_schedule: LrKind::Cosine,
-                lr_floor: 0.0,
-                reg_every: 0,
-                keep: vec![1.0],
-                dropout: DropoutMode::Sample,
-                shift: 1,
-                // Every 3 epochs (of 391 steps): an evaluation of the
-                // three splits costs a third of an epoch's training.
-                eval_every: Some(3 * 391),
-                ..seed
-            }),
-            "best" => Ok(TrainConfig {
-                preset: "best".into(),
+        // `fast` and `best` were chosen by measurement on the validation
+        // split (docs/ACCURACY.md).
+        let fast = TrainConfig {
+            preset: Preset::Fast,
+            seed: 1,
+            iters: None,
+            epochs: Some(12),
+            batch_size: BatchSize::Mini(128),
+            optimizer: OptimizerKind::Adam,
+            lr: 0.003,
+            beta2: 0.99,
+            eps: 1e-8,
+            lr_schedule: LrKind::Cosine,
+            lr_floor: 0.0,
+            reg_every: 0,
+            keep: vec![1.0],
+            dropout: DropoutMode::Sample,
+            shift: 1,
+            // Every 3 epochs (of 391 steps): an evaluation of the
+            // three splits costs a third of an epoch's training.
+            eval_every: Some(3 * 391),
+            ..seed.clone()
+        };
+        match preset {
+            Preset::Seed => seed,
+            Preset::Fast => fast,
+            Preset::Best => TrainConfig {
+                preset: Preset::Best,
                 epochs: Some(400),
                 shift: 2,
                 rotate: 10.0,
@@ -216,181 +240,129 @@ impl TrainConfig {
                 shear: 0.2,
                 elastic: 1.5,
                 eval_every: Some(10 * 391),
-                ..TrainConfig::preset("fast")?
-            }),
-            other => bail!(
-                "--preset `{other}` is unknown (presets: {})",
-                PRESETS.join(", ")
-            ),
+                ..fast
+            },
         }
     }
 
-    /// Every option's configuration name (TOML key; the flag is the same
-    /// with dashes): the keys of a configuration.
+    /// Every setting's name (the TOML key; the flag is the same with
+    /// dashes): the keys of a configuration.
     pub fn option_names() -> Vec<String> {
-        let cfg = serde_json::to_value(TrainConfig::preset("fast").expect("the default preset"))
+        let cfg = serde_json::to_value(TrainConfig::preset(Preset::Fast))
             .expect("a configuration serialises");
         cfg.as_object()
             .map(|o| o.keys().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// `; did you mean `x`?` for the option name nearest `key` (or the
-    /// list of options, where none is near).
-    pub fn suggest(key: &str) -> String {
-        suggestion(key, &TrainConfig::option_names())
-    }
-
-    /// Resolves a configuration: the preset (named by `overrides` or the TOML
-    /// file, else `fast`), then the TOML file's keys, then `overrides` (a JSON
-    /// object of flag values). Each option given is checked as it comes: an
-    /// error names the option and the value given, and for the file its
-    /// name and line; a list option also takes one value for all.
-    ///
-    /// `file` is the TOML file's name (as errors call it) and text.
-    pub fn resolve(file: Option<(&str, &str)>, overrides: Value) -> Result<TrainConfig> {
-        let names = TrainConfig::option_names();
-        let file = match file {
-            Some((name, text)) => file_options(name, text, &names)?,
-            None => Vec::new(),
-        };
-        let Value::Object(flags) = overrides else {
-            bail!("the options are not a table of names and values")
-        };
-        let mut given = Vec::with_capacity(file.len() + flags.len());
-        given.extend(file);
-        for (k, v) in flags {
-            if !names.contains(&k) {
-                bail!("unknown option `{k}`{}", suggestion(&k, &names));
-            }
-            given.push(Given::new(k, v, None));
+    /// Checks every setting's own rule, in the order of the fields; the
+    /// first broken one is the error, naming the setting and its value.
+    pub fn check(&self) -> Result<(), SettingError> {
+        let c = self;
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        let within = |v: f32, lo: f32, hi: f32| v >= lo && v < hi;
+        let within_top = |v: f32, lo: f32, hi: f32| v >= lo && v <= hi;
+        if let Err(e) = Arch::parse(&c.arch, 1, 10) {
+            return Err(SettingError::new(setting!(c.arch), format!("{e:#}")));
         }
-        let preset_name = given
-            .iter()
-            .rev()
-            .find(|g| g.key == "preset")
-            .and_then(|g| g.value.as_str())
-            .unwrap_or("fast")
-            .to_string();
-        let mut merged = serde_json::to_value(TrainConfig::preset(&preset_name)?)?;
-        for g in &given {
-            // A step count given at one level replaces the other unit chosen before it.
-            match g.key.as_str() {
-                "iters" => merged["epochs"] = Value::Null,
-                "epochs" => merged["iters"] = Value::Null,
-                _ => {}
-            }
-            merged[&g.key] = g.value.clone();
-            let cfg = serde_json::from_value::<TrainConfig>(merged.clone())
-                .map_err(|e| g.error(&plain_type_error(&e.to_string())))?;
-            if let Some(problem) = cfg.problem(&g.key) {
-                return Err(g.error(&problem));
-            }
-        }
-        let mut cfg: TrainConfig = serde_json::from_value(merged)?;
-        // A preset's per-layer lists fit the preset's network; for another
-        // --arch that was given without them, each list becomes its mean.
-        if let Ok(arch) = Arch::parse(&cfg.arch, 1, 10) {
-            let given = |k: &str| given.iter().any(|g| g.key == k);
-            if !given("l2") && cfg.l2.len() != arch.weight_matrices() {
-                cfg.l2 = vec![cfg.l2.iter().sum::<f32>() / cfg.l2.len().max(1) as f32];
-            }
-            if !given("keep") && cfg.keep.len() != arch.hidden_branches() {
-                cfg.keep = vec![cfg.keep.iter().sum::<f32>() / cfg.keep.len().max(1) as f32];
-            }
-        }
-        Ok(TrainConfig {
-            preset: preset_name,
-            ..cfg
-        })
-    }
-
-    /// The architecture for data with `inputs` pixels and `classes` classes.
-    pub fn arch(&self, inputs: usize, classes: usize) -> Result<Arch> {
-        Arch::parse(&self.arch, inputs, classes)
-    }
-
-    /// Checks every option, and the options against the network; errors
-    /// name the option and its value.
-    pub fn validate(&self, arch: &Arch) -> Result<()> {
-        let values = serde_json::to_value(self)?;
-        for key in TrainConfig::option_names() {
-            if let Some(problem) = self.problem(&key) {
-                let given = Given::new(key.clone(), values[&key].clone(), None);
-                return Err(given.error(&problem));
-            }
-        }
-        if self.iters.is_some() == self.epochs.is_some() {
-            bail!("give exactly one of --iters and --epochs");
-        }
-        let weights = arch.weight_matrices();
-        if self.l2.len() != 1 && self.l2.len() != weights {
-            bail!(
-                "--l2 has {} values; give 1 or one per weight matrix ({weights})",
-                self.l2.len()
-            );
-        }
-        let branches = arch.hidden_branches();
-        if self.keep.len() != 1 && self.keep.len() != branches {
-            bail!(
-                "--keep has {} values; give 1 or one per hidden branch ({branches})",
-                self.keep.len()
-            );
-        }
+        rule!(c.iters, c.iters != Some(0), "must be at least 1");
+        rule!(c.epochs, c.epochs != Some(0), "must be at least 1");
+        rule!(
+            c.batch_size,
+            c.batch_size != BatchSize::Mini(0),
+            "must be `full` or at least 1"
+        );
+        rule!(
+            c.lr,
+            positive(c.lr),
+            "a learning rate must be a finite number > 0"
+        );
+        rule!(c.beta1, within(c.beta1, 0.0, 1.0), "must be in [0, 1)");
+        rule!(c.beta2, within(c.beta2, 0.0, 1.0), "must be in [0, 1)");
+        rule!(c.eps, positive(c.eps), "must be a finite number > 0");
+        rule!(
+            c.momentum,
+            within(c.momentum, 0.0, 1.0),
+            "must be in [0, 1)"
+        );
+        rule!(
+            c.lr_floor,
+            within_top(c.lr_floor, 0.0, 1.0),
+            "must be in [0, 1]"
+        );
+        rule!(c.lr_step_every, c.lr_step_every != 0, "must be at least 1");
+        rule!(
+            c.lr_step_factor,
+            positive(c.lr_step_factor),
+            "must be a finite number > 0"
+        );
+        rule!(
+            c.l2,
+            !c.l2.is_empty() && c.l2.iter().all(|l| l.is_finite() && *l >= 0.0),
+            "L2 factors must be finite and >= 0"
+        );
+        rule!(
+            c.keep,
+            !c.keep.is_empty() && c.keep.iter().all(|k| *k > 0.0 && *k <= 1.0),
+            "keep probabilities must be in (0, 1]"
+        );
+        rule!(c.shift, c.shift <= 8, "must be at most 8 pixels");
+        rule!(
+            c.rotate,
+            within_top(c.rotate, 0.0, 45.0),
+            "must be in [0, 45] degrees"
+        );
+        rule!(
+            c.scale,
+            within_top(c.scale, 0.0, 0.5),
+            "must be in [0, 0.5]"
+        );
+        rule!(c.shear, within_top(c.shear, 0.0, 1.0), "must be in [0, 1]");
+        rule!(
+            c.elastic,
+            within_top(c.elastic, 0.0, 8.0),
+            "must be in [0, 8] pixels"
+        );
+        rule!(c.patience, c.patience != Some(0), "must be at least 1");
+        rule!(c.eval_every, c.eval_every != Some(0), "must be at least 1");
         Ok(())
     }
 
-    /// What is wrong with option `key`'s value, if anything (ranges; the
-    /// types are the deserialiser's to check).
-    pub fn problem(&self, key: &str) -> Option<String> {
-        let finite_above = |v: f32, what: &str| {
-            (!(v.is_finite() && v > 0.0)).then(|| format!("{what} must be a finite number > 0"))
-        };
-        let within = |v: f32, lo: f32, hi: f32, top: bool| {
-            let ok = v >= lo && (v < hi || top && v <= hi);
-            let end = if top { "]" } else { ")" };
-            (!ok).then(|| format!("must be in [{lo}, {hi}{end}"))
-        };
-        match key {
-            "iters" | "epochs" => {
-                let n = if key == "iters" {
-                    self.iters
-                } else {
-                    self.epochs
-                };
-                (n == Some(0)).then(|| "must be at least 1".into())
-            }
-            "batch_size" => (self.batch_size == BatchSize::Mini(0))
-                .then(|| "must be `full` or at least 1".into()),
-            "lr" => finite_above(self.lr, "a learning rate"),
-            "eps" => finite_above(self.eps, "eps"),
-            "lr_step_factor" => finite_above(self.lr_step_factor, "the factor"),
-            "beta1" => within(self.beta1, 0.0, 1.0, false),
-            "beta2" => within(self.beta2, 0.0, 1.0, false),
-            "momentum" => within(self.momentum, 0.0, 1.0, false),
-            "lr_floor" => within(self.lr_floor, 0.0, 1.0, true),
-            "lr_step_every" | "eval_every" | "patience" => {
-                let n = match key {
-                    "lr_step_every" => Some(self.lr_step_every),
-                    "eval_every" => self.eval_every,
-                    _ => self.patience,
-                };
-                (n == Some(0)).then(|| "must be at least 1".into())
-            }
-            "l2" => (self.l2.is_empty() || self.l2.iter().any(|l| !(l.is_finite() && *l >= 0.0)))
-                .then(|| "L2 factors must be finite and >= 0".into()),
-            "keep" => (self.keep.is_empty() || self.keep.iter().any(|k| !(*k > 0.0 && *k <= 1.0)))
-                .then(|| "keep probabilities must be in (0, 1]".into()),
-            "shift" => (self.shift > 8).then(|| "must be at most 8 pixels".into()),
-            "rotate" => within(self.rotate, 0.0, 45.0, true),
-            "scale" => within(self.scale, 0.0, 0.5, true),
-            "shear" => within(self.shear, 0.0, 1.0, true),
-            "elastic" => within(self.elastic, 0.0, 8.0, true),
-            "arch" => Arch::parse(&self.arch, 1, 10)
-                .err()
-                .map(|e| format!("{e:#}")),
-            _ => None,
+    /// [`TrainConfig::check`], then the settings against the network: one
+    /// length of run, and an L2 factor for all weight matrices or one each,
+    /// a keep probability for all hidden branches or one each.
+    pub fn check_against(&self, arch: &Arch) -> Result<(), SettingError> {
+        let c = self;
+        c.check()?;
+        if c.iters.is_some() == c.epochs.is_some() {
+            return Err(SettingError::new(
+                setting!(c.iters),
+                "give exactly one of `iters` and `epochs`",
+            ));
         }
+        let (weights, branches) = (arch.weight_matrices(), arch.hidden_branches());
+        rule!(
+            c.l2,
+            c.l2.len() == 1 || c.l2.len() == weights,
+            format!(
+                "{} values; give 1 or one per weight matrix ({weights})",
+                c.l2.len()
+            )
+        );
+        rule!(
+            c.keep,
+            c.keep.len() == 1 || c.keep.len() == branches,
+            format!(
+                "{} values; give 1 or one per hidden branch ({branches})",
+                c.keep.len()
+            )
+        );
+        Ok(())
+    }
+
+    /// The architecture for data with `inputs` pixels and `classes` classes.
+    pub fn arch(&self, inputs: usize, classes: usize) -> anyhow::Result<Arch> {
+        Arch::parse(&self.arch, inputs, classes)
     }
 
     /// One L2 factor per weight matrix.
@@ -450,203 +422,169 @@ impl TrainConfig {
             BatchSize::Mini(n) => Some(n),
         }
     }
+}
 
-    /// Pretty TOML, the form printed at start and accepted by `--config`.
-    pub fn to_toml(&self) -> String {
-        match toml::Table::try_from(self) {
-            Ok(t) => toml_text(t),
-            Err(e) => format!("# cannot print configuration: {e}"),
+/// A setting and its value, named by the field itself: a renamed field
+/// cannot keep a stale name.
+macro_rules! setting {
+    ($cfg:ident . $field:ident) => {
+        (stringify!($field), serde_json::to_value(&$cfg.$field).ok())
+    };
+}
+use setting;
+
+/// The error naming `$cfg.$field` unless `$ok`: `$problem` says what is
+/// expected.
+macro_rules! rule {
+    ($cfg:ident . $field:ident, $ok:expr, $problem:expr) => {
+        if !$ok {
+            return Err(SettingError::new(setting!($cfg.$field), $problem));
+        }
+    };
+}
+use rule;
+
+/// What is wrong with a setting, in the library's terms; [`SettingError::render`]
+/// spells it as the caller's user gave it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SettingError {
+    /// The setting's name (`lr`, `batch_size`), or an unknown one given.
+    pub setting: String,
+    /// The value it has, where it has one.
+    pub value: Option<Value>,
+    /// The configuration file and line that gave it, where one did.
+    pub place: Option<(String, usize)>,
+    pub problem: Problem,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Problem {
+    /// No such setting; the nearest names, or all of them.
+    Unknown(String),
+    /// What the value should be (setting names in backticks).
+    Invalid(String),
+}
+
+/// How a caller's user names settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spelling {
+    /// As the configuration (and a TOML file) names them: `batch_size = 128`.
+    Setting,
+    /// As command-line flags: `--batch-size 128`.
+    Flag,
+    /// As Python keyword arguments: `batch_size=128`.
+    Keyword,
+}
+
+impl Spelling {
+    /// Setting `name` as this user writes it.
+    pub fn name(self, name: &str) -> String {
+        match self {
+            Spelling::Setting => name.to_string(),
+            Spelling::Flag => format!("--{}", name.replace('_', "-")),
+            Spelling::Keyword => format!("{name}="),
         }
     }
 
-    /// The preset and the options that differ from it, as TOML that
-    /// `--config` reads back to this configuration.
-    pub fn changes_toml(&self) -> String {
-        let (Ok(now), Ok(preset)) = (
-            toml::Table::try_from(self),
-            TrainConfig::preset(&self.preset).and_then(|p| Ok(toml::Table::try_from(p)?)),
-        ) else {
-            return self.to_toml();
+    /// `name` given `value`, as this user wrote it.
+    fn given(self, name: &str, value: &Value) -> String {
+        let item = |v: &Value| match (self, v) {
+            (_, Value::Number(n)) if n.is_f64() => {
+                (n.as_f64().unwrap_or(f64::NAN) as f32).to_string()
+            }
+            (Spelling::Flag, Value::String(s)) => s.clone(),
+            (Spelling::Keyword, Value::String(s)) => format!("'{s}'"),
+            (Spelling::Keyword, Value::Bool(b)) => (if *b { "True" } else { "False" }).into(),
+            (Spelling::Keyword, Value::Null) => "None".into(),
+            (Spelling::Flag, Value::Null) => "(not a finite number)".into(),
+            (_, v) => v.to_string(),
         };
-        // A step count in the other unit than the preset's replaces it when
-        // read back, as the flag did: the preset's own need not be undone.
-        let changes = now
-            .into_iter()
-            .filter(|(k, v)| k == "preset" || preset.get(k) != Some(v))
-            .collect();
-        toml_text(changes)
-    }
-}
-
-/// An option given in the TOML file (with its line) or as a flag.
-struct Given {
-    key: String,
-    value: Value,
-    /// The file's name and the option's line in it.
-    line: Option<(String, usize)>,
-}
-
-impl Given {
-    /// Option `key` given `value`; a list option's single value becomes a
-    /// list of one.
-    fn new(key: String, value: Value, line: Option<(String, usize)>) -> Given {
-        let value = match (key.as_str(), value) {
-            ("l2" | "keep", v @ Value::Number(_)) => Value::Array(vec![v]),
-            (_, v) => v,
-        };
-        Given { key, value, line }
-    }
-
-    /// An error about this option: named as the file or the flags name it,
-    /// with the value given.
-    fn error(&self, problem: &str) -> anyhow::Error {
-        match &self.line {
-            Some((file, n)) => {
-                let shown = match &self.value {
-                    Value::Array(items) => {
-                        format!(
-                            "[{}]",
-                            items.iter().map(number).collect::<Vec<_>>().join(", ")
-                        )
-                    }
-                    v => number(v),
-                };
-                anyhow::anyhow!(
-                    "--config {file}, line {n}: {} = {shown}: {problem}",
-                    self.key
+        let value = match (self, value) {
+            (Spelling::Flag, Value::Array(items)) => {
+                items.iter().map(item).collect::<Vec<_>>().join(",")
+            }
+            (_, Value::Array(items)) => {
+                format!(
+                    "[{}]",
+                    items.iter().map(item).collect::<Vec<_>>().join(", ")
                 )
             }
-            None => {
-                let shown = match &self.value {
-                    Value::Array(items) => items.iter().map(number).collect::<Vec<_>>().join(","),
-                    Value::String(s) => s.clone(),
-                    Value::Null => "(not a finite number)".into(),
-                    v => number(v),
+            (_, v) => item(v),
+        };
+        match self {
+            Spelling::Setting => format!("{name} = {value}"),
+            Spelling::Flag => format!("{} {value}", self.name(name)),
+            Spelling::Keyword => format!("{}{value}", self.name(name)),
+        }
+    }
+}
+
+impl SettingError {
+    /// `problem` with the setting `(name, value)`.
+    pub fn new((setting, value): (&str, Option<Value>), problem: impl Into<String>) -> Self {
+        SettingError {
+            setting: setting.to_string(),
+            value,
+            place: None,
+            problem: Problem::Invalid(problem.into()),
+        }
+    }
+
+    /// The error as a user of `spelling` reads it: the setting (as given in
+    /// a file, where it was), its value, the problem; setting names in the
+    /// problem spelled alike.
+    pub fn render(&self, spelling: Spelling) -> String {
+        // A file names settings as the configuration does.
+        let spelling = match self.place {
+            Some(_) => Spelling::Setting,
+            None => spelling,
+        };
+        let place = match &self.place {
+            Some((file, line)) => format!("{file}, line {line}: "),
+            None => String::new(),
+        };
+        let spell_names = |text: &str| {
+            let names = TrainConfig::option_names();
+            let mut parts: Vec<String> = text.split('`').map(String::from).collect();
+            for part in parts.iter_mut().skip(1).step_by(2) {
+                if names.contains(part) {
+                    *part = spelling.name(part).trim_end_matches('=').to_string();
+                }
+            }
+            parts.join("`")
+        };
+        match &self.problem {
+            Problem::Unknown(nearest) => format!(
+                "{place}unknown {} `{}`{}",
+                if spelling == Spelling::Keyword {
+                    "keyword"
+                } else {
+                    "option"
+                },
+                self.setting,
+                spell_names(nearest)
+            ),
+            Problem::Invalid(problem) => {
+                let given = match &self.value {
+                    Some(v) => spelling.given(&self.setting, v),
+                    None => spelling
+                        .name(&self.setting)
+                        .trim_end_matches('=')
+                        .to_string(),
                 };
-                anyhow::anyhow!("--{} {shown}: {problem}", self.key.replace('_', "-"))
+                format!("{place}{given}: {}", spell_names(problem))
             }
         }
     }
 }
 
-/// A value as the options take it: a decimal number at float32's
-/// precision (0.9, not 0.8999999761581421), anything else as JSON.
-fn number(v: &Value) -> String {
-    match v {
-        Value::Number(n) if n.is_f64() => (n.as_f64().unwrap_or(f64::NAN) as f32).to_string(),
-        v => v.to_string(),
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(Spelling::Setting))
     }
 }
 
-/// The options a TOML file sets, each with its line; unknown keys get a
-/// suggestion, values that are not finite numbers an error.
-fn file_options(name: &str, text: &str, names: &[String]) -> Result<Vec<Given>> {
-    let table = toml::from_str::<toml::Table>(text)
-        .with_context(|| format!("--config {name}: not valid TOML"))?;
-    let line_of = |key: &str| {
-        text.lines().position(|l| {
-            let l = l.trim_start();
-            l.strip_prefix(key)
-                .or_else(|| l.strip_prefix(&format!("\"{key}\"")))
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-    };
-    let mut given = Vec::new();
-    for (k, v) in table {
-        let line = line_of(&k).map(|n| n + 1);
-        let at = match line {
-            Some(n) => format!("--config {name}, line {n}: "),
-            None => format!("--config {name}: "),
-        };
-        if !names.contains(&k) {
-            bail!("{at}unknown option `{k}`{}", suggestion(&k, names));
-        }
-        if let Some(bad) = non_finite(&v) {
-            bail!("{at}{k} = {bad}: expected a finite number");
-        }
-        let value = serde_json::to_value(v)?;
-        given.push(Given::new(k, value, line.map(|n| (name.to_string(), n))));
-    }
-    given.sort_by_key(|g| g.line.as_ref().map(|l| l.1));
-    Ok(given)
-}
-
-/// The first value in `v` that is a float but not finite.
-fn non_finite(v: &toml::Value) -> Option<f64> {
-    match v {
-        toml::Value::Float(f) if !f.is_finite() => Some(*f),
-        toml::Value::Array(items) => items.iter().find_map(non_finite),
-        _ => None,
-    }
-}
-
-/// ` (did you mean `x`?)` for the option name nearest `key`, where one is
-/// near; `init` is the scheme's old key.
-fn suggestion(key: &str, names: &[String]) -> String {
-    if key == "init" {
-        return "; did you mean `init_scheme`? (`--init FILE` starts from saved weights)".into();
-    }
-    let nearest = names
-        .iter()
-        .map(|n| (edits(key, n), n))
-        .min_by_key(|(d, _)| *d)
-        .filter(|(d, n)| *d <= 2.max(n.len() / 4));
-    match nearest {
-        Some((_, n)) => format!("; did you mean `{n}`?"),
-        None => format!(" (options: {})", names.join(", ")),
-    }
-}
-
-/// The edit distance between two words (insertions, deletions, changes).
-fn edits(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let next = (prev + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
-}
-
-/// A deserialiser's complaint about a value's type, in words.
-fn plain_type_error(e: &str) -> String {
-    let e = e.split(" at line ").next().unwrap_or(e);
-    [
-        ("expected f32", "expected a number"),
-        ("expected u64", "expected a whole number"),
-        ("expected usize", "expected a whole number"),
-        ("expected a boolean", "expected true or false"),
-        ("invalid type: null", "not a finite number"),
-    ]
-    .iter()
-    .fold(e.to_string(), |e, (from, to)| e.replace(from, to))
-}
-
-/// `table` as TOML, the preset first, each number as the float32 it is
-/// (0.9, not 0.8999999761581421).
-fn toml_text(mut table: toml::Table) -> String {
-    fn shortest(v: &mut toml::Value) {
-        match v {
-            toml::Value::Float(f) => *f = (*f as f32).to_string().parse().unwrap_or(*f),
-            toml::Value::Array(items) => items.iter_mut().for_each(shortest),
-            _ => {}
-        }
-    }
-    table.iter_mut().for_each(|(_, v)| shortest(v));
-    let mut first = toml::Table::new();
-    if let Some(p) = table.remove("preset") {
-        first.insert("preset".into(), p);
-    }
-    let text = |t: &toml::Table| toml::to_string(t).unwrap_or_else(|e| format!("# {e}\n"));
-    text(&first) + &text(&table)
-}
+impl std::error::Error for SettingError {}
 
 fn expand(v: &[f32], n: usize) -> Vec<f32> {
     if v.len() == 1 {
@@ -661,138 +599,68 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Every rule names a setting the configuration has, with its value,
+    /// spelled as each caller's users write it.
     #[test]
-    fn preset_then_file_then_flags() {
-        let cfg = TrainConfig::resolve(
-            Some(("run.toml", "preset = \"seed\"\nlr = 0.01\niters = 7\n")),
-            json!({"lr": 0.02, "keep": [0.8]}),
-        )
-        .unwrap();
-        assert_eq!(cfg.preset, "seed");
-        assert_eq!(cfg.lr, 0.02);
-        assert_eq!(cfg.iters, Some(7));
-        assert_eq!(cfg.keep, vec![0.8]);
-        assert_eq!(cfg.l2, vec![1.19, 1.05, 1.07, 2.22]);
-        // epochs on the command line replaces the preset's iters.
-        let cfg = TrainConfig::resolve(None, json!({"preset": "seed", "epochs": 2})).unwrap();
-        assert_eq!((cfg.iters, cfg.epochs), (None, Some(2)));
-    }
-
-    #[test]
-    fn printed_configuration_reads_back() {
-        let cfg = TrainConfig::preset("fast").unwrap();
-        let back = TrainConfig::resolve(Some(("printed", &cfg.to_toml())), json!({})).unwrap();
-        assert_eq!(back, cfg);
-        // The short form: the preset and what differs from it.
-        for over in [
-            json!({"preset": "seed", "epochs": 2, "lr": 0.01, "keep": [0.8]}),
-            json!({"iters": 100, "arch": "relu:300"}),
-            json!({}),
-        ] {
-            let cfg = TrainConfig::resolve(None, over.clone()).unwrap();
-            let short = cfg.changes_toml();
-            let back = TrainConfig::resolve(Some(("printed", &short)), json!({})).unwrap();
-            assert_eq!(back, cfg, "{over}: {short}");
-            assert!(
-                short.lines().count() <= 1 + over.as_object().unwrap().len() + 2,
-                "{short}"
-            );
-        }
-    }
-
-    #[test]
-    fn another_arch_takes_the_mean_of_the_presets_lists() {
-        let cfg = TrainConfig::resolve(None, json!({"arch": "relu:300"})).unwrap();
-        assert_eq!(cfg.l2, vec![(1.19 + 1.05 + 1.07 + 2.22) / 4.0]);
-        let cfg =
-            TrainConfig::resolve(None, json!({"arch": "relu:300", "l2": [1.0, 2.0]})).unwrap();
-        assert_eq!(cfg.l2, vec![1.0, 2.0]);
-    }
-
-    /// Every bad value is an error naming the option and the value, and in
-    /// the file its line; unknown names get the nearest known one.
-    #[test]
-    fn unknown_keys_and_bad_values_are_named() {
-        let file_error = |text: &str| {
-            format!(
-                "{:#}",
-                TrainConfig::resolve(Some(("run.toml", text)), json!({})).unwrap_err()
+    fn errors_name_the_setting_as_each_user_writes_it() {
+        let mut c = TrainConfig::preset(Preset::Fast);
+        c.batch_size = BatchSize::Mini(0);
+        let e = c.check().unwrap_err();
+        assert!(TrainConfig::option_names().contains(&e.setting));
+        assert_eq!(
+            e.render(Spelling::Setting),
+            "batch_size = 0: must be `full` or at least 1"
+        );
+        assert_eq!(
+            e.render(Spelling::Flag),
+            "--batch-size 0: must be `full` or at least 1"
+        );
+        assert_eq!(
+            e.render(Spelling::Keyword),
+            "batch_size=0: must be `full` or at least 1"
+        );
+        let mut c = TrainConfig::preset(Preset::Seed);
+        c.keep = vec![0.9, 1.5];
+        let e = c.check().unwrap_err();
+        assert_eq!(
+            e.render(Spelling::Flag),
+            "--keep 0.9,1.5: keep probabilities must be in (0, 1]"
+        );
+        assert_eq!(
+            e.render(Spelling::Keyword),
+            "keep=[0.9, 1.5]: keep probabilities must be in (0, 1]"
+        );
+        let mut c = TrainConfig::preset(Preset::Fast);
+        c.iters = Some(5);
+        let arch = Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap();
+        let e = c.check_against(&arch).unwrap_err();
+        assert_eq!(
+            e.render(Spelling::Flag),
+            "--iters 5: give exactly one of `--iters` and `--epochs`"
+        );
+        assert_eq!(
+            e.render(Spelling::Keyword),
+            "iters=5: give exactly one of `iters` and `epochs`"
+        );
+        let e = SettingError {
+            place: Some(("run.toml".into(), 3)),
+            ..SettingError::new(
+                ("keep", Some(json!([1.5]))),
+                "keep probabilities must be in (0, 1]",
             )
         };
-        let flag_error =
-            |over: Value| format!("{:#}", TrainConfig::resolve(None, over).unwrap_err());
-        for (text, want) in [
-            (
-                "lrr = 1",
-                "--config run.toml, line 1: unknown option `lrr`; did you mean `lr`?",
-            ),
-            (
-                "epochs = 2\ninit = \"he\"",
-                "line 2: unknown option `init`; did you mean `init_scheme`?",
-            ),
-            ("lr = inf", "line 1: lr = inf: expected a finite number"),
-            (
-                "keep = [0.5, nan]",
-                "line 1: keep = NaN: expected a finite number",
-            ),
-            (
-                "# a run\n\nkeep = 1.5",
-                "line 3: keep = [1.5]: keep probabilities must be in (0, 1]",
-            ),
-            (
-                "keep = [0.9, 1.5]",
-                "line 1: keep = [0.9, 1.5]: keep probabilities",
-            ),
-            (
-                "lr = \"fast\"",
-                "line 1: lr = \"fast\": invalid type: string \"fast\", expected a number",
-            ),
-            ("epochs = 0", "line 1: epochs = 0: must be at least 1"),
-            ("beta2 = 1.0", "line 1: beta2 = 1: must be in [0, 1)"),
-            ("arch = \"relu:0\"", "line 1: arch = \"relu:0\""),
-            ("lr = 0.1\n[extra]\nx = 1", "unknown option `extra`"),
-        ] {
-            let e = file_error(text);
-            assert!(e.contains(want), "{text:?}: {e}");
-        }
-        for (over, want) in [
-            (
-                json!({"lrr": 1}),
-                "unknown option `lrr`; did you mean `lr`?",
-            ),
-            (
-                json!({"lr": -1.0}),
-                "--lr -1: a learning rate must be a finite number > 0",
-            ),
-            (json!({"lr": null}), "--lr (not a finite number)"),
-            (
-                json!({"keep": [0.9, 1.5]}),
-                "--keep 0.9,1.5: keep probabilities must be in (0, 1]",
-            ),
-            (
-                json!({"momentum": 1.5}),
-                "--momentum 1.5: must be in [0, 1)",
-            ),
-            (json!({"preset": "nope"}), "--preset `nope` is unknown"),
-        ] {
-            let e = flag_error(over.clone());
-            assert!(e.contains(want), "{over}: {e}");
-        }
-        // One value for a list option, in the file as on the command line.
-        let cfg =
-            TrainConfig::resolve(Some(("run.toml", "keep = 0.9\nl2 = 1")), json!({})).unwrap();
-        assert_eq!((cfg.keep, cfg.l2), (vec![0.9], vec![1.0]));
-        // Models saved before the scheme's key was renamed still read.
-        let mut old = serde_json::to_value(TrainConfig::preset("seed").unwrap()).unwrap();
-        let scheme = old.as_object_mut().unwrap().remove("init_scheme").unwrap();
-        old["init"] = scheme;
         assert_eq!(
-            serde_json::from_value::<TrainConfig>(old).unwrap(),
-            TrainConfig::preset("seed").unwrap()
+            e.render(Spelling::Flag),
+            "run.toml, line 3: keep = [1.5]: keep probabilities must be in (0, 1]"
         );
+    }
+
+    /// Each preset keeps every rule.
+    #[test]
+    fn presets_keep_the_rules() {
         let arch = Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap();
-        let cfg = TrainConfig::resolve(None, json!({"l2": [1.0, 2.0]})).unwrap();
-        let e = cfg.validate(&arch).unwrap_err().to_string();
-        assert!(e.contains("--l2 has 2 values"), "{e}");
+        for p in [Preset::Fast, Preset::Best, Preset::Seed] {
+            TrainConfig::preset(p).check_against(&arch).unwrap();
+        }
     }
 }

@@ -5,13 +5,14 @@ pub mod checkpoint;
 pub mod config;
 pub mod launch;
 pub mod metrics;
+pub mod options;
 pub mod outputs;
 pub mod replay;
 pub mod selection;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_KEY, CONFIG_KEY};
-pub use config::{BatchSize, TrainConfig};
+pub use config::{BatchSize, Preset, SettingError, Spelling, TrainConfig};
 pub use launch::{Launch, Request};
 pub use metrics::{EvalRecord, MetricsWriter};
 pub use outputs::Outputs;

@@ -137,7 +137,7 @@ impl<'d> Trainer<'d> {
         replay: Replay,
     ) -> Result<Trainer<'d>> {
         let arch = cfg.arch(data.features(), CLASSES)?;
-        cfg.validate(&arch)?;
+        cfg.check_against(&arch)?;
         if data.train.is_empty() {
             bail!("the training split is empty");
         }

@@ -70,6 +70,12 @@ fn options_speak_with_one_voice() {
         &["train", "--lr", "-1"],
         &["--lr -1: a learning rate must be a finite number > 0"],
     );
+    // Settings named in a problem are spelled as flags too.
+    fails_with(
+        &["train", "--keep", "0.9,0.8"],
+        &["--keep 0.9,0.8: 2 values; give 1 or one per hidden branch (3)"],
+    );
+    fails_with(&["train", "--preset", "nope"], &["--preset", "fast, best, seed"]);
     fails_with(
         &["train", "--keep", "0.9,nan"],
         &["'nan'", "--keep", "finite"],
@@ -87,16 +93,17 @@ fn options_speak_with_one_voice() {
         ),
         (
             "lrr = 0.1\n",
-            "line 1: unknown option `lrr`; did you mean `lr`?",
+            "--config RUN, line 1: unknown option `lrr`; did you mean `lr`?",
         ),
         ("init = \"he\"\n", "did you mean `init_scheme`?"),
-        ("lr = inf\n", "line 1: lr = inf: expected a finite number"),
+        ("lr = inf\n", "--config RUN, line 1: lr: inf is not a finite number"),
         (
             "lr = \"high\"\n",
             "line 1: lr = \"high\": invalid type: string \"high\", expected a number",
         ),
     ] {
-        fails_with(&["train", "--config", &file(text)], &[want]);
+        let path = file(text);
+        fails_with(&["train", "--config", &path], &[&want.replace("RUN", &path)]);
     }
     // A single value for a list option, and the scheme under its one name.
     let out = succeeds(&[

@@ -285,7 +285,7 @@ fn minibatch_run(run_name: &str, extra: Value, masks: bool, bounds: Bounds) {
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     let cfg = TrainConfig::resolve(None, options).unwrap();
-    assert_eq!(cfg.preset, "fast");
+    assert_eq!(cfg.preset, scratchnet::train::Preset::Fast);
     let layout = Layout::new(&Arch::parse(&cfg.arch, 784, 10).unwrap());
     let widths: Vec<usize> = layout.layers[..layout.layers.len() - 1]
         .iter()

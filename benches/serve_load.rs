@@ -28,11 +28,7 @@ fn main() {
     // A model trained for one epoch: load does not depend on its accuracy.
     let cfg = TrainConfig::resolve(None, json!({"epochs": 1})).unwrap();
     let mut t = Trainer::new(cfg, &data, Target::cpu(2), None).unwrap();
-    let ctl = RunControl {
-        checkpoint_every: None,
-        checkpoint_path: None,
-        interrupt: None,
-    };
+    let ctl = RunControl::default();
     t.run(&mut Quiet, &ctl).unwrap();
     let model = t.trained_model().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()

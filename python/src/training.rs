@@ -242,9 +242,8 @@ fn run(
                         steps: &steps,
                     };
                     let ctl = RunControl {
-                        checkpoint_every: None,
-                        checkpoint_path: None,
                         interrupt: Some(&stop),
+                        ..RunControl::default()
                     };
                     let outcome = t.run(&mut obs, &ctl);
                     let model = match &outcome {

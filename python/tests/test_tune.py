@@ -219,7 +219,7 @@ def test_an_unreachable_database_is_named_without_its_password(tmp_path):
 def test_a_database_lost_mid_run(postgres, tmp_path):
     opts = ("--heartbeat", "1", "--grace", "3", "--pruner", "none")
     # Away for a moment: the worker retries and carries on.
-    w = worker(postgres.url, "away", 2, *opts, "--patience", "60", cwd=tmp_path, epochs=3)
+    w = worker(postgres.url, "away", 2, *opts, "--db-wait", "60", cwd=tmp_path, epochs=3)
     first_report(postgres.url, "away", w)
     postgres.stop()
     time.sleep(3)
@@ -228,9 +228,9 @@ def test_a_database_lost_mid_run(postgres, tmp_path):
     assert "retrying for 60 s" in out, out
     assert states(trials(postgres.url, "away"))[TrialState.COMPLETE] == 2
 
-    # Away for longer than --patience: a clear error, the trial left running
+    # Away for longer than --db-wait: a clear error, the trial left running
     # for a live worker to fail by heartbeat and retry.
-    w = worker(postgres.url, "lost", 2, *opts, "--patience", "3", cwd=tmp_path, epochs=4)
+    w = worker(postgres.url, "lost", 2, *opts, "--db-wait", "3", cwd=tmp_path, epochs=4)
     victim = first_report(postgres.url, "lost", w)
     postgres.stop()
     try:
@@ -333,16 +333,28 @@ def test_failing_trials_are_recorded_and_stop_the_worker(tmp_path, monkeypatch):
     assert all(t.user_attrs["error"].startswith("training diverged") for t in ts)
 
 
-def test_the_hyperband_pruner_runs_a_study(tmp_path):
+def test_the_hyperband_pruner_prunes_poor_trials(tmp_path):
+    # Learning rates from 1e-6 (nothing learnt in a pass) to 1e-2: the poor
+    # trials are stopped early.
     db = f"sqlite:///{tmp_path / 'study.db'}"
-    study = sn.tune.optimize(db, "h", 4, pruner="hyperband", sampler="random", seed=1, epochs=1,
-                             eval_every=100, threads=2, data=DATA, out=tmp_path / "out",
-                             log=lambda m: None)
+    study = sn.tune.optimize(db, "h", 12, pruner="hyperband", sampler="random", seed=1,
+                             epochs=1, eval_every=100, lr=(1e-6, 1e-2), threads=2, data=DATA,
+                             out=tmp_path / "out", log=lambda m: None)
     assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
     ts = study.get_trials()
-    assert len(ts) == 4 and all(t.state in DONE for t in ts)
+    assert len(ts) == 12 and all(t.state in DONE for t in ts)
     # Reported every 100 steps and at the pass's end (391 steps), up to the
     # trial's end or its pruning.
     for t in ts:
         steps = sorted(t.intermediate_values)
         assert steps and steps == [100, 200, 300, 391][:len(steps)], steps
+    pruned = [t for t in ts if t.state == TrialState.PRUNED]
+    finished = [t for t in ts if t.state == TrialState.COMPLETE]
+    assert pruned and finished, [(t.state, t.intermediate_values) for t in ts]
+    # Each was pruned before the pass's end, at a worse accuracy than the
+    # best finished trial reached by then.
+    for t in pruned:
+        last = max(t.intermediate_values)
+        assert last < 391, t.intermediate_values
+        best_then = max(f.intermediate_values[last] for f in finished)
+        assert t.intermediate_values[last] < best_then, (t.intermediate_values, best_then)

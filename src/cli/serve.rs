@@ -84,11 +84,7 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
             eprintln!("no model given: training the default preset first");
             let cfg = TrainConfig::preset(Preset::Fast);
             let mut t = Trainer::new(cfg, data, Target::cpu(threads), None)?;
-            let ctl = RunControl {
-                checkpoint_every: None,
-                checkpoint_path: None,
-                interrupt: None,
-            };
+            let ctl = RunControl::default();
             let Outcome::Finished(s) = t.run(&mut Progress, &ctl)? else {
                 anyhow::bail!("training stopped early");
             };

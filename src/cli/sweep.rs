@@ -181,9 +181,8 @@ pub fn run(args: SweepArgs, v: Verbosity) -> Result<()> {
         .open(&jsonl)
         .with_context(|| format!("{}: cannot open", jsonl.display()))?;
     let ctl = RunControl {
-        checkpoint_every: None,
         checkpoint_path: Some(args.out.join("checkpoint.safetensors")),
-        interrupt: None,
+        ..RunControl::default()
     };
     for i in 0..args.trials {
         if done.contains_key(&i) {

@@ -111,7 +111,7 @@ impl Dataset {
         }
         if val_size >= train.len() {
             bail!(
-                "--val-size {val_size} leaves no training images ({} in {})",
+                "a validation split of {val_size} images leaves none to train on ({} in {})",
                 train.len(),
                 train_images.display()
             );

@@ -48,11 +48,6 @@ where
         .collect()
 }
 
-/// The rows of block `b` of `0..n` (blocks of [`BLOCK_ROWS`]).
-pub fn block(n: usize, b: usize) -> Range<usize> {
-    b * BLOCK_ROWS..n.min((b + 1) * BLOCK_ROWS)
-}
-
 /// `out[i] = Σ_b partials[b * out.len() + i]`, each block's partial sums
 /// added in block order (in f64), so the result does not depend on which
 /// thread computed which block.

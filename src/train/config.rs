@@ -431,7 +431,7 @@ macro_rules! setting {
         (stringify!($field), serde_json::to_value(&$cfg.$field).ok())
     };
 }
-use setting;
+pub(crate) use setting;
 
 /// The error naming `$cfg.$field` unless `$ok`: `$problem` says what is
 /// expected.
@@ -489,6 +489,10 @@ impl Spelling {
     /// `name` given `value`, as this user wrote it.
     fn given(self, name: &str, value: &Value) -> String {
         let item = |v: &Value| match (self, v) {
+            // Python writes a float as `-1.0`; flags and TOML as `-1`.
+            (Spelling::Keyword, Value::Number(n)) if n.is_f64() => {
+                format!("{:?}", n.as_f64().unwrap_or(f64::NAN) as f32)
+            }
             (_, Value::Number(n)) if n.is_f64() => {
                 (n.as_f64().unwrap_or(f64::NAN) as f32).to_string()
             }

@@ -2,7 +2,7 @@
 //! the notebook's moments, metrics and checkpoints.
 
 use super::checkpoint::{self, Checkpoint, CONFIG_KEY};
-use super::config::TrainConfig;
+use super::config::{setting, SettingError, TrainConfig};
 use super::metrics::EvalRecord;
 use super::replay::Replay;
 use super::selection::{self, Best};
@@ -142,7 +142,15 @@ impl<'d> Trainer<'d> {
             bail!("the training split is empty");
         }
         if (cfg.keep_best || cfg.patience.is_some()) && data.val.is_empty() {
-            bail!("--keep-best and --patience choose by validation accuracy, but there is no validation split (--val-size)");
+            let named = match cfg.keep_best {
+                true => setting!(cfg.keep_best),
+                false => setting!(cfg.patience),
+            };
+            return Err(SettingError::new(
+                named,
+                "`keep_best` and `patience` choose by validation accuracy, but there is no validation split (`val_size`)",
+            )
+            .into());
         }
         let layout = Layout::new(&arch);
         let params = match init {
@@ -556,7 +564,9 @@ pub struct Diverged {
     pub what: String,
 }
 
-/// Where and when [`Trainer::run`] writes checkpoints, and its stop flag.
+/// Where and when [`Trainer::run`] writes checkpoints, and its stop flag
+/// (by default: no checkpoints, no stop flag).
+#[derive(Default)]
 pub struct RunControl<'a> {
     pub checkpoint_every: Option<usize>,
     /// Where checkpoints go (every `checkpoint_every` steps and on an

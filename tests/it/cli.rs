@@ -75,7 +75,10 @@ fn options_speak_with_one_voice() {
         &["train", "--keep", "0.9,0.8"],
         &["--keep 0.9,0.8: 2 values; give 1 or one per hidden branch (3)"],
     );
-    fails_with(&["train", "--preset", "nope"], &["--preset", "fast, best, seed"]);
+    fails_with(
+        &["train", "--preset", "nope"],
+        &["--preset", "fast, best, seed"],
+    );
     fails_with(
         &["train", "--keep", "0.9,nan"],
         &["'nan'", "--keep", "finite"],
@@ -96,14 +99,20 @@ fn options_speak_with_one_voice() {
             "--config RUN, line 1: unknown option `lrr`; did you mean `lr`?",
         ),
         ("init = \"he\"\n", "did you mean `init_scheme`?"),
-        ("lr = inf\n", "--config RUN, line 1: lr: inf is not a finite number"),
+        (
+            "lr = inf\n",
+            "--config RUN, line 1: lr: inf is not a finite number",
+        ),
         (
             "lr = \"high\"\n",
             "line 1: lr = \"high\": invalid type: string \"high\", expected a number",
         ),
     ] {
         let path = file(text);
-        fails_with(&["train", "--config", &path], &[&want.replace("RUN", &path)]);
+        fails_with(
+            &["train", "--config", &path],
+            &[&want.replace("RUN", &path)],
+        );
     }
     // A single value for a list option, and the scheme under its one name.
     let out = succeeds(&[

@@ -21,7 +21,7 @@ use scratchnet::data::Dataset;
 use scratchnet::nn::dropout::GivenMasks;
 use scratchnet::nn::{Arch, Layout};
 use scratchnet::tensor::kernels::Kernels;
-use scratchnet::train::{EvalRecord, Observer, Replay, TrainConfig, Trainer};
+use scratchnet::train::{Replay, TrainConfig, Trainer};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -121,31 +121,9 @@ impl Fixture {
     }
 }
 
-/// Each step's loss as the trainer reports it, and every evaluation.
-#[derive(Default)]
-struct Log {
-    losses: Vec<f64>,
-    evals: Vec<EvalRecord>,
-}
-
-impl Observer for Log {
-    fn step(&mut self, _done: usize, _total: usize, loss: f64) {
-        self.losses.push(loss);
-    }
-
-    fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
-        self.evals.push(r.clone());
-        Ok(())
-    }
-}
-
-fn run(t: &mut Trainer<'_>) -> Log {
-    let ctl = scratchnet::train::RunControl {
-        checkpoint_every: None,
-        checkpoint_path: None,
-        interrupt: None,
-    };
-    let mut log = Log::default();
+fn run(t: &mut Trainer<'_>) -> common::Log {
+    let ctl = scratchnet::train::RunControl::default();
+    let mut log = common::Log::default();
     t.run(&mut log, &ctl).unwrap();
     log
 }

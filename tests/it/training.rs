@@ -460,24 +460,6 @@ fn model_selection_without_a_validation_split_is_an_error() {
     assert!(err.to_string().contains("no validation split"), "{err}");
 }
 
-/// Each step's loss, and every evaluation.
-#[derive(Default)]
-struct Losses {
-    steps: Vec<f64>,
-    evals: Vec<scratchnet::train::EvalRecord>,
-}
-
-impl Observer for Losses {
-    fn step(&mut self, _done: usize, _total: usize, loss: f64) {
-        self.steps.push(loss);
-    }
-
-    fn eval(&mut self, r: &scratchnet::train::EvalRecord) -> anyhow::Result<()> {
-        self.evals.push(r.clone());
-        Ok(())
-    }
-}
-
 /// The loss reported at an evaluation is honest: with minibatches, J is
 /// the mean cross-entropy of the steps since the last evaluation (each
 /// weighted by its samples; an epoch ends with a batch of 80), the L2 term
@@ -487,20 +469,16 @@ impl Observer for Losses {
 /// L2 term.
 #[test]
 fn the_loss_reported_is_the_mean_since_the_last_evaluation_and_val_loss_is_the_librarys() {
-    let ctl = RunControl {
-        checkpoint_every: None,
-        checkpoint_path: None,
-        interrupt: None,
-    };
+    let ctl = RunControl::default();
     let cfg = config(json!({"epochs": 2, "eval_every": 300}));
     let mut t = Trainer::new(cfg, mnist(), Target::cpu(2), None).unwrap();
-    let mut log = Losses::default();
+    let mut log = common::Log::default();
     t.run(&mut log, &ctl).unwrap();
     let rows = |k: usize| if k % 391 == 390 { 80.0 } else { 128.0 };
     let mut from = 0;
     for r in &log.evals {
         let steps = from..r.iter;
-        let sum: f64 = steps.clone().map(|k| log.steps[k] * rows(k)).sum();
+        let sum: f64 = steps.clone().map(|k| log.losses[k] * rows(k)).sum();
         let mean = sum / steps.clone().map(rows).sum::<f64>();
         assert!(
             (r.j - mean).abs() < 1e-12 * mean,
@@ -531,9 +509,9 @@ fn the_loss_reported_is_the_mean_since_the_last_evaluation_and_val_loss_is_the_l
 
     let cfg = config(json!({"preset": "seed", "iters": 3, "eval_every": 1, "keep": [1.0]}));
     let mut t = Trainer::new(cfg, mnist(), Target::cpu(2), None).unwrap();
-    let mut log = Losses::default();
+    let mut log = common::Log::default();
     t.run(&mut log, &ctl).unwrap();
-    for (r, &step) in log.evals.iter().zip(&log.steps) {
+    for (r, &step) in log.evals.iter().zip(&log.losses) {
         assert_eq!(r.train_loss, Some(step));
         assert!((r.j - (step + r.l2.unwrap())).abs() < 1e-12, "{r:?}");
     }

@@ -83,7 +83,7 @@ def parser():
                         "(default: 2 heartbeats)")
     w.add_argument("--retries", type=int, default=3, metavar="N",
                    help="times a trial whose worker died is run again (default: 3)")
-    w.add_argument("--patience", type=float, default=60.0, metavar="SECONDS",
+    w.add_argument("--db-wait", type=float, default=60.0, metavar="SECONDS",
                    help="how long to retry a database that went away (default: 60)")
     w.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     r = sub.add_parser("report", parents=[common],
@@ -128,7 +128,7 @@ def main(argv=None):
                  keep=args.keep, pruner=args.pruner, sampler=args.sampler, seed=args.seed,
                  threads=args.threads, data=args.data, out=args.out,
                  heartbeat=args.heartbeat, grace=args.grace, retries=args.retries,
-                 patience=args.patience, log=log)
+                 db_wait=args.db_wait, log=log)
         return 0
     except KeyboardInterrupt as e:
         name = str(e) or "SIGINT"

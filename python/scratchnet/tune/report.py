@@ -62,7 +62,7 @@ def report(storage, study, out=None, file=None):
     state, worker host, seconds) and writes them to OUT/trials.csv where
     `out` is given; returns the rows."""
     file = file or sys.stdout
-    store = Storage(storage, patience=10.0, log=lambda m: print(m, file=sys.stderr))
+    store = Storage(storage, db_wait=10.0, log=lambda m: print(m, file=sys.stderr))
     try:
         st = store.call("loading the study", lambda: optuna.load_study(
             study_name=study, storage=store.rdb))

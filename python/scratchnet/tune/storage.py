@@ -58,9 +58,9 @@ class Storage:
     """An Optuna RDB storage for workers: heartbeats every `heartbeat`
     seconds, a trial without one for `grace` seconds failed and queued again
     with the same parameters (at most `retries` times), and each call
-    retried for `patience` seconds while the database is unreachable."""
+    retried for `db_wait` seconds while the database is unreachable."""
 
-    def __init__(self, url, *, heartbeat=10, grace=None, retries=3, patience=60.0, log=print):
+    def __init__(self, url, *, heartbeat=10, grace=None, retries=3, db_wait=60.0, log=print):
         self.url, self.shown, self.log = url, masked(url), log
         try:
             parsed = make_url(url)
@@ -76,7 +76,7 @@ class Storage:
         if heartbeat < 1 or (grace is not None and grace <= heartbeat):
             raise ValueError(f"heartbeat {heartbeat} s, grace {grace} s: need heartbeat >= 1 "
                              "and a grace period longer than the heartbeat")
-        self.heartbeat_s, self.patience = heartbeat, patience
+        self.heartbeat_s, self.db_wait = heartbeat, db_wait
         self.sqlite_path = parsed.database if self.backend == "sqlite" else None
         connect = {"timeout": 30} if self.backend == "sqlite" else {"connect_timeout": 10}
         with _quiet():
@@ -110,7 +110,7 @@ class Storage:
 
     def call(self, what, fn):
         """fn(), retried while the database is unreachable; StorageError
-        after `patience` seconds of trying."""
+        after `db_wait` seconds of trying."""
         deadline = None
         while True:
             try:
@@ -119,13 +119,13 @@ class Storage:
             except UNREACHABLE as e:
                 now = time.monotonic()
                 if deadline is None:
-                    deadline = now + self.patience
+                    deadline = now + self.db_wait
                     self.log(f"{self.shown}: {what}: {first_line(e)}; "
-                             f"retrying for {self.patience:g} s")
+                             f"retrying for {self.db_wait:g} s")
                 if now >= deadline:
                     raise StorageError(
                         f"the study's storage {self.shown} was unreachable for "
-                        f"{self.patience:g} s while {what}: {first_line(e)}"
+                        f"{self.db_wait:g} s while {what}: {first_line(e)}"
                     ) from None
                 time.sleep(min(1.0, max(0.0, deadline - now)))
 

@@ -44,7 +44,7 @@ class _RetryingPruning(PruningCallback):
 def optimize(storage, study, trials, *, preset="fast", epochs=None, iters=None,
              eval_every=None, lr=(1e-4, 1e-2), l2=(0.0, 3.0), keep=(0.8, 1.0),
              pruner="median", sampler="tpe", seed=None, threads=None, data=None,
-             out="tune", heartbeat=10, grace=None, retries=3, patience=60.0,
+             out="tune", heartbeat=10, grace=None, retries=3, db_wait=60.0,
              log=print):
     """Works on the study `study` in the database `storage` (an SQLAlchemy
     URL: postgresql://USER:PASSWORD@HOST/DB for many machines,
@@ -65,7 +65,7 @@ def optimize(storage, study, trials, *, preset="fast", epochs=None, iters=None,
     (default 2 heartbeats) is failed and queued again with the same
     parameters, at most `retries` times; Ctrl-C fails the running trial,
     queues it again and raises KeyboardInterrupt; a database unreachable for
-    `patience` seconds raises StorageError, leaving the trial running to be
+    `db_wait` seconds raises StorageError, leaving the trial running to be
     failed by heartbeat and retried.
     """
     space = search.Space(preset, epochs=epochs, iters=iters, eval_every=eval_every,
@@ -76,7 +76,7 @@ def optimize(storage, study, trials, *, preset="fast", epochs=None, iters=None,
     out = Path(out)
     _check_out(out, study)
     store = Storage(storage, heartbeat=heartbeat, grace=grace, retries=retries,
-                    patience=patience, log=log)
+                    db_wait=db_wait, log=log)
     st = store.call("opening the study", lambda: optuna.create_study(
         storage=store.rdb, study_name=study, direction="maximize", load_if_exists=True,
         sampler=search.sampler(sampler, seed), pruner=search.pruner(pruner)))

@@ -384,11 +384,6 @@ impl<'a> PairsView<'a> {
         self.n
     }
 
-    /// Panels of 16 columns.
-    pub fn panels(&self) -> usize {
-        self.n.div_ceil(PANEL)
-    }
-
     /// The 16 pairs of rows `(32j..32j + 32)` of panel `p`: 512 values.
     #[inline(always)]
     pub fn tile(&self, p: usize, j: usize) -> &'a [u16] {

@@ -80,13 +80,21 @@ pub fn skipped(test: &str, reason: &str) {
     }
 }
 
-/// Records every evaluation.
+/// Records each step's loss as the trainer reports it, and every
+/// evaluation: the tests' one observer.
 #[derive(Default)]
-struct Log(Vec<EvalRecord>);
+pub struct Log {
+    pub losses: Vec<f64>,
+    pub evals: Vec<EvalRecord>,
+}
 
 impl Observer for Log {
+    fn step(&mut self, _done: usize, _total: usize, loss: f64) {
+        self.losses.push(loss);
+    }
+
     fn eval(&mut self, r: &EvalRecord) -> anyhow::Result<()> {
-        self.0.push(r.clone());
+        self.evals.push(r.clone());
         Ok(())
     }
 }
@@ -94,14 +102,10 @@ impl Observer for Log {
 /// Runs `t` to its last step (no checkpoints, no interruption): the summary
 /// and every evaluation.
 pub fn finish(t: &mut Trainer<'_>) -> (Summary, Vec<EvalRecord>) {
-    let ctl = RunControl {
-        checkpoint_every: None,
-        checkpoint_path: None,
-        interrupt: None,
-    };
+    let ctl = RunControl::default();
     let mut log = Log::default();
     match t.run(&mut log, &ctl).unwrap() {
-        Outcome::Finished(s) => (*s, log.0),
+        Outcome::Finished(s) => (*s, log.evals),
         other => panic!("run ended early: {other:?}"),
     }
 }

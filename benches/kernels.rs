@@ -294,7 +294,7 @@ fn bf16_first_layer_forward(bencher: Bencher, rows: usize) {
     if !Kernels::current().has_tiles() {
         return eprintln!("skipped: no AMX tiles here");
     }
-    let x = Tiled::from_rows(mnist_rows(rows), 784);
+    let x = Tiled::from_rows(mnist_rows(rows), rows, 784);
     let w = values(192 * 784);
     let mut pairs = Pairs::default();
     pairs.fill(Source::Transposed(&w), 784, 192);

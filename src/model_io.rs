@@ -154,7 +154,8 @@ fn not_a_model(bytes: &[u8], e: safetensors::SafeTensorError) -> anyhow::Error {
         _ => format!("its header does not read as safetensors ({e})"),
     };
     anyhow::anyhow!(
-        "not a scratchnet model: {what}; expected a .safetensors model saved by `scratchnet train --save`"
+        "not a scratchnet model: {what}; expected a .safetensors model saved by scratchnet \
+         (`train --save`, or `model.save` in Python)"
     )
 }
 

@@ -12,7 +12,9 @@ use pyo3::types::{PyBool, PyDict};
 use scratchnet::backend::Target;
 use scratchnet::data::image_prep::SIDE;
 use scratchnet::data::{Dataset, Split, CLASSES};
-use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, TrainConfig, Trainer};
+use scratchnet::train::{
+    EvalRecord, Observer, Outcome, RunControl, Spelling, TrainConfig, Trainer,
+};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -168,7 +170,7 @@ fn config(
         if !known.contains(&k) {
             return Err(PyTypeError::new_err(format!(
                 "{caller}() got an unexpected keyword argument '{k}'{}",
-                scratchnet::train::options::nearest(&k)
+                scratchnet::train::options::nearest(&k, Spelling::Keyword)
             )));
         }
         overrides.insert(k.clone(), to_json(&k, &v)?);

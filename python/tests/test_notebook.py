@@ -145,6 +145,25 @@ def test_curves_draw_every_evaluation(trained):
     assert [line.get_label() for line in acc.lines] == ["train", "validation", "test"]
     test_line = acc.lines[2].get_ydata()
     assert np.allclose(test_line, [100 * m["test_acc"] for m in trained.metrics])
+    # The accuracy axis spans where the curves are after the first tenth
+    # of the run, not 0-100%.
+    late = [100 * m[k] for m in trained.metrics if m["iter"] >= iters[-1] / 10
+            for k in ("train_acc", "val_acc", "test_acc")]
+    lo, hi = acc.get_ylim()
+    assert lo <= min(late) and max(late) <= hi and hi - lo < 10, (lo, hi, late)
+    # The default preset has no L2 schedule: no dotted lines.
+    assert not [line for line in loss.lines if line.get_linestyle() == ":"]
+
+
+def test_the_l2_schedule_is_marked_where_it_rescales(mnist):
+    (xtr, ytr), (xva, yva), _ = mnist
+    model = sn.train(xtr[:2000], ytr[:2000], xva[:500], yva[:500], preset="seed", iters=45,
+                     reg_every=10, eval_every=5, threads=2, progress=False)
+    loss, _ = model.plot_curves().axes
+    marks = [line.get_xdata()[0] for line in loss.lines if line.get_linestyle() == ":"]
+    assert marks == [10, 20, 30, 40], marks
+    assert "L2 factors rescaled (every 10 iterations)" in [t.get_text()
+                                                           for t in loss.get_legend().texts]
 
 
 def test_a_loaded_model_has_no_curves_to_draw(trained, tmp_path):
@@ -199,6 +218,17 @@ def test_a_photo_of_a_3_reads_as_3(trained):
     assert trained.predict(digit.reshape(1, 784))[0] == 3
     with pytest.raises(FileNotFoundError, match="no-such-file.png"):
         sn.read_digit("no-such-file.png")
+    # The photo as it is, beside what the network sees and its reading.
+    photo, seen = sn.show_photo(PHOTO, trained).axes
+    assert photo.images[0].get_array().shape[:2] == plt_image_shape(PHOTO)
+    assert np.array_equal(seen.images[0].get_array(), digit)
+    assert "read as 3" in seen.get_title()
+
+
+def plt_image_shape(path):
+    from matplotlib.image import imread
+
+    return imread(path).shape[:2]
 
 
 def test_onnx_runtime_gives_the_models_probabilities(trained, mnist, tmp_path):

@@ -23,7 +23,7 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Examples:
-  scratchnet train --save model.safetensors            # default preset: minibatch, ≥98.5% in seconds
+  scratchnet train --save model.safetensors            # the default preset: ~98.7% test in seconds
   scratchnet train --preset seed                       # the notebook's 10,000 full-batch iterations
   scratchnet train --preset seed --keep 0.8 --iters 401  # the notebook's shown cell
   scratchnet train --config run.toml --epochs 3 --metrics m.jsonl
@@ -70,8 +70,7 @@ pub struct TrainArgs {
 /// given, and overlays the preset and the TOML file by the same mechanism.
 #[derive(clap::Args, Debug, Serialize)]
 struct ConfigFlags {
-    /// Starting point: `fast` (default: 98.5% in seconds), `best` (99% in minutes:
-    /// longer, on distorted images) or `seed` (the notebook's final run)
+    /// Starting point; the options below override it
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     preset: Option<Preset>,

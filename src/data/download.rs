@@ -108,7 +108,7 @@ pub fn download(
         }
         if errors.len() == mirrors.len() {
             bail!(
-                "could not fetch {} from any mirror:\n{}\nwhat to do: check the network (and any proxy); or name a mirror that has the files with --mirror URL (or $SCRATCHNET_MIRROR); or, on a machine with network, `scratchnet download --dest DIR`, copy DIR here and pass --data DIR",
+                "could not fetch {} from any mirror:\n{}\nwhat to do: check the network (and any proxy); or name a mirror that has the files with --mirror URL (or $SCRATCHNET_MIRROR); or, on a machine with network, `scratchnet download --dest DIR`, copy DIR here and give it as the data's folder (`--data DIR`, or `load_mnist(path)` in Python)",
                 src.name,
                 errors.join("\n")
             );

@@ -86,7 +86,8 @@ pub fn locate(flag: Option<&Path>) -> Result<Located> {
         Some(c) => found(c, Origin::Cache),
         None => bail!(
             "no MNIST data: not in ./data/mnist, and this system has no user cache directory \
-             to download it into; pass --data DIR or set {DATA_ENV}"
+             to download it into; give the data's folder (`--data DIR`, or `load_mnist(path)` \
+             in Python) or set {DATA_ENV}"
         ),
     }
 }
@@ -101,7 +102,7 @@ pub fn locate_or_fetch(flag: Option<&Path>, progress: &mut dyn Progress) -> Resu
     let mirrors = mirrors(&[]);
     if let Err(e) = download(&found.path, &mnist_sources(), &mirrors, progress) {
         bail!(
-            "no MNIST data found (--data, ${DATA_ENV}, ./data/mnist), and fetching it into {} \
+            "no MNIST data found (given, ${DATA_ENV}, ./data/mnist), and fetching it into {} \
              failed: {e:#}",
             found.path.display()
         );

@@ -5,7 +5,7 @@
 //! the printed form of a configuration, which a file reads back; the
 //! nearest name for an unknown one.
 
-use super::config::{Preset, Problem, SettingError, TrainConfig};
+use super::config::{Place, Preset, Problem, SettingError, Spelling, TrainConfig};
 use crate::nn::Arch;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
@@ -104,18 +104,19 @@ impl TrainConfig {
         toml_text(changes)
     }
 }
+
 /// An option given in the TOML file (with its line) or as a flag.
 struct Given {
     key: String,
     value: Value,
-    /// The file's name and the option's line in it.
-    line: Option<(String, usize)>,
+    /// The file's name and the option's line in it, where it has one.
+    line: Option<Box<Place>>,
 }
 
 impl Given {
     /// Option `key` given `value`; a list option's single value becomes a
     /// list of one.
-    fn new(key: String, value: Value, line: Option<(String, usize)>) -> Given {
+    fn new(key: String, value: Value, line: Option<Box<Place>>) -> Given {
         let value = match (key.as_str(), value) {
             ("l2" | "keep", v @ Value::Number(_)) => Value::Array(vec![v]),
             (_, v) => v,
@@ -159,8 +160,10 @@ fn file_options(name: &str, text: &str, names: &[String]) -> Result<Vec<Given>> 
     };
     let mut given = Vec::new();
     for (k, v) in table {
-        // A key not found on a line of its own (in a table) is placed at 0.
-        let place = Some((name.to_string(), line_of(&k).map_or(0, |n| n + 1)));
+        let place = Some(Box::new(Place {
+            file: name.to_string(),
+            line: line_of(&k).map(|n| n + 1),
+        }));
         if !names.contains(&k) {
             return Err(unknown(&k, place).into());
         }
@@ -176,7 +179,7 @@ fn file_options(name: &str, text: &str, names: &[String]) -> Result<Vec<Given>> 
         let value = serde_json::to_value(v)?;
         given.push(Given::new(k, value, place));
     }
-    given.sort_by_key(|g| g.line.as_ref().map(|l| l.1));
+    given.sort_by_key(|g| g.line.as_ref().map(|l| l.line));
     Ok(given)
 }
 
@@ -191,7 +194,7 @@ fn non_finite(v: &toml::Value) -> Option<f64> {
 
 /// Setting `key`, which does not exist, given (in a file, where `place`
 /// says): the error, with the nearest name.
-pub fn unknown(key: &str, place: Option<(String, usize)>) -> SettingError {
+pub fn unknown(key: &str, place: Option<Box<Place>>) -> SettingError {
     SettingError {
         setting: key.to_string(),
         value: None,
@@ -201,15 +204,15 @@ pub fn unknown(key: &str, place: Option<(String, usize)>) -> SettingError {
 }
 
 /// `; did you mean `x`?` for the setting nearest `key`, where one is near
-/// (else the list of names).
-pub fn nearest(key: &str) -> String {
-    suggestion(key, &TrainConfig::option_names())
+/// (else the list of names), spelled as `spelling` names settings.
+pub fn nearest(key: &str, spelling: Spelling) -> String {
+    spelling.spell(&suggestion(key, &TrainConfig::option_names()))
 }
 
 /// [`nearest`] among `names`; `init` is the scheme's old key.
 fn suggestion(key: &str, names: &[String]) -> String {
     if key == "init" {
-        return "; did you mean `init_scheme`? (`init` names a file of starting weights)".into();
+        return "; did you mean {init_scheme}? (how the weights are drawn; starting weights from a file are not a setting)".into();
     }
     let nearest = names
         .iter()
@@ -217,8 +220,11 @@ fn suggestion(key: &str, names: &[String]) -> String {
         .min_by_key(|(d, _)| *d)
         .filter(|(d, n)| *d <= 2.max(n.len() / 4));
     match nearest {
-        Some((_, n)) => format!("; did you mean `{n}`?"),
-        None => format!(" (options: {})", names.join(", ")),
+        Some((_, n)) => format!("; did you mean {{{n}}}?"),
+        None => {
+            let all: Vec<String> = names.iter().map(|n| format!("{{{n}}}")).collect();
+            format!(" (options: {})", all.join(", "))
+        }
     }
 }
 
@@ -373,7 +379,10 @@ mod tests {
                 "preset = \"nope\"",
                 "line 1: preset = \"nope\": no such preset (presets: fast, best, seed)",
             ),
-            ("lr = 0.1\n[extra]\nx = 1", "unknown option `extra`"),
+            (
+                "lr = 0.1\n[extra]\nx = 1",
+                "run.toml: unknown option `extra`",
+            ),
             ("lr = ", "run.toml: not valid TOML"),
         ] {
             let e = file_error(text);

@@ -148,7 +148,7 @@ impl<'d> Trainer<'d> {
             };
             return Err(SettingError::new(
                 named,
-                "`keep_best` and `patience` choose by validation accuracy, but there is no validation split (`val_size`)",
+                "{keep_best} and {patience} choose by validation accuracy, but there is no validation split",
             )
             .into());
         }
@@ -558,7 +558,7 @@ impl Summary {
 /// A run that stopped because a value stopped being finite: its weights are
 /// not worth keeping.
 #[derive(Debug, thiserror::Error)]
-#[error("training diverged at iteration {step}: {what} (try a lower --lr)")]
+#[error("training diverged at iteration {step}: {what} (try a lower learning rate)")]
 pub struct Diverged {
     pub step: usize,
     pub what: String,

@@ -1,14 +1,11 @@
 //! The `scratchnet` binary as a user runs it.
 
+use crate::common;
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn scratchnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scratchnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
+    common::run_in(common::root(), args)
 }
 
 /// Runs a command that must succeed; returns its standard output.
@@ -24,13 +21,7 @@ fn succeeds(args: &[&str]) -> String {
 }
 
 fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = scratchnet(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: expected `{n}` in: {err}");
-    }
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    common::fails_in(common::root(), args, needles);
 }
 
 #[test]

@@ -7,6 +7,11 @@
 
 use crate::common;
 use scratchnet::data::augment::shift_entries;
+use scratchnet::nn::activation::{backward_rows, forward_rows};
+use scratchnet::nn::arch::NOTEBOOK_ARCH;
+use scratchnet::nn::dropout::MaskRows;
+use scratchnet::nn::{Arch, Layout};
+use scratchnet::optim::Adam;
 use scratchnet::tensor::bf16::{self, layout::Source, Out, Pairs, Tiled};
 use scratchnet::tensor::kernels::Kernels;
 use scratchnet::tensor::sparse::{
@@ -286,7 +291,7 @@ fn outputs_too_short_and_strides_too_small_are_refused() {
     refused("transpose", "destination too short", || {
         transpose(&mut vec![0.0; k * rows - 1], rows, &x, k, rows, k)
     });
-    let tiles = Tiled::from_rows(&x, k);
+    let tiles = Tiled::from_rows(&x, rows, k);
     let mut pairs = Pairs::default();
     pairs.fill(Source::Rows(&w), k, n);
     let mut out = vec![0.0; rows * n];
@@ -351,7 +356,7 @@ fn amx_products_match_float64_and_write_only_their_output() {
     shapes.push((40, 9000, 48));
     for (rows, k, n) in shapes {
         let a = sparse(rows, k, rows as u64);
-        let tiles = Tiled::from_rows(&a, k);
+        let tiles = Tiled::from_rows(&a, rows, k);
         let b = values(k * n, k as u64);
         let mut pairs = Pairs::default();
         pairs.fill(Source::Rows(&b), k, n);
@@ -422,7 +427,7 @@ fn tile_operands_from_every_source_agree() {
     let (rows, cols) = (37, 70);
     let dense = sparse(rows, cols, 5);
     let compressed = SparseRows::from_dense(&dense, cols);
-    let from_rows = Tiled::from_rows(&dense, cols);
+    let from_rows = Tiled::from_rows(&dense, rows, cols);
     let mut from_sparse = Tiled::default();
     from_sparse.fill_from_sparse(compressed.view());
     let mut transposed = Tiled::default();
@@ -447,10 +452,128 @@ fn tile_operands_from_every_source_agree() {
     x.fill(Source::Rows(&b), k, n);
     y.fill(Source::Transposed(&bt), k, n);
     z.fill(Source::Panels(&panels), k, n);
+    // Both panels and both tiles of k (the second half padding).
     for p in 0..2 {
-        assert_eq!(x.view().tile(p, 0), y.view().tile(p, 0));
-        assert_eq!(x.view().tile(p, 0), z.view().tile(p, 0));
+        for j in 0..2 {
+            assert_eq!(x.view().tile(p, j), y.view().tile(p, j));
+            assert_eq!(x.view().tile(p, j), z.view().tile(p, j));
+        }
     }
+    // No k: operands of no values, as the tiles' product of k = 0 takes.
+    let empty = Tiled::from_rows(&[], 9, 0);
+    assert_eq!((empty.view().rows(), empty.view().k()), (9, 0));
+    let mut none = Pairs::default();
+    none.fill(Source::Rows(&[]), 0, 20);
+    assert_eq!((none.view().k(), none.view().n()), (0, 20));
+}
+
+/// A checksum of the bits that every float32 kernel with a form per
+/// instruction set computes: the sparse products (compressed, paired, by
+/// columns, the weight gradient's), the activations forward and backward
+/// with dropout, and Adam's step with the L2 terms.
+fn bits_of_every_float32_kernel() -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut eat = |v: &[f32]| {
+        for x in v {
+            hash = (hash ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    let (rows, k, n) = (300, 784, 192);
+    let (x, w) = (sparse(rows, k, 11), values(k * n, 12));
+    let compressed = SparseRows::from_dense(&x, k);
+    let mut panels = Panels::default();
+    panels.pack(&w, k, n, n);
+    let mut z = vec![0.0; rows * n];
+    spmm(&mut z, compressed.view(), panels.view(), false);
+    eat(&z);
+    spmm_by_columns(
+        &mut z[..64 * n],
+        compressed.view().slice(0..64),
+        panels.view(),
+        &mut ColumnParts::default(),
+    );
+    eat(&z);
+    let pairs = PairRows::from_rows(compressed.view(), &pair_order(compressed.view()));
+    spmm_paired(&mut z, pairs.view(), panels.view());
+    eat(&z);
+    let mut dw = vec![0.0; n * k];
+    spmm_t(
+        &mut dw,
+        &ColumnBlocks::new(compressed.view(), 64),
+        &values(rows * n, 13),
+        n,
+        false,
+    );
+    eat(&dw);
+    let layout = Layout::new(&Arch::parse(NOTEBOOK_ARCH, k, 10).unwrap());
+    let first = &layout.layers[0];
+    let mask = vec![1.0f32 / 0.9; n];
+    let mut a = z.clone();
+    forward_rows(
+        &mut a,
+        n,
+        &values(n, 14),
+        &first.branches,
+        MaskRows::Unit(&mask),
+    );
+    eat(&a);
+    let mut dz = values(rows * n, 15);
+    backward_rows(
+        &mut dz,
+        &a,
+        n,
+        &first.branches,
+        &[0.9, 0.9],
+        MaskRows::Unit(&mask),
+    );
+    eat(&dz);
+    let (mut p, g) = (values(layout.len, 16), values(layout.len, 17));
+    let mut adam = Adam::new(layout.len, 0.9, 0.999, 1e-8, true);
+    let mut decay = Vec::new();
+    scratchnet::nn::l2::decay(&layout, &[1.19, 1.05, 1.07, 2.22], 50_000, &mut decay);
+    for _ in 0..3 {
+        adam.step(&mut p, &g, &decay, 1e-3);
+    }
+    eat(&p);
+    hash
+}
+
+/// The bits of [`bits_of_every_float32_kernel`] on this family, for
+/// [`every_kernel_family_gives_the_same_bits`] to compare.
+#[test]
+fn float32_kernels_print_their_bits() {
+    println!("KERNEL BITS {:016x}", bits_of_every_float32_kernel());
+}
+
+/// The float32 kernels' forms per instruction set compute each value with
+/// the same operations in the same order: every family the machine has
+/// gives the same bits.
+#[test]
+#[ignore = "slow suite, kernel families: `.ci/run` runs it"]
+fn every_kernel_family_gives_the_same_bits() {
+    use scratchnet::tensor::kernels::KERNELS_ENV;
+    let mut seen = Vec::new();
+    for k in Kernels::ALL.into_iter().filter(|k| k.available()) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "kernels::float32_kernels_print_their_bits",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(KERNELS_ENV, k.name())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        let bits = log
+            .lines()
+            .find_map(|l| l.strip_prefix("KERNEL BITS "))
+            .unwrap_or_else(|| panic!("{}: no bits in {log}", k.name()))
+            .to_string();
+        println!("{}: {bits}", k.name());
+        seen.push((k.name(), bits));
+    }
+    assert!(seen.len() >= 2, "only {seen:?} here: nothing to compare");
+    assert!(seen.iter().all(|(_, b)| *b == seen[0].1), "{seen:?}");
 }
 
 /// This module again on every other kernel family the machine has.

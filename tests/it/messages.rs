@@ -4,26 +4,14 @@
 use crate::common;
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn scratchnet(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scratchnet"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    common::run_in(dir, args)
 }
 
-/// Runs `args` in `dir`, which must fail with every one of `needles` on
-/// stderr; returns stderr.
 fn refused(args: &[&str], dir: &Path, needles: &[&str]) -> String {
-    let out = scratchnet(args, dir);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} succeeded:\n{err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: no `{n}` in:\n{err}");
-    }
-    err
+    common::fails_in(dir, args, needles)
 }
 
 #[test]
@@ -37,7 +25,7 @@ fn files_that_are_not_models_say_what_they_are() {
     std::fs::write(d.join("empty.safetensors"), b"").unwrap();
     let gz = common::root().join("data/mnist/t10k-labels-idx1-ubyte.gz");
     let gz = gz.to_str().unwrap();
-    let expected = "expected a .safetensors model saved by `scratchnet train --save`";
+    let expected = "expected a .safetensors model saved by scratchnet";
     for (file, what) in [
         ("notes.txt", "it is a text file"),
         (

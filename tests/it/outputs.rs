@@ -9,13 +9,10 @@ use scratchnet::model_io::Model;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// `scratchnet ARGS --data MNIST` in `dir`.
 fn scratchnet(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scratchnet"))
-        .args(args)
-        .args(["--data", concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist")])
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    let data = common::root().join("data/mnist");
+    common::run_in(dir, &[args, &["--data", data.to_str().unwrap()]].concat())
 }
 
 /// `train` of a small network (784 -> relu 40 -> 10), quiet, with `more`.

@@ -177,7 +177,10 @@ fn a_directory_splits_validation_off_the_end_of_training() {
     assert_eq!(ds.val.labels, vec![9]);
     assert_eq!(ds.checksums.len(), 4);
     let e = err_of(Dataset::load(d.path(), Some(3)));
-    assert!(e.contains("a validation split of 3 images leaves none to train on"), "{e}");
+    assert!(
+        e.contains("a validation split of 3 images leaves none to train on"),
+        "{e}"
+    );
     std::fs::remove_file(d.path().join("t10k-images-idx3-ubyte")).unwrap();
     let e = err_of(Dataset::load(d.path(), Some(1)));
     assert!(

@@ -8,9 +8,8 @@
 //! and `pip` lines are CI's own steps.
 
 use crate::common;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The lines of the README's ```sh blocks, comments stripped.
 fn shell_lines() -> Vec<String> {
@@ -116,23 +115,12 @@ struct Server(std::process::Child);
 
 impl Server {
     fn start(args: &[String], dir: &Path) -> (Server, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
-            .args(args)
-            .args(["--addr", "127.0.0.1:0"])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .trim_end_matches('/')
-            .to_string();
+        let (child, url) = common::serving(
+            Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+                .args(args)
+                .args(["--addr", "127.0.0.1:0"])
+                .current_dir(dir),
+        );
         (Server(child), url)
     }
 }

@@ -60,7 +60,7 @@ fn divergence_stops_at_once_names_the_step_and_keeps_the_last_good_checkpoint() 
     // The step, the activation that overflowed and the weight that grew.
     assert!(
         err.contains("diverged at iteration 1: the loss is NaN: A2 (the output of layer 2) holds a non-finite value; the largest weight is")
-            && err.contains("in W3 (try a lower --lr)"),
+            && err.contains("in W3 (try a lower learning rate)"),
         "{err}"
     );
     assert!(

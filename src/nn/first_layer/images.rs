@@ -49,8 +49,8 @@ impl<'d> Images<'d> {
             form,
             labels: Cow::Borrowed(labels),
         };
-        if role != Role::Gather && arith == Arithmetic::AmxBf16 && rows >= TILES_FROM_ROWS {
-            return kept(Form::Tiles(Tiled::from_rows(images, inputs)));
+        if role != Role::Gather && on_tiles(arith, rows) {
+            return kept(Form::Tiles(Tiled::from_rows(images, rows, inputs)));
         }
         match (SparseRows::compress_if_sparse(images, inputs), role) {
             (None, _) => kept(Form::Dense(images)),
@@ -96,6 +96,12 @@ impl<'d> Images<'d> {
     }
 }
 
+/// Whether `rows` images go to the tiles: where the arithmetic is AMX's and
+/// they are enough to repay packing the weight.
+fn on_tiles(arith: Arithmetic, rows: usize) -> bool {
+    arith == Arithmetic::AmxBf16 && rows >= TILES_FROM_ROWS
+}
+
 /// `rows` merged in pairs of similar rows (the forward product's fastest
 /// form), and `labels` (unless empty) reordered alike.
 fn paired(rows: SparseRows, labels: &[u8]) -> (PairRows, Vec<u8>) {
@@ -132,11 +138,11 @@ impl<'d> WholeBatch<'d> {
         arith: Arithmetic,
     ) -> WholeBatch<'d> {
         let rows = dense.len() / inputs.max(1);
-        if arith == Arithmetic::AmxBf16 && rows >= TILES_FROM_ROWS {
+        if on_tiles(arith, rows) {
             let mut t = Tiled::default();
             t.fill_transposed_from_sparse(SparseRows::from_dense(dense, inputs).view());
             return WholeBatch {
-                form: Whole::Tiles(Tiled::from_rows(dense, inputs), t),
+                form: Whole::Tiles(Tiled::from_rows(dense, rows, inputs), t),
                 labels: Cow::Borrowed(labels),
             };
         }

@@ -136,12 +136,12 @@ impl Tiled {
     }
 
     /// Dense rows `[rows, cols]`, each value rounded to bfloat16.
-    pub fn from_rows(dense: &[f32], cols: usize) -> Tiled {
-        let rows = dense.len() / cols.max(1);
+    pub fn from_rows(dense: &[f32], rows: usize, cols: usize) -> Tiled {
+        assert_eq!(dense.len(), rows * cols, "not {rows} rows of {cols}");
         let mut t = Tiled::default();
         t.reset(rows, cols);
         let (data, nonzero, kt) = t.parts();
-        for (r, row) in dense.chunks_exact(cols).enumerate() {
+        for (r, row) in dense.chunks_exact(cols.max(1)).enumerate() {
             for (c, &v) in row.iter().enumerate() {
                 set((data, nonzero, kt), r, c, to_bf16(v));
             }
@@ -345,11 +345,14 @@ impl Pairs {
         let pairs = k.div_ceil(TILE_K) * TILE_K / 2;
         let panel = pairs * 2 * PANEL;
         let panels = n.div_ceil(PANEL);
+        (self.k, self.n) = (k, n);
+        if panel == 0 {
+            return self.data.sized(0);
+        }
         // Each job's share of every panel.
         let jobs = pairs.div_ceil(FILL_PAIRS);
         let mut shares: Vec<Vec<&mut [u16]>> =
             (0..jobs).map(|_| Vec::with_capacity(panels)).collect();
-        (self.k, self.n) = (k, n);
         // Every value is written below, padding included.
         self.data.sized(panels * panel);
         for p in self.data.values_mut().chunks_mut(panel) {

@@ -13,7 +13,7 @@ use scratchnet::train::{EvalRecord, Observer, Outcome, RunControl, Summary, Trai
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// The repository's root (`slow-tests/` sits one folder below it).
@@ -42,6 +42,28 @@ pub fn bin() -> PathBuf {
         b.display()
     );
     b
+}
+
+/// `scratchnet ARGS`, run in `dir`.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// `scratchnet ARGS` in `dir`, which must fail, without a panic, with each
+/// of `needles` on stderr; returns stderr.
+pub fn fails_in(dir: &Path, args: &[&str], needles: &[&str]) -> String {
+    let out = run_in(dir, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} should fail");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: expected `{n}` in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    err
 }
 
 /// Skips the calling test for `reason`, something a development machine may
@@ -204,32 +226,40 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// Starts a `serve` command and returns it with the address its first
+/// line names; then the reader goes away, as a terminal may, and the
+/// server must go on.
+pub fn serving(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (child, url)
+}
+
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let model = trained_model(dir.path(), serde_json::json!({"epochs": 2}));
-        let mut child = Command::new(bin())
-            .args(["serve", "--addr", "127.0.0.1:0", "--model"])
-            .arg(&model)
-            .arg("--data")
-            .arg(root().join("data/mnist"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        // The first line names the address; then the reader goes away, as
-        // a terminal may, and the server must go on.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .trim_end_matches('/')
-            .to_string();
+        let (child, url) = serving(
+            Command::new(bin())
+                .args(["serve", "--addr", "127.0.0.1:0", "--model"])
+                .arg(&model)
+                .arg("--data")
+                .arg(root().join("data/mnist"))
+                .args(extra),
+        );
         Server {
             child,
             url,

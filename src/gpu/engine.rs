@@ -292,7 +292,9 @@ impl GpuNet {
         Ok(loss)
     }
 
-    /// Copies rows `ids` of `split`, shifted, into the batch buffers.
+    /// Copies rows `ids` of `split`, shifted, into the batch buffers;
+    /// checks what the kernel's unchecked reads rely on: every id a row of
+    /// `split`, a shift for each, images of the network's inputs.
     fn gather(
         &mut self,
         split: &GpuSplit,
@@ -301,6 +303,13 @@ impl GpuNet {
         (h, w): (usize, usize),
         into: &mut GpuSplit,
     ) -> Result<()> {
+        assert!(
+            ids.iter().all(|&i| (i as usize) < split.rows),
+            "a row id outside the split's {} rows",
+            split.rows
+        );
+        assert_eq!(shifts.len(), ids.len(), "one shift per row");
+        assert_eq!(h * w, self.layout.arch.inputs, "images of {h}x{w} for the network's inputs");
         let ids_i: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
         let dx: Vec<i32> = shifts.iter().map(|s| s.0 as i32).collect();
         let dy: Vec<i32> = shifts.iter().map(|s| s.1 as i32).collect();

@@ -309,7 +309,11 @@ impl GpuNet {
             split.rows
         );
         assert_eq!(shifts.len(), ids.len(), "one shift per row");
-        assert_eq!(h * w, self.layout.arch.inputs, "images of {h}x{w} for the network's inputs");
+        assert_eq!(
+            h * w,
+            self.layout.arch.inputs,
+            "images of {h}x{w} for the network's inputs"
+        );
         let ids_i: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
         let dx: Vec<i32> = shifts.iter().map(|s| s.0 as i32).collect();
         let dy: Vec<i32> = shifts.iter().map(|s| s.1 as i32).collect();

@@ -9,7 +9,7 @@
 
 use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
-use scratchnet::serve::Service;
+use scratchnet::serve::{Limits, Service};
 use scratchnet::train::{Observer, RunControl, TrainConfig, Trainer};
 use serde_json::json;
 use std::path::Path;
@@ -41,8 +41,8 @@ fn main() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let url = format!("http://{}/api/predict", listener.local_addr().unwrap());
-    let service = Service::new(&model, None, 4 << 20);
-    runtime.spawn(async move { axum::serve(listener, service.router()).await });
+    let service = Service::new(&model, None, Limits::default());
+    runtime.spawn(service.serve(listener, std::future::pending()));
 
     let image = data.test.image(0);
     let pixels = serde_json::to_vec(&json!({ "pixels": image })).unwrap();

@@ -5,11 +5,12 @@ use anyhow::{Context, Result};
 use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
 use scratchnet::model_io::Model;
-use scratchnet::serve::Service;
+use scratchnet::serve::{Limits, Service};
 use scratchnet::train::{EvalRecord, Observer, Outcome, Preset, RunControl, TrainConfig, Trainer};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -34,8 +35,20 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
     /// Largest request body accepted, in bytes
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_body as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     max_body: u64,
+    /// Seconds a client has to send a request's head, counted from when it connects or was last answered
+    #[arg(long, value_name = "SECONDS", default_value_t = Limits::default().head.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    head_timeout: u64,
+    /// Seconds a client has to send a request's body once its head is in (else 408)
+    #[arg(long, value_name = "SECONDS", default_value_t = Limits::default().body.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout: u64,
+    /// Seconds a connection may stay open sending nothing, on opening or between requests
+    #[arg(long, value_name = "SECONDS", default_value_t = Limits::default().idle.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    idle_timeout: u64,
+    /// Connections open at once; a client beyond them gets a 503
+    #[arg(long, value_name = "N", default_value_t = Limits::default().connections as u32, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    max_connections: u32,
     /// MNIST-format data: the test images for the random digit (and for training without --model)
     /// [default: as for train; `scratchnet info --data` says which]
     #[arg(long, value_name = "PATH")]
@@ -93,7 +106,14 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
         }
     };
     let test = data.map(|d| d.test);
-    let service = Service::new(&model, test, args.max_body as usize);
+    let limits = Limits {
+        max_body: args.max_body as usize,
+        head: Duration::from_secs(args.head_timeout),
+        body: Duration::from_secs(args.body_timeout),
+        idle: Duration::from_secs(args.idle_timeout),
+        connections: open_files_for(args.max_connections as usize),
+    };
+    let service = Service::new(&model, test, limits);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .max_blocking_threads(threads)
@@ -115,13 +135,60 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
             );
         }
         let _ = out.flush();
-        axum::serve(listener, service.router())
-            .with_graceful_shutdown(stopped())
-            .await
-            .context("the server stopped")
+        service.serve(listener, stopped()).await;
+        anyhow::Ok(())
     })?;
     eprintln!("stopped");
     Ok(())
+}
+
+/// Descriptors this process keeps for itself beside its connections: the
+/// listener, the runtime's, standard streams, files it reads.
+const SPARE_FILES: usize = 64;
+
+/// Raises the limit on open files so that `connections` fit; returns how
+/// many do (fewer, with a warning, where the system allows fewer).
+fn open_files_for(connections: usize) -> usize {
+    let want = connections + SPARE_FILES;
+    let allowed = raise_open_files(want);
+    if allowed >= want {
+        return connections;
+    }
+    let fit = allowed.saturating_sub(SPARE_FILES).max(1);
+    eprintln!(
+        "warning: --max-connections {connections}: this process may open {allowed} files; serving at most {fit} connections"
+    );
+    fit
+}
+
+/// The soft limit on open files, raised toward `want` within the hard one.
+#[cfg(unix)]
+fn raise_open_files(want: usize) -> usize {
+    let want = want as libc::rlim_t;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the call to fill in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return usize::MAX;
+    }
+    if limit.rlim_cur < want {
+        let raised = libc::rlimit {
+            rlim_cur: want.min(limit.rlim_max),
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit, its soft limit within the hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+#[cfg(not(unix))]
+fn raise_open_files(_want: usize) -> usize {
+    usize::MAX
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

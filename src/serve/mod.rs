@@ -12,11 +12,13 @@
 //! - `GET /healthz`.
 //!
 //! Errors are JSON `{"error": "..."}` with their status: 400 for a body
-//! that is not an image or not the JSON expected, 413 for a body over the
-//! limit, 404, 405. Inference runs on the runtime's blocking threads, never
-//! on the threads that serve connections.
+//! that is not an image or not the JSON expected, 408 for a body that does
+//! not arrive in time, 413 for a body over the limit, 404, 405, and 503
+//! past the cap on connections ([`Limits`]). Inference runs on the
+//! runtime's blocking threads, never on the threads that serve connections.
 
 mod classifier;
+mod listen;
 
 pub use classifier::{Answer, Classifier};
 
@@ -32,8 +34,40 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// What one client may take of the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+    /// Time to receive a request's head, from when the server starts
+    /// waiting for it (the connection opened, or the last answer sent).
+    pub head: Duration,
+    /// Time to receive a request's body, from the end of its head.
+    pub body: Duration,
+    /// Time a connection may wait with nothing sent, after it opens or
+    /// between requests.
+    pub idle: Duration,
+    /// Connections open at once.
+    pub connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body: 4 << 20,
+            head: Duration::from_secs(30),
+            body: Duration::from_secs(30),
+            idle: Duration::from_secs(10),
+            connections: 4096,
+        }
+    }
+}
 
 /// What the server serves.
 pub struct Service {
@@ -42,7 +76,7 @@ pub struct Service {
     facts: Value,
     /// MNIST's test images, for `GET /api/random`.
     test: Option<Split>,
-    max_body: usize,
+    limits: Limits,
     /// State of the random-digit draws.
     draws: AtomicU64,
 }
@@ -55,21 +89,28 @@ const STYLE: &str = include_str!("../../assets/serve/style.css");
 impl Service {
     /// Serves `model`; `test`: MNIST's test images, if at hand (the random
     /// digit, and the test accuracy when the model does not record it);
-    /// bodies up to `max_body` bytes.
-    pub fn new(model: &Model, test: Option<Split>, max_body: usize) -> Service {
+    /// clients held to `limits`.
+    pub fn new(model: &Model, test: Option<Split>, limits: Limits) -> Service {
         let classifier = Classifier::new(model);
         let facts = facts(model, &classifier, test.as_ref());
         Service {
             classifier,
             facts,
             test,
-            max_body,
+            limits,
             draws: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
         }
     }
 
+    /// Serves on `listener` until `stop` resolves, then answers the
+    /// requests in flight and returns once every connection has closed.
+    pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) {
+        let limits = self.limits;
+        listen::run(listener, self.router(), limits, stop).await
+    }
+
     /// The routes, over this service.
-    pub fn router(self) -> Router {
+    fn router(self) -> Router {
         Router::new()
             .route(
                 "/",
@@ -119,7 +160,7 @@ struct Pixels {
 
 /// `POST /api/predict`.
 async fn predict(State(s): State<Arc<Service>>, headers: HeaderMap, req: Request) -> Response {
-    let bytes = match read_body(req.into_body(), s.max_body).await {
+    let bytes = match read_body(req.into_body(), &s.limits).await {
         Ok(b) => b,
         Err(response) => return response,
     };
@@ -189,13 +230,26 @@ async fn first_file(kind: &str, body: Bytes) -> Result<Bytes, String> {
     first.ok_or_else(|| "a multipart form with no parts: send the image as its file".into())
 }
 
-/// The body, up to `max` bytes. Past the limit the rest is read and
-/// dropped (up to a bound) before the 413 goes out: a client still sending
-/// when the connection closed would get a reset instead of the answer.
-async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
+/// The body, up to `limits.max_body` bytes, within `limits.body`. Past the
+/// size limit the rest is read and dropped (up to a bound) before the 413
+/// goes out: a client still sending when the connection closed would get a
+/// reset instead of the answer.
+async fn read_body(body: Body, limits: &Limits) -> Result<Bytes, Response> {
+    let max = limits.max_body;
+    let due = tokio::time::Instant::now() + limits.body;
     let mut stream = body.into_data_stream();
     let (mut kept, mut seen) = (Vec::new(), 0usize);
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout_at(due, stream.next()).await else {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s (--body-timeout)",
+                    limits.body.as_secs_f64()
+                ),
+            ));
+        };
+        let Some(chunk) = next else { break };
         let Ok(chunk) = chunk else {
             return Err(error(StatusCode::BAD_REQUEST, "the body could not be read"));
         };

@@ -2,8 +2,9 @@
 //! test digits sent as PNG and as pixels come back right and exactly as the
 //! library and `scratchnet predict` answer them, every error has its status
 //! and a JSON message, the server answers after each bad request,
-//! concurrent clients all get right answers, and SIGTERM stops it cleanly,
-//! answering the requests in flight first.
+//! concurrent clients all get right answers, SIGTERM stops it cleanly,
+//! answering the requests in flight first, and slow, stalled and idle
+//! clients are closed within the limits while others are answered.
 
 use crate::common;
 
@@ -13,6 +14,7 @@ use scratchnet::model_io::Model;
 use scratchnet::nn::softmax_ce::softmax;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -363,4 +365,158 @@ fn sigterm_answers_the_requests_in_flight_then_stops() {
     }
     let status = s.child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// A connection that sent `bytes` and then stalls.
+fn stalled(addr: &str, bytes: &[u8]) -> TcpStream {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(bytes).unwrap();
+    c
+}
+
+/// Reads `c` until the server closes it (at most 20 s); the seconds from
+/// `since` and what the server sent.
+fn closed_after(mut c: TcpStream, since: Instant) -> (f64, String) {
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "still open after 20 s ({e}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    (
+        since.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&got).into(),
+    )
+}
+
+/// Each kind of slow client is closed by its own limit, not before it and
+/// not as late as the next limit (the limits 2 s apart; closing was seen
+/// within 0.01 s of its limit, and the margin of 1.5 s allows for a loaded
+/// machine): one that connects and sends nothing (idle, 1 s), one that
+/// sends half a request's head (head, 5 s), one whose body stops short
+/// (408 at 3 s), and a keep-alive connection after its answer (idle, 1 s).
+#[test]
+fn slow_stalled_and_idle_clients_are_closed_within_their_limits() {
+    let s = Server::start(&[
+        "--idle-timeout",
+        "1",
+        "--head-timeout",
+        "5",
+        "--body-timeout",
+        "3",
+    ]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let half_head = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n");
+    let short_body = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: {addr}\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123456789"
+    );
+    let whole = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let cases: Vec<(&str, f64, (f64, String))> = std::thread::scope(|scope| {
+        let silent = scope.spawn(|| closed_after(stalled(&addr, b""), Instant::now()));
+        let head =
+            scope.spawn(|| closed_after(stalled(&addr, half_head.as_bytes()), Instant::now()));
+        let body =
+            scope.spawn(|| closed_after(stalled(&addr, short_body.as_bytes()), Instant::now()));
+        let kept = scope.spawn(|| {
+            let mut c = stalled(&addr, whole.as_bytes());
+            let mut answer = [0u8; 1024];
+            let n = c.read(&mut answer).unwrap();
+            let answered = Instant::now();
+            let text = String::from_utf8_lossy(&answer[..n]).to_string();
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            closed_after(c, answered)
+        });
+        vec![
+            ("sends nothing", 1.0, silent.join().unwrap()),
+            ("half a head", 5.0, head.join().unwrap()),
+            ("a short body", 3.0, body.join().unwrap()),
+            ("kept alive after its answer", 1.0, kept.join().unwrap()),
+        ]
+    });
+    for (what, limit, (after, sent)) in &cases {
+        println!("{what}: closed after {after:.2} s (limit {limit} s)");
+        assert!(
+            *after >= limit - 0.05 && *after <= limit + 1.5,
+            "a client that {what}: closed after {after:.2} s, its limit {limit} s"
+        );
+        if *what == "a short body" {
+            assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+            assert!(sent.contains("--body-timeout"), "{sent}");
+        }
+    }
+    s.healthy();
+}
+
+/// Lets this process open `n` files, whatever its soft limit was.
+fn open_files(n: libc::rlim_t) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the calls to read and set.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < n {
+            limit.rlim_cur = limit.rlim_max.min(n);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= n,
+        "this test opens {n} files; the system allows {}",
+        limit.rlim_max
+    );
+}
+
+/// 2,000 connections that sent half a request and stall (default limits):
+/// the server keeps them, and answers a normal client beside them.
+#[test]
+fn the_server_answers_a_client_while_2000_connections_stall() {
+    open_files(2_500);
+    let s = Server::start(&[]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let half_head = format!("POST /api/predict HTTP/1.1\r\nHost: {addr}\r\nContent-Len");
+    let stalls: Vec<TcpStream> = (0..2000)
+        .map(|_| stalled(&addr, half_head.as_bytes()))
+        .collect();
+    s.healthy();
+    let (status, answer) = s.call("POST", "/api/predict", Some("image/png"), &png(0));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["digit"], mnist().test.labels[0]);
+    // The stalled ones are still open: a read finds nothing yet, not the end.
+    for c in stalls.iter().step_by(97) {
+        c.set_nonblocking(true).unwrap();
+        let err = (&*c).read(&mut [0u8; 16]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+    }
+}
+
+/// Past `--max-connections` a client gets a 503 that names the flag; once
+/// the connections holding the server close, it answers again.
+#[test]
+fn past_the_cap_on_connections_a_client_gets_503() {
+    let s = Server::start(&["--max-connections", "8"]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let held: Vec<TcpStream> = (0..8).map(|_| stalled(&addr, b"")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, answer) = s.call("GET", "/healthz", None, b"");
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-connections"),
+        "{answer}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    s.healthy();
 }

@@ -3,7 +3,6 @@
 //! fused bias+activation+dropout passes, softmax + cross-entropy, and the
 //! optimiser step. Threads: 2 (the development machine's cores).
 
-use divan::{black_box, Bencher};
 use scratchnet::data::batch::Batcher;
 use scratchnet::data::distort::Distortion;
 use scratchnet::data::Dataset;
@@ -19,7 +18,9 @@ use scratchnet::tensor::sparse::{
     spmm, spmm_by_columns, spmm_t, ColumnBlocks, ColumnParts, Panels, SparseRows,
 };
 use scratchnet::tensor::{matmul, Mat, MatMut};
+use std::hint::black_box;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 const THREADS: usize = 2;
 
@@ -28,7 +29,143 @@ fn main() {
         .num_threads(THREADS)
         .build_global()
         .unwrap();
-    divan::main();
+    // `cargo bench --bench kernels -- NAME...` runs the benchmarks whose
+    // names contain one of the NAMEs.
+    let names: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: String, bench: &dyn Fn(Bencher)| {
+        if names.is_empty() || names.iter().any(|n| name.contains(n.as_str())) {
+            bench(Bencher { name })
+        }
+    };
+    println!(
+        "{:<48} {:>12} {:>12} {:>16}",
+        "benchmark", "median", "fastest", "samples x iters"
+    );
+    for arg in [128, 50_000] {
+        run(format!("gemm_shapes_of_one_step/{arg}"), &|b| {
+            gemm_shapes_of_one_step(b, arg)
+        });
+    }
+    for arg in [0, 1, 2, 3, 4, 5] {
+        run(format!("gemm_full_batch_each/{arg}"), &|b| {
+            gemm_full_batch_each(b, arg)
+        });
+    }
+    for arg in [128, 50_000] {
+        run(format!("bias_activation_dropout_forward/{arg}"), &|b| {
+            bias_activation_dropout_forward(b, arg)
+        });
+    }
+    for arg in [128, 50_000] {
+        run(format!("bias_activation_dropout_backward/{arg}"), &|b| {
+            bias_activation_dropout_backward(b, arg)
+        });
+    }
+    for arg in [128, 50_000] {
+        run(format!("softmax_cross_entropy/{arg}"), &|b| {
+            softmax_cross_entropy(b, arg)
+        });
+    }
+    run("adam_step_all_parameters".into(), &|b| {
+        adam_step_all_parameters(b)
+    });
+    for arg in [128, 50_000] {
+        run(format!("sparse_first_layer_forward/{arg}"), &|b| {
+            sparse_first_layer_forward(b, arg)
+        });
+    }
+    for arg in [128, 512] {
+        run(
+            format!("sparse_first_layer_forward_by_columns/{arg}"),
+            &|b| sparse_first_layer_forward_by_columns(b, arg),
+        );
+    }
+    for arg in [128, 50_000] {
+        run(format!("sparse_first_layer_weight_gradient/{arg}"), &|b| {
+            sparse_first_layer_weight_gradient(b, arg)
+        });
+    }
+    for arg in ["shift", "affine", "elastic"] {
+        run(format!("sparse_prepare_minibatch/{arg}"), &|b| {
+            sparse_prepare_minibatch(b, arg)
+        });
+    }
+    run("pack_first_layer_weight".into(), &|b| {
+        pack_first_layer_weight(b)
+    });
+    run("gemm_full_batch_forward".into(), &|b| {
+        gemm_full_batch_forward(b)
+    });
+    run("gemm_square_2048".into(), &|b| gemm_square_2048(b));
+    for arg in [128, 50_000] {
+        run(format!("bf16_first_layer_forward/{arg}"), &|b| {
+            bf16_first_layer_forward(b, arg)
+        });
+    }
+    for arg in [128, 50_000] {
+        run(format!("bf16_first_layer_weight_gradient/{arg}"), &|b| {
+            bf16_first_layer_weight_gradient(b, arg)
+        });
+    }
+    for arg in [128, 50_000] {
+        run(format!("bf16_gradient_to_pairs/{arg}"), &|b| {
+            bf16_gradient_to_pairs(b, arg)
+        });
+    }
+    run("bf16_minibatch_tiles".into(), &|b| bf16_minibatch_tiles(b));
+}
+
+/// One benchmark's timing: samples of enough iterations to take about a
+/// millisecond each, for about half a second (at least ten samples); prints
+/// the median and the fastest sample, per iteration.
+struct Bencher {
+    name: String,
+}
+
+impl Bencher {
+    const SAMPLE: Duration = Duration::from_millis(1);
+    const BUDGET: Duration = Duration::from_millis(500);
+    const SAMPLES: (usize, usize) = (10, 200);
+
+    fn bench_local<R>(self, mut f: impl FnMut() -> R) {
+        self.bench_with_inputs(|| (), |_| f())
+    }
+
+    /// Times `f` on inputs made by `setup`, one per iteration, made before
+    /// each sample and not timed.
+    fn bench_with_inputs<I, R>(self, mut setup: impl FnMut() -> I, mut f: impl FnMut(&mut I) -> R) {
+        let mut sample = |iters: usize| {
+            let mut inputs: Vec<I> = (0..iters).map(|_| setup()).collect();
+            let t = Instant::now();
+            for i in &mut inputs {
+                black_box(f(i));
+            }
+            t.elapsed() / iters as u32
+        };
+        sample(1); // warm-up: caches, page faults, thread start
+        let mut iters = 1;
+        while sample(iters) * (iters as u32) < Self::SAMPLE && iters < 1 << 20 {
+            iters *= 2;
+        }
+        let start = Instant::now();
+        let mut times = Vec::new();
+        while times.len() < Self::SAMPLES.0
+            || (start.elapsed() < Self::BUDGET && times.len() < Self::SAMPLES.1)
+        {
+            times.push(sample(iters));
+        }
+        times.sort();
+        println!(
+            "{:<48} {:>12} {:>12} {:>16}",
+            self.name,
+            format!("{:.3?}", times[times.len() / 2]),
+            format!("{:.3?}", times[0]),
+            format!("{} x {iters}", times.len())
+        );
+    }
 }
 
 fn values(n: usize) -> Vec<f32> {
@@ -50,7 +187,6 @@ fn shapes(b: usize) -> Vec<(String, usize, usize, usize, bool, bool)> {
     ]
 }
 
-#[divan::bench(args = [128, 50_000])]
 fn gemm_shapes_of_one_step(bencher: Bencher, batch: usize) {
     let cases: Vec<_> = shapes(batch)
         .into_iter()
@@ -86,7 +222,6 @@ fn gemm_shapes_of_one_step(bencher: Bencher, batch: usize) {
     });
 }
 
-#[divan::bench(args = [0, 1, 2, 3, 4, 5])]
 fn gemm_full_batch_each(bencher: Bencher, which: usize) {
     let (_, m, n, k, ta, tb) = shapes(50_000)[which].clone();
     let (a, b, mut c) = (values(m * k), values(k * n), vec![0.0f32; m * n]);
@@ -112,7 +247,6 @@ fn first_layer() -> (Layout, usize) {
     (layout, width)
 }
 
-#[divan::bench(args = [128, 50_000])]
 fn bias_activation_dropout_forward(bencher: Bencher, rows: usize) {
     let (layout, width) = first_layer();
     let (mut z, bias, mask) = (
@@ -131,7 +265,6 @@ fn bias_activation_dropout_forward(bencher: Bencher, rows: usize) {
     });
 }
 
-#[divan::bench(args = [128, 50_000])]
 fn bias_activation_dropout_backward(bencher: Bencher, rows: usize) {
     let (layout, width) = first_layer();
     let (mut dz, a, mask) = (
@@ -151,18 +284,17 @@ fn bias_activation_dropout_backward(bencher: Bencher, rows: usize) {
     });
 }
 
-#[divan::bench(args = [128, 50_000])]
 fn softmax_cross_entropy(bencher: Bencher, rows: usize) {
     let labels: Vec<u8> = (0..rows).map(|i| (i % 10) as u8).collect();
     let logits = values(rows * 10);
-    bencher
-        .with_inputs(|| logits.clone())
-        .bench_local_refs(|z| loss_and_grad(z, &labels, 10, 1.0 / rows as f32));
+    bencher.bench_with_inputs(
+        || logits.clone(),
+        |z| loss_and_grad(z, &labels, 10, 1.0 / rows as f32),
+    );
 }
 
 /// The optimiser step with the notebook's L2 terms and the finiteness check
 /// (all one pass).
-#[divan::bench]
 fn adam_step_all_parameters(bencher: Bencher) {
     let layout = Layout::new(&Arch::parse(NOTEBOOK_ARCH, 784, 10).unwrap());
     let n = layout.len;
@@ -189,7 +321,6 @@ fn mnist_rows(rows: usize) -> &'static [f32] {
 /// The sparse first layer: forward `X·W1ᵀ` (from the transposed weight)
 /// and weight gradient `dW1 = dZ1ᵀ·X`, on real images; compare with
 /// `gemm_full_batch_each` 0 and 3.
-#[divan::bench(args = [128, 50_000])]
 fn sparse_first_layer_forward(bencher: Bencher, rows: usize) {
     let x = SparseRows::from_dense(mnist_rows(rows), 784);
     let (w, mut z) = (values(192 * 784), vec![0.0f32; rows * 192]);
@@ -200,7 +331,6 @@ fn sparse_first_layer_forward(bencher: Bencher, rows: usize) {
 
 /// The forward product as a minibatch step runs it: the threads split the
 /// weight's panels (the trainer keeps the weight in panels).
-#[divan::bench(args = [128, 512])]
 fn sparse_first_layer_forward_by_columns(bencher: Bencher, rows: usize) {
     let x = SparseRows::from_dense(mnist_rows(rows), 784);
     let (w, mut z) = (values(192 * 784), vec![0.0f32; rows * 192]);
@@ -210,7 +340,6 @@ fn sparse_first_layer_forward_by_columns(bencher: Bencher, rows: usize) {
     bencher.bench_local(|| spmm_by_columns(black_box(&mut z), x.view(), wt.view(), &mut parts));
 }
 
-#[divan::bench(args = [128, 50_000])]
 fn sparse_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
     let x = SparseRows::from_dense(mnist_rows(rows), 784);
     let xt = ColumnBlocks::new(x.view(), 512);
@@ -222,7 +351,6 @@ fn sparse_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
 /// Per-step preparation of a minibatch as the trainer does it: gather 128
 /// rows from the compressed training split, shifted (and rotated, scaled
 /// and sheared; and elastically warped), and group them by column.
-#[divan::bench(args = ["shift", "affine", "elastic"])]
 fn sparse_prepare_minibatch(bencher: Bencher, augment: &str) {
     let d = mnist();
     let train = SparseRows::from_dense(&d.train.images, 784);
@@ -252,7 +380,6 @@ fn sparse_prepare_minibatch(bencher: Bencher, augment: &str) {
 /// Repacking the first layer's weight into panels for [`spmm`]: once per
 /// pass, where the layout keeps it in rows (branch widths that are not
 /// multiples of 16).
-#[divan::bench]
 fn pack_first_layer_weight(bencher: Bencher) {
     let (w, mut wt) = (values(192 * 784), Panels::default());
     bencher.bench_local(|| wt.pack_transposed(black_box(&w), 784, 192));
@@ -261,14 +388,12 @@ fn pack_first_layer_weight(bencher: Bencher) {
 /// The matrix library (the `gemm` crate) on the full-batch forward shape and
 /// a large square, on 2 threads (docs/PERFORMANCE.md, "The GEMM library,
 /// chosen by measurement", has how it compared with `matrixmultiply`).
-#[divan::bench]
 fn gemm_full_batch_forward(bencher: Bencher) {
     let (m, n, k) = (50_000, 192, 784);
     let (a, w, mut c) = (values(m * k), values(n * k), vec![0.0f32; m * n]);
     bencher.bench_local(|| product(&mut c, &a, &w, (m, n, k)));
 }
 
-#[divan::bench]
 fn gemm_square_2048(bencher: Bencher) {
     let s = 2048;
     let (a, w, mut c) = (values(s * s), values(s * s), vec![0.0f32; s * s]);
@@ -289,7 +414,6 @@ fn product(c: &mut [f32], a: &[f32], w: &[f32], (m, n, k): (usize, usize, usize)
 
 /// The first layer on AMX tiles in bfloat16 (`--precision bf16`): forward
 /// `X·W1ᵀ` on real images as tiles.
-#[divan::bench(args = [128, 50_000])]
 fn bf16_first_layer_forward(bencher: Bencher, rows: usize) {
     if !Kernels::current().has_tiles() {
         return eprintln!("skipped: no AMX tiles here");
@@ -312,7 +436,6 @@ fn bf16_first_layer_forward(bencher: Bencher, rows: usize) {
 
 /// The weight gradient `dW1ᵀ = Xᵀ·dZ1` on the tiles, into panels as the
 /// trainer keeps the weight.
-#[divan::bench(args = [128, 50_000])]
 fn bf16_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
     if !Kernels::current().has_tiles() {
         return eprintln!("skipped: no AMX tiles here");
@@ -335,7 +458,6 @@ fn bf16_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
 
 /// Rounding `dZ1` (`[rows, 192]`) to bfloat16 in pairs, as each step on the
 /// tiles does first.
-#[divan::bench(args = [128, 50_000])]
 fn bf16_gradient_to_pairs(bencher: Bencher, rows: usize) {
     let dz = values(rows * 192);
     let mut pairs = Pairs::default();
@@ -343,7 +465,6 @@ fn bf16_gradient_to_pairs(bencher: Bencher, rows: usize) {
 }
 
 /// A minibatch's rows as tiles and as their transpose, from compressed rows.
-#[divan::bench]
 fn bf16_minibatch_tiles(bencher: Bencher) {
     let x = SparseRows::from_dense(mnist_rows(128), 784);
     let (mut t, mut tt) = (Tiled::default(), Tiled::default());

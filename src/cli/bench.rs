@@ -1,14 +1,17 @@
 //! `scratchnet bench`: the workloads of the speed targets, timed on real
-//! MNIST, beside two ceilings measured in the same run: the matrix
-//! library's float32 throughput on a large product, and (where the CPU has
-//! AMX) the tiles' peak, a loop of `tdpbf16ps` on every thread.
+//! MNIST, each with the floating-point work it does and its share of the
+//! CPU's multiply-add peak, measured in the same run on the same threads;
+//! beside them the matrix library's float32 throughput on a large product,
+//! and (where the CPU has AMX) the tiles' peak, a loop of `tdpbf16ps` on
+//! every thread.
 
 use super::{Common, DeviceArg};
 use anyhow::Result;
 use scratchnet::backend::Device;
-use scratchnet::data::{Dataset, CLASSES};
+use scratchnet::data::{Dataset, Split, CLASSES};
 use scratchnet::nn::{Layout, Precision};
 use scratchnet::tensor::bf16::amx_peak;
+use scratchnet::tensor::peak::{lanes, multiply_add_peak};
 use scratchnet::tensor::{matmul, Mat, MatMut};
 use scratchnet::train::{TrainConfig, Trainer};
 use serde::Serialize;
@@ -42,8 +45,14 @@ struct Row {
     median: f64,
     min: f64,
     max: f64,
-    /// Useful floating-point work per second at the median, in GFLOP/s.
+    /// Floating-point work of one repetition, in GFLOP: what is done, not
+    /// what a dense product of the same shapes would do ([`flop_per_sample`]).
+    gflop: f64,
+    /// That work per second at the median, in GFLOP/s.
     gflops: f64,
+    /// `gflops` as a share of the multiply-add peak measured in this run
+    /// (CPU runs only).
+    of_peak: Option<f64>,
 }
 
 fn row(workload: &str, unit: &'static str, mut times: Vec<f64>, flop: f64, scale: f64) -> Row {
@@ -55,7 +64,9 @@ fn row(workload: &str, unit: &'static str, mut times: Vec<f64>, flop: f64, scale
         median: median * scale,
         min: times[0] * scale,
         max: times[times.len() - 1] * scale,
+        gflop: flop / 1e9,
         gflops: flop / median / 1e9,
+        of_peak: None,
     }
 }
 
@@ -70,17 +81,28 @@ fn time(runs: u32, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
         .collect()
 }
 
-/// Multiply-adds per sample: forward, and backward (weight gradients plus
-/// propagation to every layer but the input), times 2 for FLOP.
-fn flop_per_sample(layout: &Layout) -> (f64, f64) {
-    let layers = &layout.layers;
-    let fwd: usize = layers.iter().map(|l| l.inputs * l.outputs).sum();
-    let bwd: usize = fwd
-        + layers[1..]
-            .iter()
-            .map(|l| l.inputs * l.outputs)
-            .sum::<usize>();
-    (2.0 * fwd as f64, 2.0 * bwd as f64)
+/// FLOP of the products per sample, forward and backward, as the engine
+/// does them, two per multiply-add: the first layer over `inputs` of each
+/// image (the CPU's sparse kernels skip zero pixels: their mean count),
+/// forward and in its weight gradient; every other layer dense, forward,
+/// in its weight gradient and in the gradient to its input.
+fn flop_per_sample(layout: &Layout, inputs: f64) -> (f64, f64) {
+    let (first, rest) = layout.layers.split_first().expect("a layer");
+    let first = inputs * first.outputs as f64;
+    let rest: f64 = rest.iter().map(|l| (l.inputs * l.outputs) as f64).sum();
+    (2.0 * (first + rest), 2.0 * (first + 2.0 * rest))
+}
+
+/// The first layer's inputs per image that the engine multiplies: the
+/// nonzero pixels on the CPU, every pixel on a GPU.
+fn inputs_used(split: &Split, device: Device) -> f64 {
+    match device {
+        Device::Cpu => {
+            let nonzero = split.images.iter().filter(|&&p| p != 0.0).count();
+            nonzero as f64 / split.len() as f64
+        }
+        Device::Cuda => split.features as f64,
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -99,7 +121,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         json!({"preset": "seed", "iters": 1_000_000, "precision": precision}),
     )?;
     let mut t = Trainer::new(seed, &data50, target, None)?;
-    let (f, b) = flop_per_sample(&t.layout);
+    let (f, b) = flop_per_sample(&t.layout, inputs_used(&data50.train, device));
     let times = time(args.runs, || {
         t.train_step()?;
         t.wait()
@@ -119,6 +141,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         json!({"epochs": 1000, "batch_size": 128, "optimizer": "adam", "keep": [0.9], "dropout": "sample", "precision": precision}),
     )?;
     let mut t = Trainer::new(cfg, &data60, target, None)?;
+    let (f, b) = flop_per_sample(&t.layout, inputs_used(&data60.train, device));
     let spe = t.steps_per_epoch();
     let times = time(args.runs, || {
         (0..spe).try_for_each(|_| t.train_step().map(|_| ()))?;
@@ -135,6 +158,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Inference on the test set (held compressed, or on the device, as the
     // trainer holds it: preparing the data is not timed).
     let test = &data60.test;
+    let (f, _) = flop_per_sample(&t.layout, inputs_used(test, device));
     let times = time(args.runs, || t.test_accuracy().map(|_| ()))?;
     let mut inf = row(
         "inference, 10k test images",
@@ -161,6 +185,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Device::Cpu => tile_peak(args.runs),
         Device::Cuda => None,
     };
+    let peak_gflops = match device {
+        Device::Cpu => Some(multiply_add(args.runs)),
+        Device::Cuda => None,
+    };
+    for r in &mut rows {
+        r.of_peak = peak_gflops.map(|p| r.gflops / p);
+    }
+    let cpu = super::info::cpu_model();
     let kernels = match device {
         Device::Cpu => super::info::kernels_line(),
         Device::Cuda => "cuda".into(),
@@ -170,7 +202,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"device": format!("{device:?}").to_lowercase(), "threads": threads, "runs": args.runs, "classes": CLASSES, "kernels": kernels, "precision": precision, "ceiling_gflops": ceiling_gflops, "tile_peak_gflops": tile_gflops, "rows": rows})
+                &json!({"device": format!("{device:?}").to_lowercase(), "cpu": cpu, "threads": threads, "runs": args.runs, "classes": CLASSES, "kernels": kernels, "precision": precision, "peak_gflops": peak_gflops, "peak_lanes": lanes(), "ceiling_gflops": ceiling_gflops, "tile_peak_gflops": tile_gflops, "rows": rows})
             )?
         );
         return Ok(());
@@ -183,28 +215,37 @@ pub fn run(args: BenchArgs) -> Result<()> {
         },
         args.runs
     );
+    println!("cpu: {cpu}");
     println!("kernels: {kernels}");
+    if let Some(p) = peak_gflops {
+        println!(
+            "multiply-add peak: {p:.0} GFLOP/s ({} float32 lanes, every thread)",
+            lanes()
+        );
+    }
     match tile_gflops {
         Some(g) => {
             println!("tile peak: {g:.0} GFLOP/s (tdpbf16ps on tiles in registers, every thread)\n")
         }
         None => println!("tile peak: - (no AMX here)\n"),
     }
-    println!("| workload | median | min | max | GFLOP/s (dense-equivalent) | of f32 ceiling | of tile peak |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| workload | median | min | max | work (GFLOP) | GFLOP/s | of peak | of GEMM ceiling | of tile peak |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let share = |g: f64, of: Option<f64>| match of {
         Some(c) if c.is_finite() => format!("{:.0}%", 100.0 * g / c),
         _ => "-".to_string(),
     };
     for r in &rows {
         println!(
-            "| {} | {:.3} {} | {:.3} | {:.3} | {:.0} | {} | {} |",
+            "| {} | {:.3} {} | {:.3} | {:.3} | {:.3} | {:.0} | {} | {} | {} |",
             r.workload,
             r.median,
             r.unit,
             r.min,
             r.max,
+            r.gflop,
             r.gflops,
+            share(r.gflops, peak_gflops),
             share(r.gflops, Some(ceiling_gflops)),
             share(r.gflops, tile_gflops),
         );
@@ -212,19 +253,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The multiply-add peak on every thread of the pool at once, the median
+/// of `runs` rounds of 0.1 s.
+fn multiply_add(runs: u32) -> f64 {
+    multiply_add_peak(0.0);
+    median_of_rounds(runs, || {
+        rayon::broadcast(|_| multiply_add_peak(0.1)).iter().sum()
+    })
+}
+
+/// The median of `runs` calls of `round`.
+fn median_of_rounds(runs: u32, mut round: impl FnMut() -> f64) -> f64 {
+    let mut rounds: Vec<f64> = (0..runs).map(|_| round()).collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[rounds.len() / 2]
+}
+
 /// The tiles' peak on every thread of the pool at once, the median of
 /// `runs` rounds of 0.1 s; `None` without AMX.
 fn tile_peak(runs: u32) -> Option<f64> {
     amx_peak(0.0)?;
-    let mut rounds: Vec<f64> = (0..runs)
-        .map(|_| {
-            rayon::broadcast(|_| amx_peak(0.1).unwrap_or(0.0))
-                .iter()
-                .sum()
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    Some(rounds[rounds.len() / 2])
+    Some(median_of_rounds(runs, || {
+        rayon::broadcast(|_| amx_peak(0.1).unwrap_or(0.0))
+            .iter()
+            .sum()
+    }))
 }
 
 /// The GEMM library's throughput on a 2048³ product.

@@ -39,8 +39,21 @@ pub fn run(args: InfoArgs, _v: Verbosity) -> Result<()> {
 /// The cores, and which kernels compute here (and which the machine has).
 fn machine() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("cpu         {}", cpu_model());
     println!("cores       {cores}");
     println!("kernels     {}", kernels_line());
+}
+
+/// The CPU's model name, as Linux reports it.
+pub(super) fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown (no model name in /proc/cpuinfo)".into())
 }
 
 /// Which kernel family computes, why, and what else the machine can run:

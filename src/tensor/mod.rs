@@ -9,6 +9,7 @@ pub mod fp;
 pub mod kernels;
 pub mod matmul;
 pub mod par;
+pub mod peak;
 pub mod sparse;
 pub mod transpose;
 

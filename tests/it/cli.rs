@@ -775,3 +775,40 @@ fn device_cuda_without_the_feature_says_how_to_build_it() {
     }
     fails_with(&["train", "--device", "tpu"], &["--device", "cpu, cuda"]);
 }
+
+/// `bench --json`: each workload's work is the products' FLOP over the
+/// nonzero pixels of its images (a known answer computed here from the
+/// bundled MNIST for the notebook's network), and its share of the
+/// multiply-add peak is its GFLOP/s over the peak measured in the run.
+#[test]
+fn bench_states_the_work_done_and_its_share_of_the_peak() {
+    let out = succeeds(&["bench", "--runs", "1", "--json", "--threads", "2"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let peak = v["peak_gflops"].as_f64().unwrap();
+    assert!(peak > 0.0, "{v}");
+    let d = common::mnist();
+    let nonzero = |images: &[f32]| images.iter().filter(|&&p| p != 0.0).count() as f64;
+    // Per image: the first layer (784 -> 192) over its nonzero pixels,
+    // forward and weight gradient; 192 -> 48 -> 10 dense, forward, weight
+    // gradient and gradient to the input. Two FLOP per multiply-add.
+    let (rest, width) = (192.0 * 48.0 + 48.0 * 10.0, 192.0);
+    let train = |nz: f64, n: f64| 2.0 * (2.0 * nz * width + 3.0 * rest * n);
+    let expected = [
+        train(nonzero(&d.train.images), 50_000.0),
+        train(nonzero(&d.train.images) + nonzero(&d.val.images), 60_000.0),
+        2.0 * (nonzero(&d.test.images) * width + 10_000.0 * rest),
+    ];
+    let rows = v["rows"].as_array().unwrap();
+    for (row, want) in rows.iter().zip(expected) {
+        let got = row["gflop"].as_f64().unwrap() * 1e9;
+        assert!(
+            (got - want).abs() < 1e-9 * want,
+            "{row}: {got} FLOP, expected {want}"
+        );
+    }
+    for row in rows {
+        let share = row["of_peak"].as_f64().unwrap();
+        let gflops = row["gflops"].as_f64().unwrap();
+        assert!((share - gflops / peak).abs() < 1e-12, "{row}");
+    }
+}

@@ -35,87 +35,49 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
+    let ran = std::cell::Cell::new(0);
     let run = |name: String, bench: &dyn Fn(Bencher)| {
         if names.is_empty() || names.iter().any(|n| name.contains(n.as_str())) {
+            ran.set(ran.get() + 1);
             bench(Bencher { name })
         }
     };
+    // Runs a benchmark under its function's name, once per argument.
+    macro_rules! each {
+        ($bench:ident) => {
+            run(stringify!($bench).into(), &|b| $bench(b))
+        };
+        ($bench:ident, [$($arg:expr),*]) => {
+            for arg in [$($arg),*] {
+                run(format!("{}/{arg}", stringify!($bench)), &|b| $bench(b, arg));
+            }
+        };
+    }
     println!(
         "{:<48} {:>12} {:>12} {:>16}",
         "benchmark", "median", "fastest", "samples x iters"
     );
-    for arg in [128, 50_000] {
-        run(format!("gemm_shapes_of_one_step/{arg}"), &|b| {
-            gemm_shapes_of_one_step(b, arg)
-        });
+    each!(gemm_shapes_of_one_step, [128, 50_000]);
+    each!(gemm_full_batch_each, [0, 1, 2, 3, 4, 5]);
+    each!(bias_activation_dropout_forward, [128, 50_000]);
+    each!(bias_activation_dropout_backward, [128, 50_000]);
+    each!(softmax_cross_entropy, [128, 50_000]);
+    each!(adam_step_all_parameters);
+    each!(sparse_first_layer_forward, [128, 50_000]);
+    each!(sparse_first_layer_forward_by_columns, [128, 512]);
+    each!(sparse_first_layer_weight_gradient, [128, 50_000]);
+    each!(sparse_prepare_minibatch, ["shift", "affine", "elastic"]);
+    each!(pack_first_layer_weight);
+    each!(gemm_full_batch_forward);
+    each!(gemm_square_2048);
+    each!(bf16_first_layer_forward, [128, 50_000]);
+    each!(bf16_first_layer_weight_gradient, [128, 50_000]);
+    each!(bf16_gradient_to_pairs, [128, 50_000]);
+    each!(bf16_minibatch_tiles);
+    if ran.get() == 0 {
+        eprintln!("no benchmark's name contains any of {names:?}");
+        std::process::exit(1);
     }
-    for arg in [0, 1, 2, 3, 4, 5] {
-        run(format!("gemm_full_batch_each/{arg}"), &|b| {
-            gemm_full_batch_each(b, arg)
-        });
-    }
-    for arg in [128, 50_000] {
-        run(format!("bias_activation_dropout_forward/{arg}"), &|b| {
-            bias_activation_dropout_forward(b, arg)
-        });
-    }
-    for arg in [128, 50_000] {
-        run(format!("bias_activation_dropout_backward/{arg}"), &|b| {
-            bias_activation_dropout_backward(b, arg)
-        });
-    }
-    for arg in [128, 50_000] {
-        run(format!("softmax_cross_entropy/{arg}"), &|b| {
-            softmax_cross_entropy(b, arg)
-        });
-    }
-    run("adam_step_all_parameters".into(), &|b| {
-        adam_step_all_parameters(b)
-    });
-    for arg in [128, 50_000] {
-        run(format!("sparse_first_layer_forward/{arg}"), &|b| {
-            sparse_first_layer_forward(b, arg)
-        });
-    }
-    for arg in [128, 512] {
-        run(
-            format!("sparse_first_layer_forward_by_columns/{arg}"),
-            &|b| sparse_first_layer_forward_by_columns(b, arg),
-        );
-    }
-    for arg in [128, 50_000] {
-        run(format!("sparse_first_layer_weight_gradient/{arg}"), &|b| {
-            sparse_first_layer_weight_gradient(b, arg)
-        });
-    }
-    for arg in ["shift", "affine", "elastic"] {
-        run(format!("sparse_prepare_minibatch/{arg}"), &|b| {
-            sparse_prepare_minibatch(b, arg)
-        });
-    }
-    run("pack_first_layer_weight".into(), &|b| {
-        pack_first_layer_weight(b)
-    });
-    run("gemm_full_batch_forward".into(), &|b| {
-        gemm_full_batch_forward(b)
-    });
-    run("gemm_square_2048".into(), &|b| gemm_square_2048(b));
-    for arg in [128, 50_000] {
-        run(format!("bf16_first_layer_forward/{arg}"), &|b| {
-            bf16_first_layer_forward(b, arg)
-        });
-    }
-    for arg in [128, 50_000] {
-        run(format!("bf16_first_layer_weight_gradient/{arg}"), &|b| {
-            bf16_first_layer_weight_gradient(b, arg)
-        });
-    }
-    for arg in [128, 50_000] {
-        run(format!("bf16_gradient_to_pairs/{arg}"), &|b| {
-            bf16_gradient_to_pairs(b, arg)
-        });
-    }
-    run("bf16_minibatch_tiles".into(), &|b| bf16_minibatch_tiles(b));
 }
 
 /// One benchmark's timing: samples of enough iterations to take about a
@@ -416,7 +378,7 @@ fn product(c: &mut [f32], a: &[f32], w: &[f32], (m, n, k): (usize, usize, usize)
 /// `X·W1ᵀ` on real images as tiles.
 fn bf16_first_layer_forward(bencher: Bencher, rows: usize) {
     if !Kernels::current().has_tiles() {
-        return eprintln!("skipped: no AMX tiles here");
+        return eprintln!("{}: skipped, no AMX tiles here", bencher.name);
     }
     let x = Tiled::from_rows(mnist_rows(rows), rows, 784);
     let w = values(192 * 784);
@@ -438,7 +400,7 @@ fn bf16_first_layer_forward(bencher: Bencher, rows: usize) {
 /// trainer keeps the weight.
 fn bf16_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
     if !Kernels::current().has_tiles() {
-        return eprintln!("skipped: no AMX tiles here");
+        return eprintln!("{}: skipped, no AMX tiles here", bencher.name);
     }
     let mut xt = Tiled::default();
     xt.fill_transposed_from_sparse(SparseRows::from_dense(mnist_rows(rows), 784).view());

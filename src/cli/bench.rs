@@ -45,8 +45,9 @@ struct Row {
     median: f64,
     min: f64,
     max: f64,
-    /// Floating-point work of one repetition, in GFLOP: what is done, not
-    /// what a dense product of the same shapes would do ([`flop_per_sample`]).
+    /// Useful floating-point work of one repetition, in GFLOP: the first
+    /// layer over nonzero pixels, not what a dense product of the same
+    /// shapes would do ([`flop_per_sample`]).
     gflop: f64,
     /// That work per second at the median, in GFLOP/s.
     gflops: f64,
@@ -81,11 +82,12 @@ fn time(runs: u32, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
         .collect()
 }
 
-/// FLOP of the products per sample, forward and backward, as the engine
-/// does them, two per multiply-add: the first layer over `inputs` of each
-/// image (the CPU's sparse kernels skip zero pixels: their mean count),
-/// forward and in its weight gradient; every other layer dense, forward,
-/// in its weight gradient and in the gradient to its input.
+/// Useful FLOP of the products per sample, forward and backward, two per
+/// multiply-add: the first layer over `inputs` of each image (on the CPU
+/// the mean count of nonzero pixels, which its sparse kernels skip; rows
+/// taken in pairs, or as bfloat16 tiles, multiply a few zeros too, not
+/// counted), forward and in its weight gradient; every other layer dense,
+/// forward, in its weight gradient and in the gradient to its input.
 fn flop_per_sample(layout: &Layout, inputs: f64) -> (f64, f64) {
     let (first, rest) = layout.layers.split_first().expect("a layer");
     let first = inputs * first.outputs as f64;
@@ -202,7 +204,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"device": format!("{device:?}").to_lowercase(), "cpu": cpu, "threads": threads, "runs": args.runs, "classes": CLASSES, "kernels": kernels, "precision": precision, "peak_gflops": peak_gflops, "peak_lanes": lanes(), "ceiling_gflops": ceiling_gflops, "tile_peak_gflops": tile_gflops, "rows": rows})
+                &json!({"device": format!("{device:?}").to_lowercase(), "cpu": cpu, "threads": threads, "runs": args.runs, "classes": CLASSES, "kernels": kernels, "precision": precision, "peak_gflops": peak_gflops, "peak_lanes": peak_gflops.map(|_| lanes()), "ceiling_gflops": ceiling_gflops, "tile_peak_gflops": tile_gflops, "rows": rows})
             )?
         );
         return Ok(());
@@ -219,7 +221,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("kernels: {kernels}");
     if let Some(p) = peak_gflops {
         println!(
-            "multiply-add peak: {p:.0} GFLOP/s ({} float32 lanes, every thread)",
+            "multiply-add peak: {p:.0} GFLOP/s ({} float32 lanes, every thread; the yardstick for bf16 too)",
             lanes()
         );
     }

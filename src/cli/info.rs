@@ -44,7 +44,7 @@ fn machine() {
     println!("kernels     {}", kernels_line());
 }
 
-/// The CPU's model name, as Linux reports it.
+/// The CPU's model name, as Linux reports it ("unknown" where it does not).
 pub(super) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -53,7 +53,7 @@ pub(super) fn cpu_model() -> String {
                 .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
                 .map(|(_, name)| name.trim().to_string())
         })
-        .unwrap_or_else(|| "unknown (no model name in /proc/cpuinfo)".into())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Which kernel family computes, why, and what else the machine can run:

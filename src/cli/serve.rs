@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use scratchnet::backend::Target;
 use scratchnet::data::Dataset;
 use scratchnet::model_io::Model;
-use scratchnet::serve::{Limits, Service};
+use scratchnet::serve::{Limits, Service, MOST_CONNECTIONS};
 use scratchnet::train::{EvalRecord, Observer, Outcome, Preset, RunControl, TrainConfig, Trainer};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -43,11 +43,11 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's body once its head is in (else 408)
     #[arg(long, value_name = "SECONDS", default_value_t = Limits::default().body.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_timeout: u64,
-    /// Seconds a connection may stay open sending nothing, on opening or between requests
+    /// Seconds a connection may wait on the client with nothing owed to it: on opening, between requests, or while it reads no more of an answer
     #[arg(long, value_name = "SECONDS", default_value_t = Limits::default().idle.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     idle_timeout: u64,
     /// Connections open at once; a client beyond them gets a 503
-    #[arg(long, value_name = "N", default_value_t = Limits::default().connections as u32, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    #[arg(long, value_name = "N", default_value_t = Limits::default().connections as u32, value_parser = clap::value_parser!(u32).range(1..=MOST_CONNECTIONS as i64))]
     max_connections: u32,
     /// MNIST-format data: the test images for the random digit (and for training without --model)
     /// [default: as for train; `scratchnet info --data` says which]
@@ -106,13 +106,16 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
         }
     };
     let test = data.map(|d| d.test);
-    let limits = Limits {
+    let mut limits = Limits {
         max_body: args.max_body as usize,
         head: Duration::from_secs(args.head_timeout),
         body: Duration::from_secs(args.body_timeout),
         idle: Duration::from_secs(args.idle_timeout),
-        connections: open_files_for(args.max_connections as usize),
+        connections: args.max_connections as usize,
     };
+    if let Some(fewer) = limits.fit_open_files() {
+        eprintln!("warning: {fewer}");
+    }
     let service = Service::new(&model, test, limits);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -140,55 +143,6 @@ pub fn run(args: ServeArgs, v: Verbosity) -> Result<()> {
     })?;
     eprintln!("stopped");
     Ok(())
-}
-
-/// Descriptors this process keeps for itself beside its connections: the
-/// listener, the runtime's, standard streams, files it reads.
-const SPARE_FILES: usize = 64;
-
-/// Raises the limit on open files so that `connections` fit; returns how
-/// many do (fewer, with a warning, where the system allows fewer).
-fn open_files_for(connections: usize) -> usize {
-    let want = connections + SPARE_FILES;
-    let allowed = raise_open_files(want);
-    if allowed >= want {
-        return connections;
-    }
-    let fit = allowed.saturating_sub(SPARE_FILES).max(1);
-    eprintln!(
-        "warning: --max-connections {connections}: this process may open {allowed} files; serving at most {fit} connections"
-    );
-    fit
-}
-
-/// The soft limit on open files, raised toward `want` within the hard one.
-#[cfg(unix)]
-fn raise_open_files(want: usize) -> usize {
-    let want = want as libc::rlim_t;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid rlimit for the call to fill in.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return usize::MAX;
-    }
-    if limit.rlim_cur < want {
-        let raised = libc::rlimit {
-            rlim_cur: want.min(limit.rlim_max),
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: `raised` is a valid rlimit, its soft limit within the hard one.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
-        }
-    }
-    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
-}
-
-#[cfg(not(unix))]
-fn raise_open_files(_want: usize) -> usize {
-    usize::MAX
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

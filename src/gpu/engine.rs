@@ -247,7 +247,6 @@ impl GpuNet {
                 shape,
                 into,
             } => {
-                assert!(ids.len() <= into.rows, "batch exceeds its buffer");
                 self.gather(split, ids, shifts, shape, into)?;
                 (into, ids.len())
             }
@@ -303,16 +302,25 @@ impl GpuNet {
         (h, w): (usize, usize),
         into: &mut GpuSplit,
     ) -> Result<()> {
-        assert!(
-            ids.iter().all(|&i| (i as usize) < split.rows),
-            "a row id outside the split's {} rows",
-            split.rows
+        if let Some(i) = ids.iter().find(|&&i| i as usize >= split.rows) {
+            anyhow::bail!("row {i} asked of a split of {} rows", split.rows);
+        }
+        anyhow::ensure!(
+            shifts.len() == ids.len(),
+            "{} shifts for {} rows",
+            shifts.len(),
+            ids.len()
         );
-        assert_eq!(shifts.len(), ids.len(), "one shift per row");
-        assert_eq!(
-            h * w,
-            self.layout.arch.inputs,
-            "images of {h}x{w} for the network's inputs"
+        anyhow::ensure!(
+            h * w == self.layout.arch.inputs,
+            "images of {h}x{w} for a network of {} inputs",
+            self.layout.arch.inputs
+        );
+        anyhow::ensure!(
+            ids.len() <= into.rows,
+            "{} rows for a batch buffer of {}",
+            ids.len(),
+            into.rows
         );
         let ids_i: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
         let dx: Vec<i32> = shifts.iter().map(|s| s.0 as i32).collect();
@@ -334,7 +342,9 @@ impl GpuNet {
             .arg(&rows)
             .arg(&h_i)
             .arg(&w_i);
-        // SAFETY: as above; ids index rows of `split`.
+        // SAFETY: one thread per pixel of `ids.len()` rows; each reads row
+        // ids[r] of `split` (a row of it, checked above) and writes row r
+        // of `into` (which has room for every r, checked above).
         unsafe { b.launch(launch_cfg(ids.len() * h * w)) }?;
         Ok(())
     }

@@ -8,7 +8,8 @@
 //!   sends nothing for `idle` is closed ([`IdleLimit`]);
 //! - a body must arrive within `body` of its head (the handler's deadline);
 //! - at most `connections` are open; beyond that a client gets a 503 and
-//!   the connection is closed.
+//!   the connection is closed (at most [`REFUSING`] at a time; past those
+//!   a connection is closed unanswered).
 
 use super::Limits;
 use axum::Router;
@@ -26,6 +27,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{sleep, Instant, Sleep};
 
+/// Connections over the cap being answered 503 at once; each holds a
+/// descriptor for at most [`REFUSAL_TIME`].
+pub(super) const REFUSING: usize = 32;
+const REFUSAL_TIME: Duration = Duration::from_millis(250);
+
+/// The most connections a server holds open ([`Limits::connections`]).
+pub const MOST_CONNECTIONS: usize = 1 << 20;
+
 /// Serves `router` on `listener` until `stop` resolves, then answers the
 /// requests in flight and returns once every connection has closed.
 pub async fn run(
@@ -34,26 +43,36 @@ pub async fn run(
     limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
-    let open = Arc::new(Semaphore::new(limits.connections));
+    let cap = limits.connections.clamp(1, MOST_CONNECTIONS);
+    let open = Arc::new(Semaphore::new(cap));
+    let refusing = Arc::new(Semaphore::new(REFUSING));
     let (stopping, stop_seen) = watch::channel(false);
     let mut stop = std::pin::pin!(stop);
+    let mut failing = false;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    // Out of descriptors (or a connection reset before it
-                    // was accepted): wait for some to close, go on.
-                    if !matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
-                        sleep(Duration::from_millis(50)).await;
+                    // Out of descriptors, say: wait for some to close, go
+                    // on; said once for each run of failures.
+                    if !std::mem::replace(&mut failing, true) {
+                        eprintln!("warning: cannot accept a connection ({e}); retrying");
                     }
+                    sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = &mut stop => break,
         };
+        failing = false;
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream, limits.connections));
+            if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream, cap).await;
+                    drop(refusal);
+                });
+            }
             continue;
         };
         let router = router.clone();
@@ -80,7 +99,7 @@ pub async fn run(
     drop(listener);
     let _ = stopping.send(true);
     // Every permit back: every connection closed.
-    let _ = open.acquire_many(limits.connections as u32).await;
+    let _ = open.acquire_many(cap as u32).await;
 }
 
 /// Answers a connection over the cap with a 503, unread, then closes it.
@@ -102,13 +121,14 @@ async fn refuse(mut stream: TcpStream, cap: usize) {
         let mut sink = [0u8; 4096];
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), answered).await;
+    let _ = tokio::time::timeout(REFUSAL_TIME, answered).await;
 }
 
 /// A connection that fails its read with `TimedOut` once it has waited
-/// `idle` for a byte since it opened or last wrote (answered); reading a
-/// byte disarms it. While a request is being read or answered it stays
-/// disarmed, so only waiting between requests counts.
+/// `idle` for a byte since it opened or last wrote. Every write arms it and
+/// every byte read disarms it, so it measures the waits on the client with
+/// nothing owed to it: before a request, between requests, after a
+/// `100 Continue`, and while the client reads no more of an answer.
 struct IdleLimit<T> {
     io: T,
     idle: Duration,

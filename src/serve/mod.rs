@@ -21,6 +21,7 @@ mod classifier;
 mod listen;
 
 pub use classifier::{Answer, Classifier};
+pub use listen::MOST_CONNECTIONS;
 
 use crate::data::Split;
 use crate::model_io::Model;
@@ -50,11 +51,71 @@ pub struct Limits {
     pub head: Duration,
     /// Time to receive a request's body, from the end of its head.
     pub body: Duration,
-    /// Time a connection may wait with nothing sent, after it opens or
-    /// between requests.
+    /// Time a connection may wait on the client with nothing owed to it:
+    /// after it opens, between requests, or while the client reads no more
+    /// of an answer. At or above `head`, an idle connection is closed at
+    /// `head` instead.
     pub idle: Duration,
-    /// Connections open at once.
+    /// Connections open at once, 1 to [`MOST_CONNECTIONS`] (a value outside
+    /// is taken as the nearest end).
     pub connections: usize,
+}
+
+impl Limits {
+    /// Descriptors a server keeps beside its connections: the listener,
+    /// the runtime's, the standard streams, files it reads, and the
+    /// connections being refused.
+    const SPARE_FILES: usize = 64 + listen::REFUSING;
+
+    /// Raises this process's limit on open files so that `connections`
+    /// fit; where the system allows fewer, lowers `connections` to what
+    /// fits and says so.
+    pub fn fit_open_files(&mut self) -> Option<String> {
+        let want = self.connections + Self::SPARE_FILES;
+        let allowed = raise_open_files(want);
+        if allowed >= want {
+            return None;
+        }
+        let fit = allowed.saturating_sub(Self::SPARE_FILES).max(1);
+        let said = format!(
+            "--max-connections {}: this process may open {allowed} files; serving at most {fit} connections",
+            self.connections
+        );
+        self.connections = fit;
+        Some(said)
+    }
+}
+
+/// Raises this process's soft limit on open files toward `want`, within
+/// the hard limit; returns the limit now in force.
+#[cfg(unix)]
+pub fn raise_open_files(want: usize) -> usize {
+    let want = want as libc::rlim_t;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the call to fill in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return usize::MAX;
+    }
+    if limit.rlim_cur < want {
+        let raised = libc::rlimit {
+            rlim_cur: want.min(limit.rlim_max),
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit, its soft limit within the hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// Elsewhere the limit is not known here: taken as enough.
+#[cfg(not(unix))]
+pub fn raise_open_files(_want: usize) -> usize {
+    usize::MAX
 }
 
 impl Default for Limits {

@@ -782,7 +782,16 @@ fn device_cuda_without_the_feature_says_how_to_build_it() {
 /// multiply-add peak is its GFLOP/s over the peak measured in the run.
 #[test]
 fn bench_states_the_work_done_and_its_share_of_the_peak() {
-    let out = succeeds(&["bench", "--runs", "1", "--json", "--threads", "2"]);
+    let out = succeeds(&[
+        "bench",
+        "--runs",
+        "1",
+        "--json",
+        "--threads",
+        "2",
+        "--data",
+        "data/mnist",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let peak = v["peak_gflops"].as_f64().unwrap();
     assert!(peak > 0.0, "{v}");
@@ -799,6 +808,17 @@ fn bench_states_the_work_done_and_its_share_of_the_peak() {
         2.0 * (nonzero(&d.test.images) * width + 10_000.0 * rest),
     ];
     let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    for (name, start) in names
+        .iter()
+        .zip(["full-batch", "minibatch", "inference", "GEMM"])
+    {
+        assert!(name.starts_with(start), "{names:?}");
+    }
+    assert_eq!(names.len(), 4, "{names:?}");
     for (row, want) in rows.iter().zip(expected) {
         let got = row["gflop"].as_f64().unwrap() * 1e9;
         assert!(

@@ -369,7 +369,7 @@ fn thirty_minibatch_steps_in_bfloat16_stay_near_the_numpy_reference() {
 #[test]
 #[ignore = "slow suite, kernel families: `.ci/run` runs it"]
 fn every_kernel_family_follows_the_reference() {
-    common::on_the_other_kernel_families(
+    common::on_the_other_fma_families(
         "golden::every_kernel_family_follows_the_reference",
         &[
             "golden::twenty_seed_iterations_follow_the_numpy_reference",

@@ -521,7 +521,7 @@ fn the_loss_reported_is_the_mean_since_the_last_evaluation_and_val_loss_is_the_l
 #[test]
 #[ignore = "slow suite, kernel families: `.ci/run` runs it"]
 fn every_kernel_family_is_deterministic() {
-    common::on_the_other_kernel_families(
+    common::on_the_other_fma_families(
         "training::every_kernel_family_is_deterministic",
         &[
             "training::same_seed_gives_bit_identical_weights_and_a_new_seed_does_not",

@@ -306,6 +306,29 @@ impl Drop for Server {
 /// a process each): the plain run covers the family the machine chooses,
 /// these the rest. A family the CPU lacks is a recorded skip.
 pub fn on_the_other_kernel_families(test: &str, tests: &[&str]) {
+    on_other_families(test, tests, |_| None)
+}
+
+/// [`on_the_other_kernel_families`], but not on the portable family: it
+/// multiplies and adds through software FMA (for the same bits as the
+/// others on a CPU without FMA), which makes a training test 20-50x slower.
+/// Its kernels give the others' bits (`kernels::every_kernel_family_gives_the_same_bits`),
+/// and it trains as natively under emulation (`emulated::`).
+pub fn on_the_other_fma_families(test: &str, tests: &[&str]) {
+    use scratchnet::tensor::kernels::Isa;
+    on_other_families(test, tests, |k| {
+        (k.isa() == Isa::Baseline).then_some(
+            "the portable kernels: their bits are checked by kernels::every_kernel_family_gives_the_same_bits, their training by emulated::",
+        )
+    })
+}
+
+/// Runs `tests` under each other family, but those `skip` gives a reason for.
+fn on_other_families(
+    test: &str,
+    tests: &[&str],
+    skip: impl Fn(scratchnet::tensor::kernels::Kernels) -> Option<&'static str>,
+) {
     use scratchnet::tensor::kernels::{Kernels, KERNELS_ENV};
     let chosen = Kernels::current();
     for k in Kernels::ALL.into_iter().filter(|&k| k != chosen) {
@@ -314,6 +337,10 @@ pub fn on_the_other_kernel_families(test: &str, tests: &[&str]) {
                 test,
                 &format!("this machine cannot run the {} kernels", k.name()),
             );
+            continue;
+        }
+        if let Some(why) = skip(k) {
+            skipped(test, why);
             continue;
         }
         let out = Command::new(std::env::current_exe().unwrap())

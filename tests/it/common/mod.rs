@@ -311,7 +311,7 @@ pub fn on_the_other_kernel_families(test: &str, tests: &[&str]) {
 
 /// [`on_the_other_kernel_families`], but not on the portable family: it
 /// multiplies and adds through software FMA (for the same bits as the
-/// others on a CPU without FMA), which makes a training test 20-50x slower.
+/// others on a CPU without FMA), which makes a training test many times slower.
 /// Its kernels give the others' bits (`kernels::every_kernel_family_gives_the_same_bits`),
 /// and it trains as natively under emulation (`emulated::`).
 pub fn on_the_other_fma_families(test: &str, tests: &[&str]) {

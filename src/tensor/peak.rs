@@ -27,11 +27,11 @@ fn start(c: usize) -> f32 {
 /// GFLOP/s of multiply-adds on this thread, over about `seconds`.
 pub fn multiply_add_peak(seconds: f64) -> f64 {
     let per_pass = (ROUNDS * CHAINS * lanes() * 2) as f64;
-    let (start, mut passes) = (Instant::now(), 0u64);
+    let (began, mut passes) = (Instant::now(), 0u64);
     loop {
         black_box(pass());
         passes += 1;
-        let t = start.elapsed().as_secs_f64();
+        let t = began.elapsed().as_secs_f64();
         if t >= seconds {
             return passes as f64 * per_pass / t / 1e9;
         }

@@ -68,6 +68,12 @@ pub fn check_output_file(option: &str, path: &Path, example: &str) -> Result<()>
     writable_folder(dir).with_context(|| format!("{option} {shown}"))
 }
 
+/// Checks that option `option` names a folder files can be written in
+/// (created if missing). Errors name the option and the path.
+pub fn check_folder(option: &str, dir: &Path) -> Result<()> {
+    writable_folder(dir).with_context(|| format!("{option} {}", dir.display()))
+}
+
 /// Checks that the output of option `option` is not named for the other
 /// file format: models are safetensors files (`--save`, `--checkpoint`),
 /// exports are ONNX files (`--onnx`).

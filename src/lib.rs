@@ -20,4 +20,6 @@ pub mod nn;
 pub mod optim;
 pub mod serve;
 pub mod tensor;
+pub mod tensorboard;
 pub mod train;
+pub mod units;

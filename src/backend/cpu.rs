@@ -108,7 +108,9 @@ impl Backend for Cpu<'_> {
 
     fn score(&mut self, split: SplitName) -> Result<Score> {
         let (x, labels) = self.splits.eval(split);
-        Ok(self.net.score(&self.params, x, labels, &mut self.eval_ws))
+        let mut score = self.net.score(&self.params, x, labels, &mut self.eval_ws);
+        score.predicted = self.splits.in_split_order(split, score.predicted);
+        Ok(score)
     }
 
     fn params(&self) -> Result<Vec<f32>> {

@@ -103,7 +103,8 @@ pub trait Backend {
     fn step(&mut self, step: &Step<'_>) -> Result<StepReport>;
     /// The fraction of `split` classified right, without dropout.
     fn accuracy(&mut self, split: SplitName) -> Result<f64>;
-    /// [`Backend::accuracy`] and the mean cross-entropy of `split`.
+    /// [`Backend::accuracy`], the mean cross-entropy of `split`, and each
+    /// image's answer in the split's order.
     fn score(&mut self, split: SplitName) -> Result<Score>;
     /// The parameters, every weight in rows.
     fn params(&self) -> Result<Vec<f32>>;

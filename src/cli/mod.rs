@@ -11,6 +11,7 @@ mod predict;
 mod serve;
 mod sweep;
 mod train;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use scratchnet::backend::{Device, Target};

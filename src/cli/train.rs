@@ -1,21 +1,23 @@
 //! `scratchnet train`.
 
-use super::{as_flags, Common, DeviceArg, Verbosity};
+use super::{as_flags, watch, Common, DeviceArg, Verbosity};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchnet::backend::{Device, Target};
 use scratchnet::nn::{DropoutMode, InitScheme, Precision};
 use scratchnet::optim::OptimizerKind;
+use scratchnet::tensorboard::Board;
 use scratchnet::train::config::{BatchSize, LrKind, Preset};
 use scratchnet::train::outputs::shell_word;
 use scratchnet::train::{
-    EvalRecord, Launch, MetricsWriter, Observer, Outcome, Outputs, Request, RunControl, Summary,
-    TrainConfig, Trainer,
+    EvalRecord, Launch, MetricsWriter, Observer, Observers, Outcome, Outputs, Request, RunControl,
+    Summary, TrainConfig, Trainer,
 };
 use serde::Serialize;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,6 +59,18 @@ pub struct TrainArgs {
     /// Continue a run from a checkpoint, with its configuration
     #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "init"])]
     resume: Option<PathBuf>,
+    /// Write TensorBoard event files in DIR: the scalars of --metrics, the
+    /// first layer's units as pictures at each evaluation, the settings
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
+    /// Watch the run live in a browser: a page at ADDR [default: a free port
+    /// of this machine], kept after the run with a drawing pad using its model
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, value_parser = watch::parse_addr,
+          default_missing_value = watch::ANYWHERE_HERE)]
+    watch: Option<SocketAddr>,
+    /// Open the --watch page in the default browser
+    #[arg(long, requires = "watch")]
+    open: bool,
     #[command(flatten)]
     flags: ConfigFlags,
     /// Print more: the data's checksums, every option of the configuration
@@ -359,6 +373,8 @@ impl Stop {
 
 pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     let target = args.device.target();
+    // The page's address is checked before any work.
+    let listener = args.watch.map(watch::bind).transpose()?;
     let req = Request {
         config: args.config.clone(),
         overrides: args.flags.overrides()?,
@@ -370,6 +386,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             metrics: args.metrics.clone(),
             checkpoint: args.checkpoint.clone(),
             checkpoint_every: args.checkpoint_every.map(|n| n as usize),
+            tensorboard: args.tensorboard.clone(),
         },
     };
     let launch = Launch::new(&req).map_err(as_flags)?;
@@ -379,24 +396,58 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     }
     let stop = Stop::install()?;
     let mut console = Console::new(&trainer, &req.outputs, launch.resumed.is_some(), v)?;
+    let mut board = match &req.outputs.tensorboard {
+        Some(dir) => Some(Board::create(dir, &trainer.cfg)?),
+        None => None,
+    };
+    let mut page = listener
+        .map(|l| watch::start(l, &launch, &trainer, stop.flag.clone(), args.open))
+        .transpose()?;
     let ctl = RunControl {
         checkpoint_every: req.outputs.checkpoint_every,
         checkpoint_path: Some(req.outputs.checkpoint_path()),
         interrupt: Some(&stop.flag),
     };
-    let outcome = trainer.run(&mut console, &ctl);
+    let outcome = {
+        let mut all: Vec<&mut dyn Observer> = vec![&mut console];
+        all.extend(board.as_mut().map(|b| b as &mut dyn Observer));
+        all.extend(page.as_mut().map(|(w, _)| w as &mut dyn Observer));
+        trainer.run(&mut Observers(all), &ctl)
+    };
     if let Some(b) = &console.bar {
         b.finish_and_clear();
     }
+    if let Some(e) = board.as_ref().and_then(|b| b.failure()) {
+        eprintln!("warning: {e:#}; TensorBoard events stopped being written");
+    }
+    let test = || Some(launch.data.test.clone());
     match outcome {
-        Err(e) => Err(req.outputs.after_failure(e, &trainer)),
+        Err(e) => {
+            let e = req.outputs.after_failure(e, &trainer);
+            if let Some((w, _)) = page {
+                w.ended("failed", &format!("The run failed: {e:#}"), None, None);
+                w.close();
+            }
+            Err(e)
+        }
         Ok(Outcome::Interrupted { step }) => {
+            let checkpoint = req.outputs.checkpoint_path();
+            let resume = resume_command(&args, &req);
             eprintln!(
                 "interrupted after step {step} of {}: checkpoint written to {}",
                 trainer.total_steps,
-                req.outputs.checkpoint_path().display()
+                checkpoint.display()
             );
-            eprintln!("resume with: {}", resume_command(&args, &req));
+            eprintln!("resume with: {resume}");
+            if let Some((w, url)) = page {
+                let said = format!(
+                    "Stopped after step {step} of {}: checkpoint written to {} (a model eval and serve read). Resume with: {resume}",
+                    trainer.total_steps,
+                    checkpoint.display()
+                );
+                w.ended("stopped", &said, Some(&trainer.trained_model()?), test());
+                watch::keep_until_signal(w, &url, &stop.signal, v);
+            }
             std::process::exit(stop.status());
         }
         Ok(Outcome::Finished(summary)) => {
@@ -405,8 +456,25 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             if let Some(w) = summary.near_chance(classes, launch.cfg.lr) {
                 eprintln!("warning: {w}");
             }
-            if let Some(path) = req.outputs.save(&trainer.trained_model()?)? {
+            let model = trainer.trained_model()?;
+            let saved = req.outputs.save(&model)?;
+            if let Some(path) = &saved {
                 println!("saved model to {}", path.display());
+            }
+            if let Some((w, url)) = page {
+                let r = &summary.last;
+                let said = format!(
+                    "Finished: {} steps in {:.1} s, test accuracy {:.2}%{}",
+                    trainer.step,
+                    summary.total_s,
+                    100.0 * r.test_acc,
+                    saved.map_or(String::new(), |p| format!(
+                        ", model saved to {}",
+                        p.display()
+                    ))
+                );
+                w.ended("finished", &said, Some(&model), test());
+                watch::keep_until_signal(w, &url, &stop.signal, v);
             }
             Ok(())
         }
@@ -516,6 +584,9 @@ fn resume_command(args: &TrainArgs, req: &Request) -> String {
     }
     if args.device.device != Device::Cpu {
         words.extend(["--device".to_string(), "cuda".to_string()]);
+    }
+    if let Some(addr) = args.watch {
+        words.extend(["--watch".to_string(), addr.to_string()]);
     }
     words.join(" ")
 }

@@ -510,15 +510,18 @@ impl GpuNet {
             return Ok(Score {
                 accuracy: f64::NAN,
                 loss: f64::NAN,
+                predicted: Vec::new(),
             });
         }
         let classes = self.layout.arch.classes;
         let logits = self.logits(split)?;
-        let (right, loss) = score(&logits, &split.labels, classes);
+        let mut predicted = Vec::with_capacity(split.rows);
+        let (right, loss) = score(&logits, &split.labels, classes, &mut predicted);
         let n = split.rows as f64;
         Ok(Score {
             accuracy: right as f64 / n,
             loss: loss / n,
+            predicted,
         })
     }
 

@@ -21,7 +21,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
             Activation::Tanh => "tanh",

@@ -331,15 +331,18 @@ impl Network {
     ) -> Score {
         let classes = self.layout.arch.classes;
         let (mut right, mut loss) = (0, 0.0);
+        let mut predicted = Vec::with_capacity(labels.len());
         self.logits_chunks(params, images, ws, |first, logits| {
             let rows = logits.len() / classes;
-            let (r, l) = softmax_ce::score(logits, &labels[first..first + rows], classes);
+            let labels = &labels[first..first + rows];
+            let (r, l) = softmax_ce::score(logits, labels, classes, &mut predicted);
             (right, loss) = (right + r, loss + l);
         });
         let n = labels.len() as f64;
         Score {
             accuracy: right as f64 / n,
             loss: loss / n,
+            predicted,
         }
     }
 
@@ -360,11 +363,12 @@ impl Network {
 }
 
 /// How a split fares: the fraction predicted right, and the mean
-/// cross-entropy (NaN for no rows).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// cross-entropy (NaN for no rows), and each row's answer.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Score {
     pub accuracy: f64,
     pub loss: f64,
+    pub predicted: Vec<u8>,
 }
 
 /// A layer's shapes for `batch` rows.

@@ -28,8 +28,13 @@ pub fn softmax(logits: &mut [f32], classes: usize) {
 
 /// Right answers (argmax, the first on ties) and the summed cross-entropy
 /// `Σ -log(p_y + 1e-7)` of rows of `logits` (rows of `classes`), as
-/// training measures its loss.
-pub fn score(logits: &[f32], labels: &[u8], classes: usize) -> (usize, f64) {
+/// training measures its loss; each row's answer is appended to `predicted`.
+pub fn score(
+    logits: &[f32],
+    labels: &[u8],
+    classes: usize,
+    predicted: &mut Vec<u8>,
+) -> (usize, f64) {
     let mut row = vec![0.0f32; classes];
     logits
         .chunks_exact(classes)
@@ -37,9 +42,10 @@ pub fn score(logits: &[f32], labels: &[u8], classes: usize) -> (usize, f64) {
         .fold((0, 0.0), |(right, loss), (z, &y)| {
             row.copy_from_slice(z);
             softmax_row(&mut row);
-            let hit = crate::nn::network::argmax(z) == y;
+            let answer = crate::nn::network::argmax(z);
+            predicted.push(answer);
             (
-                right + hit as usize,
+                right + (answer == y) as usize,
                 loss - ((row[y as usize] + LOG_EPS) as f64).ln(),
             )
         })

@@ -19,9 +19,11 @@
 
 mod classifier;
 mod listen;
+mod watch;
 
 pub use classifier::{Answer, Classifier};
 pub use listen::MOST_CONNECTIONS;
+pub use watch::{Plan, Watch, PROGRESS_EVERY};
 
 use crate::data::Split;
 use crate::model_io::Model;

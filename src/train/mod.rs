@@ -19,5 +19,6 @@ pub use outputs::Outputs;
 pub use replay::Replay;
 pub use selection::Best;
 pub use trainer::{
-    Diverged, Observer, Outcome, RunControl, Summary, Trainer, METRICS_KEY, SELECTION_KEY,
+    Diverged, Look, Observer, Observers, Outcome, RunControl, Summary, Trainer, METRICS_KEY,
+    SELECTION_KEY,
 };

@@ -8,7 +8,7 @@ use super::replay::Replay;
 use super::selection::{self, Best};
 use crate::backend::{self, Backend, Setup, SplitName, Step, Target};
 use crate::data::batch::Batcher;
-use crate::data::{Dataset, CLASSES};
+use crate::data::{Dataset, Split, CLASSES};
 use crate::model_io::Model;
 use crate::nn::dropout::{stream_key, Draws, GivenMasks};
 use crate::nn::{l2, Layout, ParamTensor};
@@ -27,11 +27,54 @@ const DROPOUT: u64 = 3;
 pub const METRICS_KEY: &str = "scratchnet.metrics";
 pub const SELECTION_KEY: &str = "scratchnet.selection";
 
-/// Hooks for progress display; both default to doing nothing.
+/// Hooks for progress display; each defaults to doing nothing.
 pub trait Observer {
     fn step(&mut self, _done: usize, _total: usize, _loss: f64) {}
     fn eval(&mut self, _record: &EvalRecord) -> Result<()> {
         Ok(())
+    }
+    /// Whether [`Observer::look`] is wanted: it costs a copy of the
+    /// parameters at each evaluation.
+    fn looks(&self) -> bool {
+        false
+    }
+    /// The network itself at each evaluation, after [`Observer::eval`].
+    fn look(&mut self, _look: &Look<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What an observer that draws the network sees at an evaluation.
+pub struct Look<'a> {
+    pub record: &'a EvalRecord,
+    pub layout: &'a Layout,
+    /// The parameters, every weight in rows.
+    pub params: &'a [f32],
+    /// The digits shown: the validation split, or the test split where
+    /// there is none; its name; the network's answer for each image.
+    pub split: &'a Split,
+    pub split_name: &'static str,
+    pub predicted: &'a [u8],
+}
+
+/// Several observers as one, each told in turn.
+pub struct Observers<'a>(pub Vec<&'a mut dyn Observer>);
+
+impl Observer for Observers<'_> {
+    fn step(&mut self, done: usize, total: usize, loss: f64) {
+        self.0.iter_mut().for_each(|o| o.step(done, total, loss));
+    }
+    fn eval(&mut self, record: &EvalRecord) -> Result<()> {
+        self.0.iter_mut().try_for_each(|o| o.eval(record))
+    }
+    fn looks(&self) -> bool {
+        self.0.iter().any(|o| o.looks())
+    }
+    fn look(&mut self, look: &Look<'_>) -> Result<()> {
+        self.0
+            .iter_mut()
+            .filter(|o| o.looks())
+            .try_for_each(|o| o.look(look))
     }
 }
 
@@ -81,8 +124,10 @@ pub struct Trainer<'d> {
     best: Option<Best>,
     /// Each step's dropout masks, where a replay gives them.
     given_masks: Option<Vec<GivenMasks>>,
-    /// The last evaluation, and where patience stopped the run.
+    /// The last evaluation, its answers on the validation split, and where
+    /// patience stopped the run.
     last_eval: Option<EvalRecord>,
+    val_predicted: Vec<u8>,
     stopped_early: Option<usize>,
 }
 
@@ -216,6 +261,7 @@ impl<'d> Trainer<'d> {
             best,
             given_masks,
             last_eval: None,
+            val_predicted: Vec::new(),
             stopped_early: None,
             cfg,
         })
@@ -350,6 +396,7 @@ impl<'d> Trainer<'d> {
         let val = self.backend.score(SplitName::Val)?;
         let test_acc = self.backend.accuracy(SplitName::Test)?;
         let has_val = !self.data.val.is_empty();
+        self.val_predicted = val.predicted;
         Ok(EvalRecord {
             iter: self.step,
             epoch: self.step as f64 / self.steps_per_epoch as f64,
@@ -407,6 +454,9 @@ impl<'d> Trainer<'d> {
                 let mut r = self.evaluate(start.elapsed().as_secs_f64())?;
                 let patience_out = self.select(&mut r)?;
                 obs.eval(&r)?;
+                if obs.looks() {
+                    self.look(&r, obs)?;
+                }
                 self.last_eval = Some(r.clone());
                 last = Some(r);
                 if patience_out {
@@ -445,6 +495,26 @@ impl<'d> Trainer<'d> {
             total_s: start.elapsed().as_secs_f64(),
             samples_per_s: self.samples as f64 / train_s.max(1e-9),
         })))
+    }
+
+    /// Shows `obs` the network as evaluation `r` found it.
+    fn look(&mut self, r: &EvalRecord, obs: &mut dyn Observer) -> Result<()> {
+        let (split, split_name, predicted) = match self.data.val.is_empty() {
+            false => (&self.data.val, "validation", &self.val_predicted),
+            true => {
+                self.val_predicted = self.backend.score(SplitName::Test)?.predicted;
+                (&self.data.test, "test", &self.val_predicted)
+            }
+        };
+        let params = self.backend.params()?;
+        obs.look(&Look {
+            record: r,
+            layout: &self.layout,
+            params: &params,
+            split,
+            split_name,
+            predicted,
+        })
     }
 
     /// The trained model: the weights kept (with `keep_best`, those of the

@@ -21,3 +21,4 @@ mod readme;
 mod robustness;
 mod serve;
 mod training;
+mod watch;

@@ -127,6 +127,17 @@ impl<'d> Splits<'d> {
         };
         (images.input(), images.labels())
     }
+
+    /// Answers on a split, one per image in the order [`Splits::eval`]
+    /// gives, put back in the split's own order.
+    pub fn in_split_order(&self, which: SplitName, answers: Vec<u8>) -> Vec<u8> {
+        match (which, &self.train) {
+            (SplitName::Train, Train::Whole(whole)) => whole.in_given_order(answers),
+            (SplitName::Train, Train::Batches { images, .. }) => images.in_given_order(answers),
+            (SplitName::Val, _) => self.val.in_given_order(answers),
+            (SplitName::Test, _) => self.test.in_given_order(answers),
+        }
+    }
 }
 
 impl Batch {

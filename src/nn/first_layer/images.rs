@@ -25,6 +25,8 @@ const TILES_FROM_ROWS: usize = 256;
 pub struct Images<'d> {
     form: Form<'d>,
     labels: Cow<'d, [u8]>,
+    /// Where the images were reordered: the given index of each row here.
+    order: Option<Vec<u32>>,
 }
 
 enum Form<'d> {
@@ -48,6 +50,7 @@ impl<'d> Images<'d> {
         let kept = |form| Images {
             form,
             labels: Cow::Borrowed(labels),
+            order: None,
         };
         if role != Role::Gather && on_tiles(arith, rows) {
             return kept(Form::Tiles(Tiled::from_rows(images, rows, inputs)));
@@ -55,10 +58,11 @@ impl<'d> Images<'d> {
         match (SparseRows::compress_if_sparse(images, inputs), role) {
             (None, _) => kept(Form::Dense(images)),
             (Some(rows), Role::Evaluate) => {
-                let (rows, labels) = paired(rows, labels);
+                let (rows, labels, order) = paired(rows, labels);
                 Images {
                     form: Form::Paired(rows),
                     labels: Cow::Owned(labels),
+                    order: Some(order),
                 }
             }
             (Some(rows), _) => kept(Form::Compressed(rows)),
@@ -77,6 +81,12 @@ impl<'d> Images<'d> {
     /// The labels, in the images' order here.
     pub fn labels(&self) -> &[u8] {
         &self.labels
+    }
+
+    /// `values`, one per image in the order here, put back in the order
+    /// the images were given.
+    pub fn in_given_order<T: Copy + Default>(&self, values: Vec<T>) -> Vec<T> {
+        in_given_order(self.order.as_deref(), values)
     }
 
     pub fn kind(&self) -> InputKind {
@@ -102,15 +112,29 @@ fn on_tiles(arith: Arithmetic, rows: usize) -> bool {
     arith == Arithmetic::AmxBf16 && rows >= TILES_FROM_ROWS
 }
 
+/// `values`, one per row in `order` (each row's given index), put back in
+/// the given order; unchanged where there is no order.
+fn in_given_order<T: Copy + Default>(order: Option<&[u32]>, values: Vec<T>) -> Vec<T> {
+    let Some(order) = order else {
+        return values;
+    };
+    let mut given = vec![T::default(); values.len()];
+    for (&at, v) in order.iter().zip(values) {
+        given[at as usize] = v;
+    }
+    given
+}
+
 /// `rows` merged in pairs of similar rows (the forward product's fastest
-/// form), and `labels` (unless empty) reordered alike.
-fn paired(rows: SparseRows, labels: &[u8]) -> (PairRows, Vec<u8>) {
+/// form), `labels` (unless empty) reordered alike, and the order: the
+/// given index of each row.
+fn paired(rows: SparseRows, labels: &[u8]) -> (PairRows, Vec<u8>, Vec<u32>) {
     let order = pair_order(rows.view());
     let labels = match labels.is_empty() {
         true => Vec::new(),
         false => order.iter().map(|&r| labels[r as usize]).collect(),
     };
-    (PairRows::from_rows(rows.view(), &order), labels)
+    (PairRows::from_rows(rows.view(), &order), labels, order)
 }
 
 /// The training split as every step of a full-batch run reads it, in any
@@ -119,6 +143,8 @@ fn paired(rows: SparseRows, labels: &[u8]) -> (PairRows, Vec<u8>) {
 pub struct WholeBatch<'d> {
     form: Whole<'d>,
     labels: Cow<'d, [u8]>,
+    /// Where the rows were reordered: the given index of each row here.
+    order: Option<Vec<u32>>,
 }
 
 enum Whole<'d> {
@@ -144,19 +170,22 @@ impl<'d> WholeBatch<'d> {
             return WholeBatch {
                 form: Whole::Tiles(Tiled::from_rows(dense, rows, inputs), t),
                 labels: Cow::Borrowed(labels),
+                order: None,
             };
         }
         match SparseRows::compress_if_sparse(dense, inputs) {
             None => WholeBatch {
                 form: Whole::Dense(dense),
                 labels: Cow::Borrowed(labels),
+                order: None,
             },
             Some(rows) => {
-                let (rows, labels) = paired(rows, labels);
+                let (rows, labels, order) = paired(rows, labels);
                 let by_column = ColumnBlocks::new(rows.view(), GRAD_BLOCK_ROWS);
                 WholeBatch {
                     form: Whole::Paired(rows, by_column),
                     labels: Cow::Owned(labels),
+                    order: Some(order),
                 }
             }
         }
@@ -179,6 +208,12 @@ impl<'d> WholeBatch<'d> {
     /// The labels, in the rows' order here.
     pub fn labels(&self) -> &[u8] {
         &self.labels
+    }
+
+    /// `values`, one per row in the order here, put back in the order the
+    /// rows were given.
+    pub fn in_given_order<T: Copy + Default>(&self, values: Vec<T>) -> Vec<T> {
+        in_given_order(self.order.as_deref(), values)
     }
 
     pub fn kind(&self) -> InputKind {

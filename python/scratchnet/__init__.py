@@ -15,7 +15,8 @@ from . import _scratchnet, progress as _progress
 from ._scratchnet import Model, __version__, load, load_mnist, read_digit
 
 
-def train(X, y, X_val=None, y_val=None, *, progress=None, callback=None, **options):
+def train(X, y, X_val=None, y_val=None, *, progress=None, callback=None, live=False,
+          tensorboard=None, **options):
     """Trains a network on (X, y) and returns the Model.
 
     X: float32 (or convertible) of shape (N, 784), values in [0, 1]; y: the
@@ -35,21 +36,44 @@ def train(X, y, X_val=None, y_val=None, *, progress=None, callback=None, **optio
     by returning False. Ctrl-C stops within a step and raises
     KeyboardInterrupt, whose `model` attribute holds the model as of the
     last finished step.
+
+    live=True draws the loss and accuracy curves and the first layer's
+    units in one matplotlib figure that updates in place while the run
+    trains (the `plot` extra). tensorboard="runs/a" writes TensorBoard's
+    event files there: the scalars, the units as images, the settings.
     """
-    if callable(progress) or not _progress.wanted(progress):
-        steps = progress if callable(progress) else None
-        return _scratchnet.train(X, y, X_val, y_val, callback=callback, progress=steps, **options)
-    bar = _progress.Bar()
+    bar = None
+    if not callable(progress) and _progress.wanted(progress):
+        bar = _progress.Bar()
+    view = None
+    if live:
+        from .live import Live
+
+        view = Live()
+    hearing = [h for h in (bar, view) if h is not None]
 
     def evaluation(record):
-        bar.evaluation(record)
+        for h in hearing:
+            h.evaluation(record)
         return None if callback is None else callback(record)
 
+    def steps(done, total, loss):
+        for h in hearing:
+            h.steps(done, total, loss)
+        if callable(progress):
+            progress(done, total, loss)
+
     try:
-        return _scratchnet.train(X, y, X_val, y_val, callback=evaluation, progress=bar.steps,
-                                 **options)
+        return _scratchnet.train(
+            X, y, X_val, y_val,
+            callback=evaluation if hearing else callback,
+            progress=steps if hearing or callable(progress) else None,
+            look=None if view is None else view.look,
+            tensorboard=None if tensorboard is None else str(tensorboard),
+            **options)
     finally:
-        bar.close()
+        for h in hearing:
+            h.close()
 
 
 def show_digits(X, labels=None, predictions=None, columns=10, limit=100):

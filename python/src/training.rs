@@ -4,6 +4,7 @@
 use crate::arrays::{images, labels, Images};
 use crate::model::PyModel;
 use crate::{pool, py_error, record, thread_count, to_json};
+use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::{
     PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyUserWarning, PyValueError,
 };
@@ -12,10 +13,13 @@ use pyo3::types::{PyBool, PyDict};
 use scratchnet::backend::Target;
 use scratchnet::data::image_prep::SIDE;
 use scratchnet::data::{Dataset, Split, CLASSES};
+use scratchnet::tensorboard::Board;
 use scratchnet::train::{
-    EvalRecord, Observer, Outcome, RunControl, Spelling, TrainConfig, Trainer,
+    EvalRecord, Look, Observer, Observers, Outcome, RunControl, Spelling, TrainConfig, Trainer,
 };
+use scratchnet::units;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// callback returns False or raises.
 struct Callback<'a> {
     callback: Option<&'a Py<PyAny>>,
+    /// `look(iter, [(label, picture)])`: the first layer's branches as RGB
+    /// pictures (`units::grids`), at each evaluation.
+    look: Option<&'a Py<PyAny>>,
     stop: &'a AtomicBool,
     error: Option<PyErr>,
     records: Vec<EvalRecord>,
@@ -76,12 +83,39 @@ impl Observer for Callback<'_> {
         match answer {
             Ok(true) => {}
             Ok(false) => self.stop.store(true, Ordering::SeqCst),
-            Err(e) => {
-                self.error = Some(e);
-                self.stop.store(true, Ordering::SeqCst);
-            }
+            Err(e) => self.failed(e),
         }
         Ok(())
+    }
+
+    fn looks(&self) -> bool {
+        self.look.is_some()
+    }
+
+    fn look(&mut self, look: &Look<'_>) -> anyhow::Result<()> {
+        let (Some(cb), Some(grids)) = (self.look, units::grids(look.layout, look.params)) else {
+            return Ok(());
+        };
+        let called = Python::attach(|py| -> PyResult<()> {
+            let mut pictures = Vec::new();
+            for g in grids {
+                let rgb = PyArray1::from_vec(py, g.rgb).reshape([g.height, g.width, 3])?;
+                pictures.push((g.label, rgb));
+            }
+            cb.call1(py, (look.record.iter, pictures)).map(drop)
+        });
+        if let Err(e) = called {
+            self.failed(e);
+        }
+        Ok(())
+    }
+}
+
+impl Callback<'_> {
+    /// A Python callback raised: the run stops, the error is raised after.
+    fn failed(&mut self, e: PyErr) {
+        self.error = Some(e);
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -126,12 +160,15 @@ fn split(
 /// keep, dropout, shift, rotate, arch, seed, precision, keep_best,
 /// patience, ...).
 /// `callback(metrics)` receives each evaluation as a dict and stops the run
-/// by returning False. `progress(done, total, loss)`, where given, is called
+/// by returning False; `look(iter, pictures)` the first layer's branches as
+/// `(label, uint8 array [height, width, 3])` pairs (red positive weights,
+/// blue negative). `tensorboard`: a folder for TensorBoard's event files.
+/// `progress(done, total, loss)`, where given, is called
 /// from the calling thread about every 0.1 s while steps are done, and once
 /// at the end. Ctrl-C stops within a step and raises KeyboardInterrupt,
 /// whose `model` attribute holds the model as of the last finished step.
 #[pyfunction]
-#[pyo3(signature = (X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset=None, threads=None, callback=None, progress=None, **options))]
+#[pyo3(signature = (X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset=None, threads=None, callback=None, progress=None, look=None, tensorboard=None, **options))]
 #[allow(non_snake_case, clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -145,12 +182,21 @@ pub fn train(
     threads: Option<usize>,
     callback: Option<Py<PyAny>>,
     progress: Option<Py<PyAny>>,
+    look: Option<Py<PyAny>>,
+    tensorboard: Option<PathBuf>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<PyModel> {
     let threads = thread_count(threads)?;
     let cfg = config("train", preset, options)?;
     let data = dataset([X, y], [X_val, y_val], [X_test, y_test])?;
-    run(py, cfg, &data, threads, [callback, progress])
+    let board = match tensorboard {
+        Some(dir) => {
+            scratchnet::fsutil::check_folder("tensorboard", &dir).map_err(py_error)?;
+            Some(Board::create(&dir, &cfg).map_err(py_error)?)
+        }
+        None => None,
+    };
+    run(py, cfg, &data, threads, [callback, progress, look], board)
 }
 
 /// The configuration a preset and the command line's options by their
@@ -225,7 +271,8 @@ fn run(
     cfg: TrainConfig,
     data: &Dataset,
     threads: usize,
-    [callback, progress]: [Option<Py<PyAny>>; 2],
+    [callback, progress, look]: [Option<Py<PyAny>>; 3],
+    mut board: Option<Board>,
 ) -> PyResult<PyModel> {
     let stop = AtomicBool::new(false);
     let steps = Steps::default();
@@ -238,6 +285,7 @@ fn run(
                     let mut t = Trainer::new(cfg, data, Target::cpu(threads), None)?;
                     let mut obs = Callback {
                         callback: callback.as_ref(),
+                        look: look.as_ref(),
                         stop: &stop,
                         error: None,
                         records: Vec::new(),
@@ -247,7 +295,9 @@ fn run(
                         interrupt: Some(&stop),
                         ..RunControl::default()
                     };
-                    let outcome = t.run(&mut obs, &ctl);
+                    let mut all: Vec<&mut dyn Observer> = vec![&mut obs];
+                    all.extend(board.as_mut().map(|b| b as &mut dyn Observer));
+                    let outcome = t.run(&mut Observers(all), &ctl);
                     let model = match &outcome {
                         Ok(_) => Some(t.trained_model()?),
                         Err(_) => None,
@@ -301,11 +351,17 @@ fn run(
             })
         }
     };
+    let warn = |w: String| -> PyResult<()> {
+        let category = py.get_type::<PyUserWarning>();
+        PyErr::warn(py, &category, &std::ffi::CString::new(w)?, 1)
+    };
+    if let Some(e) = board.as_ref().and_then(|b| b.failure()) {
+        warn(format!("{e:#}; TensorBoard events stopped being written"))?;
+    }
     if let Outcome::Finished(s) = &outcome {
         let classes = model.as_ref().map_or(10, |m| m.layout.arch.classes);
         if let Some(w) = s.near_chance(classes, lr) {
-            let category = py.get_type::<PyUserWarning>();
-            PyErr::warn(py, &category, &std::ffi::CString::new(w)?, 1)?;
+            warn(w)?;
         }
     }
     let model = PyModel {

@@ -6,6 +6,7 @@ ipywidgets, onnxruntime) and nbclient.
 """
 
 import fcntl
+import json
 import os
 import pty
 import struct
@@ -243,3 +244,73 @@ def test_onnx_runtime_gives_the_models_probabilities(trained, mnist, tmp_path):
     assert np.abs(theirs - ours).max() < 1e-5
     with pytest.raises(OSError, match="no-such-dir"):
         trained.export_onnx(tmp_path / "no-such-dir" / "m.onnx")
+
+
+def test_live_draws_one_figure_updated_in_place_in_a_jupyter_kernel():
+    nbformat = need("nbformat", "test")
+    nbclient = need("nbclient", "test")
+    cells = [
+        "import IPython.display as d\n"
+        "updates = []\n"
+        "first = d.DisplayHandle.update\n"
+        "def counted(self, obj, **kw):\n"
+        "    updates.append(self.display_id)\n"
+        "    return first(self, obj, **kw)\n"
+        "d.DisplayHandle.update = counted\n"
+        f"import scratchnet as sn\n(x, y), (xv, yv), _ = sn.load_mnist({str(DATA)!r})",
+        "model = sn.train(x[:6000], y[:6000], xv[:1000], yv[:1000], epochs=4, eval_every=47,\n"
+        "                 live=True, progress=False)",
+        "print(len(updates), len(set(updates)), len(model.metrics))",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    trained, counts = nb.cells[1].outputs, nb.cells[2].outputs
+    figures = [o for o in trained if "image/png" in o.get("data", {})]
+    assert len(figures) == 1, f"one figure, not one per update: {trained}"
+    assert figures[0]["output_type"] == "display_data"
+    updates, handles, evaluations = map(int, counts[0]["text"].split())
+    # 4 epochs of 47 steps, evaluated after each: the figure drawn again
+    # after several of them (at most every 0.5 s), always through the one handle.
+    assert evaluations == 4 and handles == 1 and updates >= 2, counts
+
+
+def test_tensorboard_reads_back_every_scalar_the_metrics_file_holds(tmp_path):
+    need("tensorboard", "test")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    bin_ = Path(os.environ.get("SCRATCHNET_BIN", REPO / "target" / "release" / "scratchnet"))
+    runs, metrics = tmp_path / "runs", tmp_path / "m.jsonl"
+    subprocess.run([str(bin_), "train", "-q", "--epochs", "2", "--eval-every", "100",
+                    "--data", str(DATA), "--tensorboard", str(runs / "cli"),
+                    "--metrics", str(metrics)], check=True, timeout=300)
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    (xtr, ytr), (xva, yva), (xte, yte) = sn.load_mnist(DATA)
+    model = sn.train(xtr[:5000], ytr[:5000], xva[:1000], yva[:1000], X_test=xte[:1000],
+                     y_test=yte[:1000], epochs=2, eval_every=10, progress=False,
+                     tensorboard=runs / "python")
+    for run, want in [("cli", records), ("python", model.metrics)]:
+        acc = EventAccumulator(str(runs / run), size_guidance={"images": 0, "scalars": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        assert len(want) >= 8, (run, len(want))
+        for tag, field in [("loss/train", "J"), ("loss/validation", "val_loss"),
+                           ("loss/l2", "l2"), ("accuracy/train", "train_acc"),
+                           ("accuracy/validation", "val_acc"), ("accuracy/test", "test_acc"),
+                           ("learning_rate", "lr")]:
+            assert tag in tags["scalars"], (run, tag, tags)
+            got = [(e.step, e.value) for e in acc.Scalars(tag)]
+            # Written as float32: within float32's rounding of each value.
+            assert [s for s, _ in got] == [r["iter"] for r in want], (run, tag)
+            for (_, v), r in zip(got, want):
+                assert v == pytest.approx(r[field], rel=1e-7, abs=1e-12), (run, tag, v, r[field])
+        for tag, size in [("first_layer/relu_128", (231, 463)), ("first_layer/tanh_64", (115, 463))]:
+            images = acc.Images(tag)
+            assert [i.step for i in images] == [r["iter"] for r in want], (run, tag)
+            assert (images[-1].height, images[-1].width) == size
+            picture = np.frombuffer(images[-1].encoded_image_string, np.uint8)
+            assert picture[:8].tobytes() == b"\x89PNG\r\n\x1a\n"
+        content = acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+        start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+        assert start.hparams["arch"].string_value == "relu:128|tanh:64,relu:48", run
+        assert start.hparams["epochs"].number_value == 2, run

@@ -29,50 +29,81 @@ function showStatus() {
     `step ${p.step} of ${plan.total_steps} (epoch ${p.epoch.toFixed(2)}), ${rate} images/s, ${clock(p.elapsed_s)} elapsed${eta}`;
 }
 
-// Draws `series` ([{name, points: [[x, y]]}]) on a canvas with axes.
+// Round values from `lo` to `hi`, about `n` of them (steps of 1, 2 or 5
+// times a power of ten), with the decimals that tell them apart.
+function ticks(lo, hi, n = 5) {
+  const span = hi - lo, mag = 10 ** Math.floor(Math.log10(span / n));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => span / s <= n);
+  const values = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) values.push(v);
+  return { values, decimals: Math.max(0, Math.ceil(-Math.log10(step) - 1e-9)) };
+}
+
+// Draws `series` ([{name, points: [[x, y]]}]) on a canvas with axes; the
+// legend names the series that have points.
 function plot(canvas, title, series, { log = false, percent = false } = {}) {
   const ctx = canvas.getContext("2d");
-  const W = canvas.width, H = canvas.height, L = 58, R = 12, T = 22, B = 26;
+  const W = canvas.width, H = canvas.height, L = 58, R = 12, T = 36, B = 24;
   ctx.clearRect(0, 0, W, H);
   ctx.font = "12px system-ui, sans-serif";
   ctx.fillStyle = "#16202b";
   ctx.fillText(title, L, 14);
-  const pts = series.flatMap((s) => s.points).filter(([, y]) => isFinite(y) && (!log || y > 0));
+  const shown = series
+    .map((s, k) => ({ ...s, colour: COLOURS[k % COLOURS.length],
+                      points: s.points.filter(([, y]) => isFinite(y) && (!log || y > 0)) }))
+    .filter((s) => s.points.length);
+  const pts = shown.flatMap((s) => s.points);
   canvas.dataset.points = String(pts.length);
   if (!pts.length) return;
   const f = log ? Math.log10 : (y) => y;
-  let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
-  let [y0, y1] = [Math.min(...pts.map((p) => f(p[1]))), Math.max(...pts.map((p) => f(p[1])))];
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (const [x, y] of pts) {
+    x0 = Math.min(x0, x); x1 = Math.max(x1, x);
+    y0 = Math.min(y0, f(y)); y1 = Math.max(y1, f(y));
+  }
   if (x1 === x0) x1 = x0 + 1;
-  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  if (y1 === y0) { const d = Math.abs(y0) * 0.1 || 0.5; y0 -= d; y1 += d; }
   const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
   const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
-  const Y = (y) => T + (1 - (f(y) - y0) / (y1 - y0)) * (H - T - B);
-  ctx.strokeStyle = "#ccc"; ctx.lineWidth = 1; ctx.fillStyle = "#5c6670";
-  for (let i = 0; i <= 4; i++) {
-    const v = y0 + ((y1 - y0) * i) / 4, y = T + (1 - i / 4) * (H - T - B);
-    ctx.beginPath(); ctx.moveTo(L, y); ctx.lineTo(W - R, y); ctx.stroke();
-    const shown = log ? 10 ** v : v;
-    const label = percent ? `${(shown * 100).toFixed(1)}%` : shown.toPrecision(3);
-    ctx.fillText(label, 2, y + 4);
+  const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
+  ctx.strokeStyle = "#ddd"; ctx.lineWidth = 1; ctx.fillStyle = "#5c6670";
+  const across = ticks(y0, y1, 4);
+  for (const v of across.values) {
+    ctx.beginPath(); ctx.moveTo(L, Y(v)); ctx.lineTo(W - R, Y(v)); ctx.stroke();
+    const label = log ? (10 ** v).toPrecision(2)
+      : percent ? `${(v * 100).toFixed(Math.max(0, across.decimals - 2))}%`
+      : v.toFixed(across.decimals);
+    ctx.fillText(label, 4, Y(v) + 4);
   }
-  for (let i = 0; i <= 4; i++) {
-    const v = x0 + ((x1 - x0) * i) / 4;
-    ctx.fillText(Number.isInteger(v) ? String(v) : v.toFixed(2), X(v) - 10, H - 8);
+  const along = ticks(x0, x1, 6);
+  for (const v of along.values) {
+    const label = v.toFixed(along.decimals), w = ctx.measureText(label).width;
+    ctx.fillText(label, Math.min(X(v) - w / 2, W - w - 2), H - 6);
   }
-  series.forEach((s, k) => {
-    const p = s.points.filter(([, y]) => isFinite(y) && (!log || y > 0));
-    ctx.strokeStyle = ctx.fillStyle = COLOURS[k % COLOURS.length];
+  let legend = L;
+  shown.forEach((s) => {
+    ctx.strokeStyle = ctx.fillStyle = s.colour;
     ctx.lineWidth = 2;
     ctx.beginPath();
-    p.forEach(([x, y], i) => (i ? ctx.lineTo(X(x), Y(y)) : ctx.moveTo(X(x), Y(y))));
+    s.points.forEach(([x, y], i) => (i ? ctx.lineTo(X(x), Y(f(y))) : ctx.moveTo(X(x), Y(f(y)))));
     ctx.stroke();
-    if (p.length === 1) ctx.fillRect(X(p[0][0]) - 2, Y(p[0][1]) - 2, 4, 4);
-    ctx.fillText(s.name, W - R - 150, T + 14 + 14 * k);
+    if (s.points.length === 1) ctx.fillRect(X(s.points[0][0]) - 2, Y(f(s.points[0][1])) - 2, 4, 4);
+    ctx.fillRect(legend, 22, 14, 3);
+    ctx.fillText(s.name, legend + 18, 27);
+    legend += 26 + ctx.measureText(s.name).width;
   });
 }
 
+// Curves are drawn at most once a frame, however many events arrive (a
+// reconnection replays the whole history at once).
+let curvesDue = false;
 function showCurves() {
+  if (curvesDue) return;
+  curvesDue = true;
+  requestAnimationFrame(() => { curvesDue = false; drawCurves(); });
+}
+
+function drawCurves() {
   const byEpoch = $("by-epoch").checked;
   const x = (r) => (byEpoch ? r.epoch : r.iter);
   const line = (name, key) => ({ name, points: watch.evals.map((r) => [x(r), r[key] ?? NaN]) });
@@ -190,8 +221,13 @@ $("by-epoch").addEventListener("change", showCurves);
 $("log").addEventListener("change", showCurves);
 $("stop").addEventListener("click", async () => {
   $("stop").disabled = true;
-  const r = await fetch("/stop", { method: "POST", headers: { "X-Watch-Token": token } });
-  $("outcome").textContent = r.ok
-    ? "Stopping after the step under way: the checkpoint and model are being saved…"
-    : `Stop was refused: ${(await r.json()).error}`;
+  try {
+    const r = await fetch("/stop", { method: "POST", headers: { "X-Watch-Token": token } });
+    $("outcome").textContent = r.ok
+      ? "Stopping after the step under way: the checkpoint is being written…"
+      : `Stop was refused: ${(await r.json()).error}`;
+  } catch (e) {
+    $("outcome").textContent = `Stop did not reach the run: ${e}`;
+    $("stop").disabled = false;
+  }
 });

@@ -11,6 +11,8 @@
 on one machine or many.
 """
 
+import os
+
 from . import _scratchnet, progress as _progress
 from ._scratchnet import Model, __version__, load, load_mnist, read_digit
 
@@ -69,7 +71,7 @@ def train(X, y, X_val=None, y_val=None, *, progress=None, callback=None, live=Fa
             callback=evaluation if hearing else callback,
             progress=steps if hearing or callable(progress) else None,
             look=None if view is None else view.look,
-            tensorboard=None if tensorboard is None else str(tensorboard),
+            **({} if tensorboard is None else {"tensorboard": os.fspath(tensorboard)}),
             **options)
     finally:
         for h in hearing:

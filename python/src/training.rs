@@ -4,6 +4,7 @@
 use crate::arrays::{images, labels, Images};
 use crate::model::PyModel;
 use crate::{pool, py_error, record, thread_count, to_json};
+use anyhow::Context;
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::{
     PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyUserWarning, PyValueError,
@@ -19,7 +20,7 @@ use scratchnet::train::{
 };
 use scratchnet::units;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -162,13 +163,14 @@ fn split(
 /// `callback(metrics)` receives each evaluation as a dict and stops the run
 /// by returning False; `look(iter, pictures)` the first layer's branches as
 /// `(label, uint8 array [height, width, 3])` pairs (red positive weights,
-/// blue negative). `tensorboard`: a folder for TensorBoard's event files.
+/// blue negative). The option `tensorboard` names a folder for
+/// TensorBoard's event files.
 /// `progress(done, total, loss)`, where given, is called
 /// from the calling thread about every 0.1 s while steps are done, and once
 /// at the end. Ctrl-C stops within a step and raises KeyboardInterrupt,
 /// whose `model` attribute holds the model as of the last finished step.
 #[pyfunction]
-#[pyo3(signature = (X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset=None, threads=None, callback=None, progress=None, look=None, tensorboard=None, **options))]
+#[pyo3(signature = (X, y, X_val=None, y_val=None, *, X_test=None, y_test=None, preset=None, threads=None, callback=None, progress=None, look=None, **options))]
 #[allow(non_snake_case, clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -183,16 +185,20 @@ pub fn train(
     callback: Option<Py<PyAny>>,
     progress: Option<Py<PyAny>>,
     look: Option<Py<PyAny>>,
-    tensorboard: Option<PathBuf>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<PyModel> {
     let threads = thread_count(threads)?;
     let cfg = config("train", preset, options)?;
     let data = dataset([X, y], [X_val, y_val], [X_test, y_test])?;
-    let board = match tensorboard {
+    let board = match &cfg.tensorboard {
         Some(dir) => {
-            scratchnet::fsutil::check_folder("tensorboard", &dir).map_err(py_error)?;
-            Some(Board::create(&dir, &cfg).map_err(py_error)?)
+            let dir = Path::new(dir);
+            scratchnet::fsutil::check_folder("tensorboard", dir).map_err(py_error)?;
+            Some(
+                Board::create(dir, &cfg)
+                    .context("tensorboard")
+                    .map_err(py_error)?,
+            )
         }
         None => None,
     };

@@ -314,3 +314,7 @@ def test_tensorboard_reads_back_every_scalar_the_metrics_file_holds(tmp_path):
         start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
         assert start.hparams["arch"].string_value == "relu:128|tanh:64,relu:48", run
         assert start.hparams["epochs"].number_value == 2, run
+    # Two runs in one second into one folder: a file each.
+    for _ in range(2):
+        sn.train(xtr[:1000], ytr[:1000], epochs=1, progress=False, tensorboard=runs / "twice")
+    assert len(list((runs / "twice").iterdir())) == 2

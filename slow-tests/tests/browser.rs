@@ -14,7 +14,7 @@ use fantoccini::actions::{
     InputSource, MouseActions, PenActions, PointerAction, MOUSE_BUTTON_LEFT,
 };
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -331,16 +331,241 @@ async fn the_page_reads_digits_drawn_in_a_real_browser() {
     c.set_window_size(390, 844).await.unwrap();
     let (_, _, width) = pad_rect(&c).await;
     assert!(width <= 390.0, "the pad fits the window ({width} px)");
-    c.execute(
-        "document.getElementById('answer-title').scrollIntoView()",
-        vec![],
-    )
-    .await
-    .unwrap();
+    // The answer in view with the pad, without scrolling.
+    c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
+    let seen = c
+        .execute(
+            "const r = document.getElementById('digit').getBoundingClientRect(); \
+             return [r.bottom, window.innerHeight];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let [bottom, height]: [f64; 2] = serde_json::from_value(seen).unwrap();
+    assert!(
+        bottom <= height,
+        "the answer ends at {bottom} px, below the window's {height}"
+    );
     c.screenshot()
         .await
         .map(|png| std::fs::write(screenshots().join("serve-phone.png"), png).unwrap())
         .unwrap();
     c.close().await.unwrap();
     drop(server);
+}
+
+/// A value the page computes, polled until `ready` holds of it.
+async fn until(c: &Client, script: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let v = c.execute(script, vec![]).await.unwrap();
+        if ready(&v) {
+            return v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "{what}: last {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The last evaluation's step, and a hash of the first branch's picture
+/// as the browser decoded it (null until it has).
+const UNITS: &str = "const img = document.querySelector('#units img'); \
+    if (!img || !img.complete || !img.naturalWidth) return null; \
+    const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight; \
+    const x = c.getContext('2d'); x.drawImage(img, 0, 0); \
+    const d = x.getImageData(0, 0, c.width, c.height).data; let h = 0; \
+    for (let i = 0; i < d.length; i++) h = (Math.imul(h, 31) + d[i]) >>> 0; \
+    return [window.watch.look.iter, h, c.width, c.height];";
+
+/// `train --watch` in Chromium: while the default preset trains, the
+/// curves gain points, the first layer's picture changes between two
+/// evaluations, the digits show their answers; a reload (a late browser)
+/// gets the whole history; Stop leaves a checkpoint `eval` reads; the pad
+/// then answers on the same server. Screenshots at desktop and phone
+/// sizes go beside the page's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_page_shows_a_run_learning_in_a_real_browser() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        common::skip(
+            "the_watch_page_shows_a_run_learning_in_a_real_browser",
+            "no Chromium and chromedriver (apt-get install chromium chromium-driver)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.safetensors");
+    let (run, url) = common::serving(
+        Command::new(common::bin())
+            .args([
+                "train",
+                "-q",
+                "--watch",
+                "--epochs",
+                "300",
+                "--eval-every",
+                "50",
+            ])
+            .args(["--threads", "2", "--checkpoint"])
+            .arg(&ck)
+            .arg("--data")
+            .arg(common::root().join("data/mnist"))
+            .current_dir(dir.path()),
+    );
+    let mut run = Running(run);
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    c.set_window_size(1280, 1000).await.unwrap();
+    c.goto(&format!("{url}/")).await.unwrap();
+
+    let points =
+        "return [window.watch.evals.length, +document.getElementById('loss').dataset.points || 0, \
+                  +document.getElementById('accuracy').dataset.points || 0];";
+    let before = until(&c, points, "two evaluations drawn", |v| {
+        v[0].as_u64() >= Some(2)
+    })
+    .await;
+    let first = until(&c, UNITS, "the units' picture", |v| !v.is_null()).await;
+    assert_eq!(
+        (&first[2], &first[3]),
+        (&json!(463), &json!(231)),
+        "{first}"
+    );
+    let later = until(&c, UNITS, "a later picture", |v| {
+        !v.is_null() && v[0].as_u64() >= Some(first[0].as_u64().unwrap() + 500)
+    })
+    .await;
+    assert_ne!(
+        first[1], later[1],
+        "the picture changed: {first} then {later}"
+    );
+    let after = until(&c, points, "more points", |v| {
+        v[0].as_u64() > before[0].as_u64()
+    })
+    .await;
+    assert!(
+        after[1].as_u64() > before[1].as_u64(),
+        "the loss curve grew: {before} {after}"
+    );
+    assert!(
+        after[2].as_u64() > before[2].as_u64(),
+        "the accuracy curve grew: {before} {after}"
+    );
+    let answers = "return [...document.querySelectorAll('#digits .digit span')].filter(s => s.textContent !== '').length;";
+    let shown = c.execute(answers, vec![]).await.unwrap();
+    assert_eq!(shown, json!(100));
+    let status = text_of(&c, "status").await;
+    assert!(
+        status.contains("images/s") && status.contains("to go"),
+        "{status}"
+    );
+    // Five epochs in, strokes show in the units.
+    until(&c, UNITS, "five epochs", |v| {
+        !v.is_null() && v[0].as_u64() >= Some(5 * 391)
+    })
+    .await;
+    c.screenshot()
+        .await
+        .map(|png| std::fs::write(screenshots().join("watch-desktop.png"), png).unwrap())
+        .unwrap();
+
+    // A late browser: the page reloaded gets every evaluation so far.
+    let had = c.execute(points, vec![]).await.unwrap()[0]
+        .as_u64()
+        .unwrap();
+    c.refresh().await.unwrap();
+    let again = until(&c, points, "the history", |v| v[0].as_u64() >= Some(had)).await;
+    let firsts = c
+        .execute(
+            "return window.watch.evals.slice(0, 2).map(r => r.iter);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        firsts,
+        json!([50, 100]),
+        "from the first evaluation: {again}"
+    );
+
+    // A phone: one column, the same page.
+    c.set_window_size(390, 844).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let wide = c
+        .execute("return document.documentElement.scrollWidth;", vec![])
+        .await
+        .unwrap();
+    assert!(
+        wide.as_f64() <= Some(390.0),
+        "no sideways scrolling: {wide}"
+    );
+    c.screenshot()
+        .await
+        .map(|png| std::fs::write(screenshots().join("watch-phone.png"), png).unwrap())
+        .unwrap();
+    c.set_window_size(1280, 1000).await.unwrap();
+
+    // Stop: the run ends as Ctrl-C ends it; the pad appears.
+    click(&c, "stop").await;
+    let outcome = until(
+        &c,
+        "return document.getElementById('outcome').textContent;",
+        "the stop",
+        |v| {
+            v.as_str()
+                .is_some_and(|s| s.starts_with("Stopped after step"))
+        },
+    )
+    .await;
+    assert!(
+        outcome.as_str().unwrap().contains("Resume with"),
+        "{outcome}"
+    );
+    until(
+        &c,
+        "return !document.getElementById('pad-section').hidden && \
+         document.getElementById('pad').getAttribute('src') === '/pad';",
+        "the pad shown",
+        |v| v == &json!(true),
+    )
+    .await;
+    let out = Command::new(common::bin())
+        .args(["eval", "--model"])
+        .arg(&ck)
+        .arg("--data")
+        .arg(common::root().join("data/mnist"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The pad answers with the stopped run's model.
+    c.goto(&format!("{url}/pad")).await.unwrap();
+    click(&c, "random").await;
+    let digit = shown_digit(&c).await;
+    assert!(digit.parse::<u8>().is_ok(), "{digit}");
+    c.close().await.unwrap();
+    run.interrupt();
+}
+
+/// A watched run, interrupted (or killed) when dropped.
+struct Running(Child);
+
+impl Running {
+    fn interrupt(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -18,7 +18,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -59,10 +59,6 @@ pub struct TrainArgs {
     /// Continue a run from a checkpoint, with its configuration
     #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "init"])]
     resume: Option<PathBuf>,
-    /// Write TensorBoard event files in DIR: the scalars of --metrics, the
-    /// first layer's units as pictures at each evaluation, the settings
-    #[arg(long, value_name = "DIR")]
-    tensorboard: Option<PathBuf>,
     /// Watch the run live in a browser: a page at ADDR [default: a free port
     /// of this machine], kept after the run with a drawing pad using its model
     #[arg(long, value_name = "ADDR", num_args = 0..=1, value_parser = watch::parse_addr,
@@ -209,6 +205,11 @@ struct ConfigFlags {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     precision: Option<Precision>,
+    /// Write TensorBoard's event files in DIR: the scalars of --metrics, the
+    /// first layer's units as pictures at each evaluation, the settings
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tensorboard: Option<String>,
 }
 
 /// A flag's whole number (a count, a length, a seed): errors say what is
@@ -386,7 +387,6 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
             metrics: args.metrics.clone(),
             checkpoint: args.checkpoint.clone(),
             checkpoint_every: args.checkpoint_every.map(|n| n as usize),
-            tensorboard: args.tensorboard.clone(),
         },
     };
     let launch = Launch::new(&req).map_err(as_flags)?;
@@ -396,8 +396,11 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
     }
     let stop = Stop::install()?;
     let mut console = Console::new(&trainer, &req.outputs, launch.resumed.is_some(), v)?;
-    let mut board = match &req.outputs.tensorboard {
-        Some(dir) => Some(Board::create(dir, &trainer.cfg)?),
+    let mut board = match &trainer.cfg.tensorboard {
+        Some(dir) => Some(
+            Board::create(Path::new(dir), &trainer.cfg)
+                .with_context(|| format!("--tensorboard {dir}"))?,
+        ),
         None => None,
     };
     let mut page = listener
@@ -432,7 +435,7 @@ pub fn run(args: TrainArgs, v: Verbosity) -> Result<()> {
         }
         Ok(Outcome::Interrupted { step }) => {
             let checkpoint = req.outputs.checkpoint_path();
-            let resume = resume_command(&args, &req);
+            let resume = resume_command(&args, &req, trainer.cfg.tensorboard.as_deref());
             eprintln!(
                 "interrupted after step {step} of {}: checkpoint written to {}",
                 trainer.total_steps,
@@ -574,11 +577,14 @@ fn print_end(trainer: &Trainer<'_>, summary: &Summary, cfg: &TrainConfig) {
 }
 
 /// The command that continues an interrupted run: its checkpoint, every
-/// output (the metrics file is appended to), and the data and device it
-/// was given.
-fn resume_command(args: &TrainArgs, req: &Request) -> String {
+/// output (the metrics file is appended to, TensorBoard's folder gains a
+/// file), and the data, device and page it was given.
+fn resume_command(args: &TrainArgs, req: &Request, tensorboard: Option<&str>) -> String {
     let mut words = vec!["scratchnet".to_string(), "train".to_string()];
     words.extend(req.outputs.resume_options());
+    if let Some(dir) = tensorboard {
+        words.extend(["--tensorboard".to_string(), shell_word(Path::new(dir))]);
+    }
     if let Some(d) = &args.common.data {
         words.extend(["--data".to_string(), shell_word(d)]);
     }

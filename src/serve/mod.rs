@@ -23,7 +23,7 @@ mod watch;
 
 pub use classifier::{Answer, Classifier};
 pub use listen::MOST_CONNECTIONS;
-pub use watch::{Plan, Watch, PROGRESS_EVERY};
+pub use watch::{Plan, Watch};
 
 use crate::data::Split;
 use crate::model_io::Model;

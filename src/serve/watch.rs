@@ -11,6 +11,10 @@
 //! - `GET /units?branch=B`: the first layer's branch B as a PNG.
 //! - `POST /stop`: stops the run as Ctrl-C does; only with the page's
 //!   token in `X-Watch-Token`, which another site cannot read or send.
+//!
+//! On a loopback address every request must be addressed to it (`Host`
+//! an address or `localhost`): a page of another site whose name was made
+//! to point here (DNS rebinding) is refused.
 //! - `GET /pad` and the API of [`super::Service`], once the run has ended.
 
 use super::{error, page, Limits, Service};
@@ -22,6 +26,7 @@ use crate::units::{self, Grid};
 use anyhow::Context;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,7 +43,7 @@ use tokio::sync::broadcast;
 use tower::ServiceExt;
 
 /// The least time between two `progress` events.
-pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Digits shown with their current answers.
 const DIGITS: usize = 100;
 
@@ -70,15 +75,20 @@ struct Said {
     data: Arc<str>,
 }
 
-/// The events so far: every one that is part of the record (`progress`
-/// at most four a second), and the last `look` (its pictures replace the
-/// ones before).
+/// The events so far: every one that is part of the record, and the last
+/// `look` (its pictures replace the ones before). `progress` comes at most
+/// four times a second; past [`MOST_PROGRESS`] of them, every other one
+/// kept is dropped, so a long run's history stays small.
 #[derive(Default)]
 struct History {
     kept: Vec<Said>,
+    progress: usize,
     look: Option<Said>,
     end: Option<Said>,
 }
+
+/// `progress` events kept in the history before it is thinned.
+const MOST_PROGRESS: usize = 4000;
 
 impl History {
     fn replay(&self) -> Vec<Said> {
@@ -101,6 +111,10 @@ struct Shared {
     limits: Limits,
     /// Raised when the page closes: the event streams end.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Whether the page is served on a loopback address only.
+    loopback: AtomicBool,
+    /// Whether the run has ended (Stop has nothing left to stop).
+    ended: AtomicBool,
 }
 
 impl Shared {
@@ -115,6 +129,18 @@ impl Shared {
             "look" => h.look = Some(said.clone()),
             "end" => h.end = Some(said.clone()),
             _ => h.kept.push(said.clone()),
+        }
+        if kind == "progress" {
+            h.progress += 1;
+            if h.progress > MOST_PROGRESS {
+                // Every other one, the last kept.
+                let (all, mut nth) = (h.progress, 0);
+                h.kept.retain(|e| {
+                    nth += usize::from(e.kind == "progress");
+                    e.kind != "progress" || (all - nth) % 2 == 0
+                });
+                h.progress = all.div_ceil(2);
+            }
         }
         // Sent under the lock: a browser subscribing now gets it once,
         // in the history or live.
@@ -151,6 +177,8 @@ impl Watch {
             pad: OnceLock::new(),
             limits,
             closing: tokio::sync::watch::channel(false).0,
+            loopback: AtomicBool::new(true),
+            ended: AtomicBool::new(false),
         });
         shared.say("start", json!(plan));
         Watch {
@@ -174,6 +202,8 @@ impl Watch {
             .build()
             .context("cannot start the page's thread")?;
         listener.set_nonblocking(true)?;
+        let loopback = listener.local_addr()?.ip().is_loopback();
+        self.shared.loopback.store(loopback, Ordering::SeqCst);
         let (router, limits) = (self.router(), self.shared.limits);
         let (closing, closed) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -222,12 +252,17 @@ impl Watch {
             .route("/units", get(units_png))
             .route("/stop", post(stop))
             .fallback(pad)
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                here_only,
+            ))
             .with_state(shared)
     }
 
     /// Tells the page how the run ended; with `model`, the pad answers with
     /// it from now on (`test`: MNIST's test images, for its random digit).
     pub fn ended(&self, how: &str, message: &str, model: Option<&Model>, test: Option<Split>) {
+        self.shared.ended.store(true, Ordering::SeqCst);
         if let Some(m) = model {
             let service = Service::new(m, test, self.shared.limits);
             let _ = self.shared.pad.set(service.router());
@@ -353,22 +388,30 @@ async fn events(
         let h = s.history.lock().unwrap_or_else(|p| p.into_inner());
         (h.replay(), s.live.subscribe())
     };
-    let live = stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(said) => return Some((said, rx)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
+    // Live events until the page closes, then those already sent; a
+    // browser that lags behind ends its stream, and on reconnecting gets the
+    // whole history again.
+    let closing = s.closing.subscribe();
+    let live = stream::unfold(
+        (rx, closing, false),
+        |(mut rx, mut closing, closed)| async move {
+            if !closed {
+                let got = tokio::select! {
+                    biased;
+                    got = rx.recv() => Some(got),
+                    _ = closing.wait_for(|c| *c) => None,
+                };
+                if let Some(got) = got {
+                    return got.ok().map(|said| (said, (rx, closing, false)));
+                }
             }
-        }
-    });
-    let mut closing = s.closing.subscribe();
+            let said = rx.try_recv().ok()?;
+            Some((said, (rx, closing, true)))
+        },
+    );
     let all = stream::iter(past)
         .chain(live)
-        .map(|said| Ok(Event::default().event(said.kind).data(&*said.data)))
-        .take_until(async move {
-            let _ = closing.wait_for(|c| *c).await;
-        });
+        .map(|said| Ok(Event::default().event(said.kind).data(&*said.data)));
     // Comments in the quiet times keep the connection within the idle limit.
     let every = (s.limits.idle / 2).max(Duration::from_millis(100));
     Sse::new(all).keep_alive(KeepAlive::new().interval(every))
@@ -407,6 +450,32 @@ async fn units_png(State(s): State<Arc<Shared>>, Query(b): Query<Branch>) -> Res
     }
 }
 
+/// Whether a request's `Host` names this machine by address or as
+/// `localhost`: a page of another site whose name was made to point here
+/// (DNS rebinding) names its own host.
+fn addressed_here(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Every request, on a loopback address: refused unless addressed to it.
+async fn here_only(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if s.loopback.load(Ordering::SeqCst) && !addressed_here(req.headers()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this page answers only at this machine's own address (127.0.0.1 or localhost)",
+        );
+    }
+    next.run(req).await
+}
+
 /// `POST /stop`.
 async fn stop(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let given = headers.get("x-watch-token").and_then(|v| v.to_str().ok());
@@ -415,6 +484,9 @@ async fn stop(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
             StatusCode::FORBIDDEN,
             "Stop needs this run's token (X-Watch-Token), which only its page has",
         );
+    }
+    if s.ended.load(Ordering::SeqCst) {
+        return error(StatusCode::CONFLICT, "the run has already ended");
     }
     s.stop.store(true, Ordering::SeqCst);
     Json(json!({"stopping": true})).into_response()
@@ -440,5 +512,81 @@ async fn pad(State(s): State<Arc<Shared>>, mut req: Request) -> Response {
     match router.clone().oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch() -> Watch {
+        let plan = Plan {
+            network: "784 -> 10".into(),
+            total_steps: 10,
+            steps_per_epoch: 10,
+            done: 0,
+            batch: 1,
+            minibatch: true,
+            config: String::new(),
+        };
+        Watch::new(plan, Arc::default(), Limits::default())
+    }
+
+    #[test]
+    fn a_long_history_is_thinned_keeping_every_record_in_order() {
+        let w = watch();
+        for i in 0..=MOST_PROGRESS {
+            w.shared.say("progress", json!(i));
+            if i % 1000 == 0 {
+                w.shared.say("eval", json!({"at": i}));
+            }
+        }
+        let h = w.shared.history.lock().unwrap();
+        let kinds: Vec<&str> = h.kept.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds[0], "start");
+        assert_eq!(kinds.iter().filter(|k| **k == "eval").count(), 5);
+        let progress: Vec<usize> = h
+            .kept
+            .iter()
+            .filter(|e| e.kind == "progress")
+            .map(|e| e.data.parse().unwrap())
+            .collect();
+        assert_eq!(progress.len(), MOST_PROGRESS / 2 + 1);
+        assert_eq!(h.progress, progress.len());
+        assert!(progress.windows(2).all(|p| p[0] < p[1]), "in order");
+        assert_eq!(progress.last(), Some(&MOST_PROGRESS));
+        // Each evaluation still follows the progress event said before it.
+        let at = |kind: &str, data: &str| {
+            h.kept
+                .iter()
+                .position(|e| e.kind == kind && &*e.data == data)
+        };
+        assert!(at("eval", r#"{"at":2000}"#) > at("progress", "1999"));
+    }
+
+    #[test]
+    fn only_requests_addressed_to_this_machine_are_here() {
+        let with = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, host.parse().unwrap());
+            addressed_here(&h)
+        };
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:80",
+            "10.0.0.2",
+        ] {
+            assert!(with(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example:80",
+        ] {
+            assert!(!with(host), "{host}");
+        }
+        assert!(!addressed_here(&HeaderMap::new()));
     }
 }

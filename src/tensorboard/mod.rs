@@ -16,6 +16,7 @@ use proto::{Event, HParamsPluginData, HValue, Kind, SessionStartInfo, Summary, V
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The scalars written at each evaluation: their tags, and the field of
@@ -44,18 +45,25 @@ impl Board {
     /// `cfg` as the run's hyper-parameters.
     pub fn create(dir: &Path, cfg: &TrainConfig) -> Result<Board> {
         std::fs::create_dir_all(dir)
-            .with_context(|| format!("--tensorboard {}: cannot create", dir.display()))?;
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        // TensorBoard reads every file of a folder: each run gets its own,
+        // however many start in the same second of one process.
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
-            "events.out.tfevents.{}.scratchnet.{}",
+            "events.out.tfevents.{}.scratchnet.{}.{}",
             now.as_secs(),
-            std::process::id()
+            std::process::id(),
+            RUNS.fetch_add(1, Ordering::Relaxed)
         );
         let path = dir.join(name);
-        let file = File::create(&path)
-            .with_context(|| format!("--tensorboard: cannot write {}", path.display()))?;
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         let mut board = Board {
             out: Some(BufWriter::new(file)),
             path,
@@ -71,11 +79,6 @@ impl Board {
             Some(e) => Err(e),
             None => Ok(board),
         }
-    }
-
-    /// The file written.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Why events stopped being written, if they did.
@@ -99,7 +102,7 @@ impl Board {
     fn fail(&mut self, err: anyhow::Error) {
         self.out = None;
         let path = self.path.display();
-        self.failure = Some(err.context(format!("--tensorboard: cannot write {path}")));
+        self.failure = Some(err.context(format!("TensorBoard's events: cannot write {path}")));
     }
 }
 
@@ -132,13 +135,20 @@ impl Observer for Board {
         };
         let mut value = Vec::new();
         for g in grids {
+            let png = match g.png() {
+                Ok(png) => png,
+                Err(e) => {
+                    self.fail(e);
+                    return Ok(());
+                }
+            };
             value.push(Value {
                 tag: format!("first_layer/{}", g.label.replace(' ', "_")),
                 image: Some(proto::Image {
                     height: g.height as i32,
                     width: g.width as i32,
                     colorspace: 3,
-                    encoded_image_string: g.png()?,
+                    encoded_image_string: png,
                 }),
                 ..Value::default()
             });
@@ -163,11 +173,14 @@ fn event(step: usize, summary: Option<Summary>) -> Event {
 }
 
 /// The hparams plugin's summary of a run's start: every setting of `cfg`
-/// (lists as text, as in the TOML file).
+/// (lists as text, as in the TOML file), less where the files go.
 fn hparams(cfg: &TrainConfig, start: f64) -> Result<Summary> {
     let settings = serde_json::to_value(cfg)?;
     let mut hparams = std::collections::BTreeMap::new();
     for (k, v) in settings.as_object().into_iter().flatten() {
+        if k == "tensorboard" {
+            continue;
+        }
         let kind = match v {
             serde_json::Value::Null => continue,
             serde_json::Value::Bool(b) => Kind::Bool(*b),

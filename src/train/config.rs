@@ -167,6 +167,10 @@ pub struct TrainConfig {
     /// float32 sums (`bf16`) on a matrix unit where the CPU has one.
     #[serde(default)]
     pub precision: Precision,
+    /// TensorBoard's event files go in this folder (not a training
+    /// setting: where a run reports).
+    #[serde(default)]
+    pub tensorboard: Option<String>,
 }
 
 impl TrainConfig {
@@ -204,6 +208,7 @@ impl TrainConfig {
             eval_every: Some(50),
             val_size: 10_000,
             precision: Precision::F32,
+            tensorboard: None,
         };
         // `fast` and `best` were chosen by measurement on the validation
         // split (docs/ACCURACY.md).
@@ -325,6 +330,11 @@ impl TrainConfig {
         );
         rule!(c.patience, c.patience != Some(0), "must be at least 1");
         rule!(c.eval_every, c.eval_every != Some(0), "must be at least 1");
+        rule!(
+            c.tensorboard,
+            c.tensorboard.as_ref().is_none_or(|d| !d.trim().is_empty()),
+            "must name a folder"
+        );
         Ok(())
     }
 

@@ -50,6 +50,9 @@ impl Launch {
             Some(ckpt) => extended(ckpt, req)?,
             None => configure(req)?,
         };
+        if let Some(dir) = &cfg.tensorboard {
+            crate::fsutil::check_folder("--tensorboard", std::path::Path::new(dir))?;
+        }
         let val_given = req.overrides.get("val_size").is_some();
         let val_size =
             (!req.data.is_file() || val_given || resumed.is_some()).then_some(cfg.val_size);
@@ -60,13 +63,17 @@ impl Launch {
                 ckpt.cfg.total_steps(data.train.len()),
                 cfg.total_steps(data.train.len()),
             );
-            if now < was || (now == was && cfg != ckpt.cfg) {
+            let trained = TrainConfig {
+                tensorboard: None,
+                ..cfg.clone()
+            };
+            if now < was || (now == was && trained != ckpt.cfg) {
                 bail!("--resume: the run has {was} steps ({} done); a longer --epochs or --iters extends it, a shorter one cannot", ckpt.step);
             }
             if now > was {
                 extended_from = Some(was);
-                ckpt.cfg = cfg.clone();
             }
+            ckpt.cfg = cfg.clone();
         }
         let init = match &req.init {
             Some(p) => {
@@ -109,25 +116,28 @@ fn configure(req: &Request) -> Result<TrainConfig> {
 }
 
 /// A checkpoint's configuration, with a new length where `--epochs` or
-/// `--iters` gives one; any other option that would change the run is
-/// refused.
+/// `--iters` gives one, and where `--tensorboard` writes; any other option
+/// that would change the run is refused.
 fn extended(ckpt: &Checkpoint, req: &Request) -> Result<TrainConfig> {
     let given = req.overrides.as_object().cloned().unwrap_or_default();
     let mut other: Vec<String> = given
         .keys()
-        .filter(|k| *k != "epochs" && *k != "iters")
+        .filter(|k| !["epochs", "iters", "tensorboard"].contains(&k.as_str()))
         .map(|k| format!("--{}", k.replace('_', "-")))
         .collect();
     other.extend(req.config.iter().map(|_| "--config".to_string()));
     other.extend(req.init.iter().map(|_| "--init".to_string()));
     if !other.is_empty() {
         bail!(
-            "--resume continues the checkpoint's own configuration; drop the options that would change it ({}); only a longer --epochs or --iters may be given",
+            "--resume continues the checkpoint's own configuration; drop the options that would change it ({}); only a longer --epochs or --iters, and --tensorboard, may be given",
             other.join(", ")
         );
     }
     let mut cfg = ckpt.cfg.clone();
-    for (unit, n) in given {
+    if let Some(dir) = given.get("tensorboard") {
+        cfg.tensorboard = dir.as_str().map(String::from);
+    }
+    for (unit, n) in given.into_iter().filter(|(k, _)| k != "tensorboard") {
         let n = serde_json::from_value::<usize>(n)
             .with_context(|| format!("--{unit}: expected a whole number of steps"))?;
         (cfg.epochs, cfg.iters) = match unit.as_str() {

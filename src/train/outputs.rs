@@ -4,7 +4,7 @@
 //! directory or to the system's temporary folder, and the error says where.
 
 use super::trainer::{Diverged, Trainer};
-use crate::fsutil::{check_extension, check_folder, check_output_file};
+use crate::fsutil::{check_extension, check_output_file};
 use crate::model_io::Model;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,6 @@ pub struct Outputs {
     pub checkpoint: Option<PathBuf>,
     /// `--checkpoint-every`: steps between checkpoints.
     pub checkpoint_every: Option<usize>,
-    /// TensorBoard's event files go in this folder (`--tensorboard`).
-    pub tensorboard: Option<PathBuf>,
 }
 
 impl Outputs {
@@ -47,9 +45,6 @@ impl Outputs {
                 check_output_file(option, p, example)?;
             }
         }
-        if let Some(dir) = &self.tensorboard {
-            check_folder("--tensorboard", dir)?;
-        }
         if self.checkpoint.is_some() || self.checkpoint_every.is_some() {
             let path = self.checkpoint_path();
             check_extension("--checkpoint", &path)?;
@@ -66,7 +61,6 @@ impl Outputs {
             ("--save", &self.save),
             ("--metrics", &self.metrics),
             ("--checkpoint", &self.checkpoint),
-            ("--tensorboard", &self.tensorboard),
         ] {
             if let Some(p) = path {
                 args.extend([flag.to_string(), shell_word(p)]);
@@ -187,11 +181,10 @@ mod tests {
             metrics: Some("run.jsonl".into()),
             checkpoint: None,
             checkpoint_every: Some(500),
-            tensorboard: Some("runs/a".into()),
         };
         assert_eq!(
             o.resume_options().join(" "),
-            "--resume checkpoint.safetensors --save 'my model.safetensors' --metrics run.jsonl --tensorboard runs/a --checkpoint-every 500"
+            "--resume checkpoint.safetensors --save 'my model.safetensors' --metrics run.jsonl --checkpoint-every 500"
         );
         assert_eq!(shell_word(Path::new("it's")), r"'it'\''s'");
     }

@@ -547,7 +547,12 @@ impl<'d> Trainer<'d> {
 
     /// The model, with the configuration and data checksums recorded.
     fn model(&self, mut metadata: BTreeMap<String, String>) -> Result<Model> {
-        metadata.insert(CONFIG_KEY.into(), serde_json::to_string(&self.cfg)?);
+        // Where the run reported is no part of what it trained.
+        let trained = TrainConfig {
+            tensorboard: None,
+            ..self.cfg.clone()
+        };
+        metadata.insert(CONFIG_KEY.into(), serde_json::to_string(&trained)?);
         metadata.insert(
             "scratchnet.data_sha256".into(),
             serde_json::to_string(&self.data.checksums)?,

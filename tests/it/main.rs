@@ -20,5 +20,6 @@ mod readers;
 mod readme;
 mod robustness;
 mod serve;
+mod tensorboard;
 mod training;
 mod watch;

@@ -85,6 +85,11 @@ fn every_command_of_the_readme_runs() {
             ran += 1;
             continue;
         }
+        if args.iter().any(|a| a == "--watch") {
+            watched(line, &args, d);
+            ran += 1;
+            continue;
+        }
         let out = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
             .args(&args)
             .current_dir(d)
@@ -108,6 +113,48 @@ fn every_command_of_the_readme_runs() {
 fn test_accuracy(out: &str) -> Option<f64> {
     let line = out.lines().find(|l| l.starts_with("done:"))?;
     line.rsplit("test ").next()?.trim().parse().ok()
+}
+
+/// A `train --watch` line: its page's event stream is followed to the
+/// run's end (the page stays up until Ctrl-C, which then ends it cleanly).
+fn watched(line: &str, args: &[String], dir: &Path) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scratchnet"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut text = String::new();
+        assert!(
+            out.read_line(&mut text).unwrap() > 0,
+            "`{line}`: no page named"
+        );
+        if let Some(url) = text.split_whitespace().find(|w| w.starts_with("http://")) {
+            break url.to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let events = ureq::get(&format!("{url}events")).call().unwrap();
+    let ended = BufReader::new(events.into_body().into_reader())
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l == "event: end");
+    assert!(
+        ended,
+        "`{line}`: the page's events stopped before the run's end"
+    );
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    assert!(
+        child.wait().unwrap().success(),
+        "`{line}`: Ctrl-C after the run"
+    );
 }
 
 /// A `serve` line, on a free port instead of the default one.

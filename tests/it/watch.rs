@@ -136,6 +136,22 @@ fn token(url: &str) -> String {
     page[at..at + 32].to_string()
 }
 
+/// `POST /stop` with `host` in its `Host` header, as a page of another
+/// site whose name points here sends it; the answer, as it came.
+fn stop_as(url: &str, host: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /stop HTTP/1.1\r\nHost: {host}\r\nX-Watch-Token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 fn signal(child: &Child, sig: &str) {
     let sent = Command::new("kill")
         .args([&format!("-{sig}"), &child.id().to_string()])
@@ -207,6 +223,7 @@ fn a_watched_run_streams_its_history_and_stops_only_with_its_token() {
     first.until(Duration::from_secs(120), |s| {
         count(s, "eval") >= 3 && count(s, "look") >= 3 && count(s, "progress") >= 1
     });
+    let token = token(&url);
 
     // Stop: refused without the token and with another; then taken.
     let stop = format!("{url}/stop");
@@ -218,8 +235,12 @@ fn a_watched_run_streams_its_history_and_stops_only_with_its_token() {
         assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
         assert!(json_of(&body)["error"].as_str().unwrap().contains("token"));
     }
+    // Nor with the token, addressed by a name other than the machine's
+    // (a page of another site whose name was made to point here).
+    let answer = stop_as(&url, "evil.example:80", &token);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(child.try_wait().unwrap().is_none(), "the run went on");
-    let (status, body) = call("POST", &stop, &[("X-Watch-Token", &token(&url))], b"");
+    let (status, body) = call("POST", &stop, &[("X-Watch-Token", token.as_str())], b"");
     assert_eq!((status, json_of(&body)), (200, json!({"stopping": true})));
     first.until(Duration::from_secs(60), |s| count(s, "end") == 1);
     let end = first.all("end")[0].clone();

@@ -1,23 +1,32 @@
 #!/usr/bin/env python3
 """What watching a run costs: `scratchnet train` plain, with `--watch` and
-nobody looking, and with `--watch` and a headless Chromium showing the page,
-in alternating rounds; prints each run's training time (the `done:` line's
+nobody looking, with `--watch` and a client that follows the events and
+fetches the pictures as a browser on another machine would, and with
+`--watch` and a headless Chromium showing the page on this machine, in
+alternating rounds; prints each run's training time (the `done:` line's
 seconds of training steps) and whole time, their medians, and each watched
 mode's overhead over the plain median.
 
     python3 scripts/watch_cost.py [--rounds 7] [-- TRAIN OPTIONS...]
 
-Needs target/release/scratchnet and, for the browser mode, chromium.
+The browser is started once, before the rounds (through chromedriver's
+WebDriver API), and sent to each run's page as the run prints it: its
+start-up is not the page's cost. Needs target/release/scratchnet and, for
+the browser mode, chromium and chromedriver.
 """
 
 import argparse
+import json
 import re
+import socket
+import urllib.request
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,33 +35,82 @@ BIN = ROOT / "target" / "release" / "scratchnet"
 DONE = re.compile(r"done: \d+ steps in ([0-9.]+) s \(([0-9.]+) s training")
 
 
-def one(mode, options):
+class Browser:
+    """A headless Chromium under chromedriver, told where to go."""
+
+    def __init__(self, profile):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.driver = subprocess.Popen(["chromedriver", f"--port={self.port}"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port)).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}"]
+        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"args": args}}}}
+        self.session = self.call("session", caps)["value"]["sessionId"]
+
+    def call(self, path, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/{path}",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)
+
+    def go(self, url):
+        self.call(f"session/{self.session}/url", {"url": url})
+
+    def close(self):
+        self.driver.terminate()
+        self.driver.wait()
+
+
+def follow(url):
+    """A client of the page that is not a browser: it reads the event stream
+    and fetches each evaluation's pictures, as a browser elsewhere would."""
+    with urllib.request.urlopen(f"{url}events", timeout=600) as events:
+        kind = None
+        for line in events:
+            line = line.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind == "look":
+                look = json.loads(line[6:])
+                for b in range(len(look["units"])):
+                    urllib.request.urlopen(f"{url}units?branch={b}&iter={look['iter']}").read()
+            elif kind == "end":
+                return
+
+
+def one(mode, options, browser):
     """One run in `mode`: its (training, whole) seconds."""
     args = [str(BIN), "train", "-q", "--data", str(ROOT / "data" / "mnist"), *options]
     if mode != "plain":
         args.append("--watch")
-    browser = None
     with tempfile.TemporaryDirectory() as work:
         run = subprocess.Popen(args, cwd=work, stdout=subprocess.PIPE, text=True)
         try:
             for line in run.stdout:
                 url = re.search(r"http://\S+", line)
                 if url and mode == "browser":
-                    browser = subprocess.Popen(
-                        ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", f"--user-data-dir={work}/profile",
-                         "--remote-debugging-port=0", url.group(0)],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    # Not waited for: the page loads while the run trains.
+                    threading.Thread(target=browser.go, args=(url.group(0),)).start()
+                if url and mode == "client":
+                    threading.Thread(target=follow, args=(url.group(0),), daemon=True).start()
                 done = DONE.search(line)
                 if done:
                     return float(done.group(2)), float(done.group(1))
             raise SystemExit(f"no `done:` line from {' '.join(args)}")
         finally:
-            if browser:
-                browser.terminate()
-                browser.wait()
             run.send_signal(signal.SIGINT)
             run.wait()
+            if mode == "browser":
+                browser.go("about:blank")
 
 
 def main():
@@ -60,14 +118,22 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("options", nargs="*", help="train's options (after --)")
     a = ap.parse_args()
-    modes = ["plain", "watched", "browser"] if shutil.which("chromium") else ["plain", "watched"]
+    browse = shutil.which("chromium") and shutil.which("chromedriver")
+    modes = ["plain", "watched", "client", "browser"][: 4 if browse else 3]
     seen = {m: [] for m in modes}
-    for r in range(a.rounds):
-        for m in modes:
-            train, whole = one(m, a.options)
-            seen[m].append((train, whole))
-            print(f"round {r + 1} {m:8s} training {train:.3f} s  whole {whole:.3f} s", flush=True)
-        time.sleep(0.5)
+    with tempfile.TemporaryDirectory() as profile:
+        browser = Browser(profile) if browse else None
+        try:
+            for r in range(a.rounds):
+                for m in modes:
+                    train, whole = one(m, a.options, browser)
+                    seen[m].append((train, whole))
+                    print(f"round {r + 1} {m:8s} training {train:.3f} s  whole {whole:.3f} s",
+                          flush=True)
+                    time.sleep(0.5)
+        finally:
+            if browser:
+                browser.close()
     base = statistics.median(t for t, _ in seen["plain"])
     for m in modes:
         train = statistics.median(t for t, _ in seen[m])

@@ -4,7 +4,7 @@
 
 use crate::nn::Layout;
 use anyhow::{Context, Result};
-use image::codecs::png::PngEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 
 /// Tiles in a row of a grid.
@@ -72,10 +72,11 @@ pub fn diverging(t: f32) -> [u8; 3] {
 }
 
 impl Grid {
-    /// The picture as PNG bytes.
+    /// The picture as PNG bytes (compressed fast: it is made at each
+    /// evaluation while a run trains).
     pub fn png(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        PngEncoder::new(&mut out)
+        PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Sub)
             .write_image(
                 &self.rgb,
                 self.width as u32,

@@ -94,14 +94,14 @@ function plot(canvas, title, series, { log = false, percent = false } = {}) {
   });
 }
 
-// Curves are drawn at most once a frame, however many events arrive (a
-// reconnection replays the whole history at once).
-let curvesDue = false;
-function showCurves() {
-  if (curvesDue) return;
-  curvesDue = true;
-  requestAnimationFrame(() => { curvesDue = false; drawCurves(); });
+// What changed is drawn at the next frame, once, however many events
+// arrived (a reconnection replays the whole history at once).
+const due = new Set();
+function later(draw) {
+  if (!due.size) requestAnimationFrame(() => { const now = [...due]; due.clear(); now.forEach((f) => f()); });
+  due.add(draw);
 }
+const showCurves = () => later(drawCurves);
 
 function drawCurves() {
   const byEpoch = $("by-epoch").checked;
@@ -144,44 +144,78 @@ function showDigits() {
   }));
 }
 
+// The first layer's pictures: each branch's next one is fetched and
+// decoded off screen, then put in place; while one is on its way, newer
+// evaluations wait for it (the page never queues pictures).
+const pictures = [];
+function showUnits(look) {
+  const box = $("units");
+  look.units.forEach((label, b) => {
+    let p = pictures[b];
+    if (!p) {
+      const fig = document.createElement("figure");
+      const cap = document.createElement("figcaption");
+      cap.textContent = label;
+      fig.append(document.createElement("img"), cap);
+      box.append(fig);
+      p = pictures[b] = { fig, loading: false, wanted: null };
+    }
+    p.wanted = look.iter;
+    if (p.loading) return;
+    const load = (iter) => {
+      p.loading = true;
+      const img = new Image();
+      img.src = `/units?branch=${b}&iter=${iter}`;
+      img.alt = `the ${label} units' weights at step ${iter}`;
+      img.decode().then(() => p.fig.firstChild.replaceWith(img), () => {}).finally(() => {
+        p.loading = false;
+        if (p.wanted !== iter) load(p.wanted);
+      });
+    };
+    load(p.wanted);
+  });
+}
+
+// The confusion matrix: its cells made once, their numbers and shades
+// changed in place.
+function showConfusion(m) {
+  const table = $("confusion");
+  if (table.rows.length !== m.length + 1) {
+    const head = `<tr><th></th>${m.map((_, j) => `<th>${j}</th>`).join("")}</tr>`;
+    const rows = m.map((row, i) => `<tr><th>${i}</th>${row.map(() => "<td></td>").join("")}</tr>`);
+    table.innerHTML = head + rows.join("");
+  }
+  let most = 1;
+  m.forEach((row, i) => row.forEach((v, j) => { if (i !== j) most = Math.max(most, v); }));
+  m.forEach((row, i) => row.forEach((v, j) => {
+    const cell = table.rows[i + 1].cells[j + 1];
+    const shade = i === j ? "#e4eef6" : `rgba(179, 38, 30, ${((0.6 * v) / most).toFixed(2)})`;
+    if (cell.textContent !== String(v)) cell.textContent = String(v);
+    if (cell.dataset.shade !== shade) cell.style.background = cell.dataset.shade = shade;
+  }));
+  table.dataset.classes = String(m.length);
+}
+
 function showLook() {
   const look = watch.look, d = watch.digits;
   if (!look) return;
   $("units-iter").textContent = `(step ${look.iter})`;
-  $("units").replaceChildren(...look.units.map((label, b) => {
-    const fig = document.createElement("figure");
-    const img = document.createElement("img");
-    img.src = `/units?branch=${b}&iter=${look.iter}`;
-    img.alt = `the ${label} units' weights at step ${look.iter}`;
-    const cap = document.createElement("figcaption");
-    cap.textContent = label;
-    fig.append(img, cap);
-    return fig;
-  }));
+  showUnits(look);
   if (d) {
     let wrong = 0;
     look.answers.forEach((a, i) => {
       const span = $(`answer-${i}`);
       if (!span) return;
-      span.textContent = String(a);
+      if (span.textContent !== String(a)) span.textContent = String(a);
       const bad = a !== d.digits[i].label;
       wrong += bad;
-      span.parentElement.classList.toggle("wrong", bad);
+      if (span.parentElement.classList.contains("wrong") !== bad) {
+        span.parentElement.classList.toggle("wrong", bad);
+      }
     });
     $("wrong").textContent = `${wrong} of ${look.answers.length} wrong at step ${look.iter}.`;
   }
-  const m = look.confusion, n = m.length;
-  const most = Math.max(1, ...m.flatMap((row, i) => row.filter((_, j) => j !== i)));
-  const rows = [`<tr><th></th>${m.map((_, j) => `<th>${j}</th>`).join("")}</tr>`];
-  m.forEach((row, i) => {
-    const cells = row.map((v, j) => {
-      const shade = i === j ? "#e4eef6" : `rgba(179, 38, 30, ${(0.6 * v) / most})`;
-      return `<td style="background:${shade}">${v}</td>`;
-    });
-    rows.push(`<tr><th>${i}</th>${cells.join("")}</tr>`);
-  });
-  $("confusion").innerHTML = rows.join("");
-  $("confusion").dataset.classes = String(n);
+  showConfusion(look.confusion);
 }
 
 function showEnd() {
@@ -209,12 +243,12 @@ on("start", (plan) => {
 on("progress", (p) => {
   watch.progress = p;
   watch.steps.push(p);
-  showStatus();
+  later(showStatus);
   if (p.loss != null) showCurves();
 });
 on("eval", (r) => { watch.evals.push(r); showCurves(); });
 on("digits", (d) => { watch.digits = d; showDigits(); showLook(); });
-on("look", (l) => { watch.look = l; showLook(); });
+on("look", (l) => { watch.look = l; later(showLook); });
 on("end", (e) => { watch.end = e; showEnd(); });
 
 $("by-epoch").addEventListener("change", showCurves);

@@ -367,15 +367,15 @@ async fn until(c: &Client, script: &str, what: &str, ready: impl Fn(&Value) -> b
     }
 }
 
-/// The last evaluation's step, and a hash of the first branch's picture
-/// as the browser decoded it (null until it has).
+/// The step of the first branch's picture shown, a hash of it as the
+/// browser decoded it, and its size (null until there is one).
 const UNITS: &str = "const img = document.querySelector('#units img'); \
     if (!img || !img.complete || !img.naturalWidth) return null; \
     const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight; \
     const x = c.getContext('2d'); x.drawImage(img, 0, 0); \
     const d = x.getImageData(0, 0, c.width, c.height).data; let h = 0; \
     for (let i = 0; i < d.length; i++) h = (Math.imul(h, 31) + d[i]) >>> 0; \
-    return [window.watch.look.iter, h, c.width, c.height];";
+    return [+new URL(img.src).searchParams.get('iter'), h, c.width, c.height];";
 
 /// `train --watch` in Chromium: while the default preset trains, the
 /// curves gain points, the first layer's picture changes between two

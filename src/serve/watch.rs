@@ -43,7 +43,7 @@ use tokio::sync::broadcast;
 use tower::ServiceExt;
 
 /// The least time between two `progress` events.
-const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Digits shown with their current answers.
 const DIGITS: usize = 100;
 

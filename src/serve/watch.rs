@@ -77,7 +77,7 @@ struct Said {
 
 /// The events so far: every one that is part of the record, and the last
 /// `look` (its pictures replace the ones before). `progress` comes at most
-/// four times a second; past [`MOST_PROGRESS`] of them, every other one
+/// once a second; past [`MOST_PROGRESS`] of them, every other one
 /// kept is dropped, so a long run's history stays small.
 #[derive(Default)]
 struct History {

@@ -4,7 +4,7 @@
 //!
 //! A file is a sequence of records, each framed as TensorFlow's record
 //! files frame them: the length (u64, little-endian), its masked CRC-32C,
-//! the bytes (a serialised [`proto::Event`]), their masked CRC-32C.
+//! the bytes (a serialised `tensorflow.Event`), their masked CRC-32C.
 
 mod proto;
 

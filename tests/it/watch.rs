@@ -5,7 +5,7 @@
 //! that answers, a resumed run is watched as well, and bad addresses are
 //! refused before any work.
 
-use crate::common::{self, bin, mnist, root};
+use crate::common::{self, bin, mnist, root, watching};
 use scratchnet::backend::{logits, Target};
 use scratchnet::data::CLASSES;
 use scratchnet::nn::network::argmax;
@@ -170,27 +170,6 @@ fn ended(child: &mut Child, limit: Duration) -> Option<i32> {
         assert!(Instant::now() < end, "still running after {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Starts a watched run and returns it with its page's address (the
-/// first line of its output); the rest of its output is read and dropped.
-fn watching(cmd: &mut Command) -> (Child, String) {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    (child, url)
 }
 
 /// A watched run of the seed preset (full batch, 200 steps, evaluated

@@ -230,22 +230,36 @@ pub struct Server {
 /// line names; then the reader goes away, as a terminal may, and the
 /// server must go on.
 pub fn serving(cmd: &mut Command) -> (Child, String) {
+    let (child, url, _) = addressed(cmd);
+    (child, url)
+}
+
+/// Starts a `train --watch` command and returns it with its page's address
+/// (its first line, with `-q`); the rest of its output is read and dropped.
+pub fn watching(cmd: &mut Command) -> (Child, String) {
+    let (child, url, mut out) = addressed(cmd);
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, url)
+}
+
+/// Starts `cmd`: the process, the address its first line names (without a
+/// trailing `/`), and the rest of its output.
+fn addressed(cmd: &mut Command) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .trim_end_matches('/')
         .to_string();
-    (child, url)
+    (child, url, out)
 }
 
 impl Server {

@@ -125,21 +125,26 @@ function showDigits() {
   if (!d) return;
   $("split").textContent = d.split;
   const grid = $("digits");
+  // Drawn once on a canvas, shown as images: a hundred canvases would be a
+  // hundred layers for the browser to compose at every change of the page.
+  const c = document.createElement("canvas");
+  c.width = c.height = d.side;
+  const ctx = c.getContext("2d");
   grid.replaceChildren(...d.digits.map((digit, i) => {
     const cell = document.createElement("div");
     cell.className = "digit";
-    const c = document.createElement("canvas");
-    c.width = c.height = d.side;
-    const img = c.getContext("2d").createImageData(d.side, d.side);
+    const pixels = ctx.createImageData(d.side, d.side);
     for (let p = 0; p < d.side * d.side; p++) {
       const v = parseInt(digit.pixels.substr(2 * p, 2), 16);
-      img.data.set([v, v, v, 255], 4 * p);
+      pixels.data.set([v, v, v, 255], 4 * p);
     }
-    c.getContext("2d").putImageData(img, 0, 0);
-    c.setAttribute("aria-label", `a ${digit.label}`);
+    ctx.putImageData(pixels, 0, 0);
+    const img = document.createElement("img");
+    img.src = c.toDataURL();
+    img.alt = `a ${digit.label}`;
     const answer = document.createElement("span");
     answer.id = `answer-${i}`;
-    cell.append(c, answer);
+    cell.append(img, answer);
     return cell;
   }));
 }

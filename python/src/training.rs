@@ -190,19 +190,10 @@ pub fn train(
     let threads = thread_count(threads)?;
     let cfg = config("train", preset, options)?;
     let data = dataset([X, y], [X_val, y_val], [X_test, y_test])?;
-    let board = match &cfg.tensorboard {
-        Some(dir) => {
-            let dir = Path::new(dir);
-            scratchnet::fsutil::check_folder("tensorboard", dir).map_err(py_error)?;
-            Some(
-                Board::create(dir, &cfg)
-                    .context("tensorboard")
-                    .map_err(py_error)?,
-            )
-        }
-        None => None,
-    };
-    run(py, cfg, &data, threads, [callback, progress, look], board)
+    if let Some(dir) = &cfg.tensorboard {
+        scratchnet::fsutil::check_folder("tensorboard", Path::new(dir)).map_err(py_error)?;
+    }
+    run(py, cfg, &data, threads, [callback, progress, look])
 }
 
 /// The configuration a preset and the command line's options by their
@@ -278,7 +269,6 @@ fn run(
     data: &Dataset,
     threads: usize,
     [callback, progress, look]: [Option<Py<PyAny>>; 3],
-    mut board: Option<Board>,
 ) -> PyResult<PyModel> {
     let stop = AtomicBool::new(false);
     let steps = Steps::default();
@@ -289,6 +279,13 @@ fn run(
             let worker = s.spawn(|| {
                 pool.install(|| -> anyhow::Result<_> {
                     let mut t = Trainer::new(cfg, data, Target::cpu(threads), None)?;
+                    // Made once the run is sure to start: no file of settings alone.
+                    let mut board = match &t.cfg.tensorboard {
+                        Some(dir) => {
+                            Some(Board::create(Path::new(dir), &t.cfg).context("tensorboard")?)
+                        }
+                        None => None,
+                    };
                     let mut obs = Callback {
                         callback: callback.as_ref(),
                         look: look.as_ref(),
@@ -308,7 +305,7 @@ fn run(
                         Ok(_) => Some(t.trained_model()?),
                         Err(_) => None,
                     };
-                    Ok((outcome, model, obs))
+                    Ok((outcome, model, obs, board))
                 })
             });
             let (mut signal, mut shown, mut last) = (None, None, Instant::now());
@@ -341,7 +338,7 @@ fn run(
             (worker.join(), signal)
         })
     });
-    let (outcome, model, obs) = match result {
+    let (outcome, model, obs, board) = match result {
         Ok(r) => r.map_err(py_error)?,
         Err(_) => return Err(PyRuntimeError::new_err("training panicked")),
     };

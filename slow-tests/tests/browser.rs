@@ -394,7 +394,7 @@ async fn the_watch_page_shows_a_run_learning_in_a_real_browser() {
     }
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.safetensors");
-    let (run, url) = common::serving(
+    let (run, url) = common::watching(
         Command::new(common::bin())
             .args([
                 "train",

@@ -10,12 +10,13 @@
 //!   the digits shown, the confusion matrix), `end`.
 //! - `GET /units?branch=B`: the first layer's branch B as a PNG.
 //! - `POST /stop`: stops the run as Ctrl-C does; only with the page's
-//!   token in `X-Watch-Token`, which another site cannot read or send.
+//!   token in `X-Watch-Token`, which another site cannot read or send;
+//!   once the run has ended, refused (409).
+//! - `GET /pad` and the API of [`super::Service`], once the run has ended.
 //!
 //! On a loopback address every request must be addressed to it (`Host`
 //! an address or `localhost`): a page of another site whose name was made
 //! to point here (DNS rebinding) is refused.
-//! - `GET /pad` and the API of [`super::Service`], once the run has ended.
 
 use super::{error, page, Limits, Service};
 use crate::data::Split;

@@ -63,11 +63,12 @@ impl Launch {
                 ckpt.cfg.total_steps(data.train.len()),
                 cfg.total_steps(data.train.len()),
             );
-            let trained = TrainConfig {
+            // Where the runs report is no part of what they train.
+            let trained = |c: &TrainConfig| TrainConfig {
                 tensorboard: None,
-                ..cfg.clone()
+                ..c.clone()
             };
-            if now < was || (now == was && trained != ckpt.cfg) {
+            if now < was || (now == was && trained(&cfg) != trained(&ckpt.cfg)) {
                 bail!("--resume: the run has {was} steps ({} done); a longer --epochs or --iters extends it, a shorter one cannot", ckpt.step);
             }
             if now > was {

@@ -137,7 +137,12 @@ fn watched(line: &str, args: &[String], dir: &Path) {
         }
     };
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let events = ureq::get(&format!("{url}events")).call().unwrap();
+    // A run that never ends its page fails the test, not hangs it.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(300)))
+        .build()
+        .into();
+    let events = agent.get(&format!("{url}events")).call().unwrap();
     let ended = BufReader::new(events.into_body().into_reader())
         .lines()
         .map_while(Result::ok)

@@ -1,8 +1,8 @@
 //! `--tensorboard` across a resume: each run writes a file of its own in
 //! the folder, the checkpoint and the model do not record the folder (it
-//! is where a run reports, not what it trained), and the printed resume
-//! command names it again. The files' contents are read back by
-//! TensorBoard's own reader in `python/tests/test_notebook.py`.
+//! is where a run reports, not what it trained), and `--resume` takes it
+//! again. The files' contents are read back by TensorBoard's own reader in
+//! `python/tests/test_notebook.py`.
 
 use crate::common::{self, root};
 use scratchnet::model_io::Model;

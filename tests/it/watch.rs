@@ -228,6 +228,9 @@ fn a_watched_run_streams_its_history_and_stops_only_with_its_token() {
     let said = end["message"].as_str().unwrap();
     assert!(said.starts_with("Stopped after step "), "{said}");
     let resume = said.split("Resume with: ").nth(1).unwrap().to_string();
+    // Nothing is left to stop.
+    let (status, body) = call("POST", &stop, &[("X-Watch-Token", token.as_str())], b"");
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
     assert!(
         resume.contains("--resume") && resume.contains("--watch 127.0.0.1:0"),
         "{said}"

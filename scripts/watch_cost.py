@@ -9,10 +9,10 @@ mode's overhead over the plain median.
 
     python3 scripts/watch_cost.py [--rounds 7] [-- TRAIN OPTIONS...]
 
-The browser is started once, before the rounds (through chromedriver's
-WebDriver API), and sent to each run's page as the run prints it: its
-start-up is not the page's cost. Needs target/release/scratchnet and, for
-the browser mode, chromium and chromedriver.
+The browser is started once, before the rounds, and opens each run's page
+(through its DevTools endpoint) as the run prints it: its start-up is not
+the page's cost. Needs target/release/scratchnet and, for the browser mode,
+chromium.
 """
 
 import argparse
@@ -36,38 +36,43 @@ DONE = re.compile(r"done: \d+ steps in ([0-9.]+) s \(([0-9.]+) s training")
 
 
 class Browser:
-    """A headless Chromium under chromedriver, told where to go."""
+    """A headless Chromium, told through its DevTools endpoint to open a page
+    in a new tab (the tab before it closed)."""
 
     def __init__(self, profile):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.driver = subprocess.Popen(["chromedriver", f"--port={self.port}"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.chromium = subprocess.Popen(
+            ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+             "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+             f"--remote-debugging-port={self.port}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
             try:
-                socket.create_connection(("127.0.0.1", self.port)).close()
+                self.call("GET", "json/version")
                 break
             except OSError:
                 time.sleep(0.1)
-        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}"]
-        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"args": args}}}}
-        self.session = self.call("session", caps)["value"]["sessionId"]
+        self.tab = None
 
-    def call(self, path, body):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/{path}",
-                                     data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    def call(self, method, path):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/{path}", method=method)
         with urllib.request.urlopen(req, timeout=60) as r:
-            return json.load(r)
+            body = r.read()
+        # `json/close` answers in plain words.
+        return json.loads(body) if body.startswith(b"{") else None
 
     def go(self, url):
-        self.call(f"session/{self.session}/url", {"url": url})
+        if self.tab:
+            self.call("GET", f"json/close/{self.tab}")
+            self.tab = None
+        if url:
+            self.tab = self.call("PUT", f"json/new?{url}")["id"]
 
     def close(self):
-        self.driver.terminate()
-        self.driver.wait()
+        self.chromium.terminate()
+        self.chromium.wait()
 
 
 def follow(url):
@@ -110,7 +115,7 @@ def one(mode, options, browser):
             run.send_signal(signal.SIGINT)
             run.wait()
             if mode == "browser":
-                browser.go("about:blank")
+                browser.go(None)
 
 
 def main():
@@ -118,10 +123,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("options", nargs="*", help="train's options (after --)")
     a = ap.parse_args()
-    browse = shutil.which("chromium") and shutil.which("chromedriver")
+    browse = shutil.which("chromium")
     modes = ["plain", "watched", "client", "browser"][: 4 if browse else 3]
     seen = {m: [] for m in modes}
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = Browser(profile) if browse else None
         try:
             for r in range(a.rounds):

@@ -68,7 +68,7 @@ pub struct PluginData {
     pub content: Vec<u8>,
 }
 
-/// `tensorboard.hparams.HParamsPluginData`, with a session's start.
+/// `tensorboard.hparams.HParamsPluginData`, with a run's start.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HParamsPluginData {
     #[prost(int32, tag = "1")]

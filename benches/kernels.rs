@@ -276,15 +276,15 @@ fn mnist() -> &'static Dataset {
 }
 
 /// The first `rows` training images.
-fn mnist_rows(rows: usize) -> &'static [f32] {
-    &mnist().train.images[..rows * 784]
+fn mnist_rows(rows: usize) -> Vec<f32> {
+    mnist().train.images.range(0..rows * 784).into_owned()
 }
 
 /// The sparse first layer: forward `X·W1ᵀ` (from the transposed weight)
 /// and weight gradient `dW1 = dZ1ᵀ·X`, on real images; compare with
 /// `gemm_full_batch_each` 0 and 3.
 fn sparse_first_layer_forward(bencher: Bencher, rows: usize) {
-    let x = SparseRows::from_dense(mnist_rows(rows), 784);
+    let x = SparseRows::from_dense(&mnist_rows(rows), 784);
     let (w, mut z) = (values(192 * 784), vec![0.0f32; rows * 192]);
     let mut wt = Panels::default();
     wt.pack_transposed(&w, 784, 192);
@@ -294,7 +294,7 @@ fn sparse_first_layer_forward(bencher: Bencher, rows: usize) {
 /// The forward product as a minibatch step runs it: the threads split the
 /// weight's panels (the trainer keeps the weight in panels).
 fn sparse_first_layer_forward_by_columns(bencher: Bencher, rows: usize) {
-    let x = SparseRows::from_dense(mnist_rows(rows), 784);
+    let x = SparseRows::from_dense(&mnist_rows(rows), 784);
     let (w, mut z) = (values(192 * 784), vec![0.0f32; rows * 192]);
     let mut wt = Panels::default();
     wt.pack_transposed(&w, 784, 192);
@@ -303,7 +303,7 @@ fn sparse_first_layer_forward_by_columns(bencher: Bencher, rows: usize) {
 }
 
 fn sparse_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
-    let x = SparseRows::from_dense(mnist_rows(rows), 784);
+    let x = SparseRows::from_dense(&mnist_rows(rows), 784);
     let xt = ColumnBlocks::new(x.view(), 512);
     let (dz, mut dw) = (values(rows * 192), vec![0.0f32; 192 * 784]);
     // In panels, as the trainer keeps the weight.
@@ -315,7 +315,7 @@ fn sparse_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
 /// and sheared; and elastically warped), and group them by column.
 fn sparse_prepare_minibatch(bencher: Bencher, augment: &str) {
     let d = mnist();
-    let train = SparseRows::from_dense(&d.train.images, 784);
+    let train = SparseRows::from_dense(&d.train.images.floats(), 784);
     let affine = Distortion {
         rotate: 10.0,
         scale: 0.1,
@@ -380,7 +380,7 @@ fn bf16_first_layer_forward(bencher: Bencher, rows: usize) {
     if !Kernels::current().has_tiles() {
         return eprintln!("{}: skipped, no AMX tiles here", bencher.name);
     }
-    let x = Tiled::from_rows(mnist_rows(rows), rows, 784);
+    let x = Tiled::from_rows(&mnist_rows(rows), rows, 784);
     let w = values(192 * 784);
     let mut pairs = Pairs::default();
     pairs.fill(Source::Transposed(&w), 784, 192);
@@ -403,7 +403,7 @@ fn bf16_first_layer_weight_gradient(bencher: Bencher, rows: usize) {
         return eprintln!("{}: skipped, no AMX tiles here", bencher.name);
     }
     let mut xt = Tiled::default();
-    xt.fill_transposed_from_sparse(SparseRows::from_dense(mnist_rows(rows), 784).view());
+    xt.fill_transposed_from_sparse(SparseRows::from_dense(&mnist_rows(rows), 784).view());
     let dz = values(rows * 192);
     let mut pairs = Pairs::default();
     pairs.fill(Source::Rows(&dz), rows, 192);
@@ -428,7 +428,7 @@ fn bf16_gradient_to_pairs(bencher: Bencher, rows: usize) {
 
 /// A minibatch's rows as tiles and as their transpose, from compressed rows.
 fn bf16_minibatch_tiles(bencher: Bencher) {
-    let x = SparseRows::from_dense(mnist_rows(128), 784);
+    let x = SparseRows::from_dense(&mnist_rows(128), 784);
     let (mut t, mut tt) = (Tiled::default(), Tiled::default());
     bencher.bench_local(|| {
         t.fill_from_sparse(black_box(x.view()));

@@ -108,7 +108,7 @@ fn one_step_matches_the_cpu_on_odd_shapes() {
         .collect();
     let labels: Vec<u8> = (0..rows).map(|i| (i * 7 % 10) as u8).collect();
     let split = scratchnet::data::Split {
-        images: images.clone(),
+        images: images.clone().into(),
         labels: labels.clone(),
         features: 61,
     };

@@ -146,7 +146,7 @@ fn load_mnist<'py>(
     [&data.train, &data.val, &data.test]
         .into_iter()
         .map(|s| {
-            let x = PyArray1::from_slice(py, &s.images).reshape([s.len(), s.features])?;
+            let x = PyArray1::from_slice(py, &s.images.floats()).reshape([s.len(), s.features])?;
             Ok((x, PyArray1::from_slice(py, &s.labels)))
         })
         .collect()

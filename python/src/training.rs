@@ -129,7 +129,7 @@ fn split(
 ) -> PyResult<Split> {
     match (x, y) {
         (None, None) => Ok(Split {
-            images: Vec::new(),
+            images: Default::default(),
             labels: Vec::new(),
             features: like.features,
         }),
@@ -143,7 +143,7 @@ fn split(
             }
             let labels = labels(names.1, y, im.count)?;
             Ok(Split {
-                images: im.pixels,
+                images: im.pixels.into(),
                 labels,
                 features: im.features,
             })
@@ -251,7 +251,7 @@ fn dataset(
     Ok(Dataset {
         shape: train.shape,
         train: Split {
-            images: train.pixels,
+            images: train.pixels.into(),
             labels: train_labels,
             features: train.features,
         },

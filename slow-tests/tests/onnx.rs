@@ -86,8 +86,9 @@ fn exported_model_is_read_alike(arch: &str) {
     let onnx = export(&model_path);
     let model = Model::load(&model_path).unwrap();
     let test = &mnist().test;
-    let ours = logits(Target::cpu(2), &model.layout, &model.params, &test.images).unwrap();
-    let theirs = tract_logits(&onnx, &test.images, model.layout.arch.inputs);
+    let images = test.images.floats();
+    let ours = logits(Target::cpu(2), &model.layout, &model.params, &images).unwrap();
+    let theirs = tract_logits(&onnx, &images, model.layout.arch.inputs);
     // Relative to each logit, and absolute below 1: the products sum in
     // another order, whose rounding scales with the terms (logits are of
     // order 1 to 10), not with a result near zero. Seen (2026-12-06):

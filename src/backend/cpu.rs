@@ -130,7 +130,7 @@ pub fn logits(layout: &Layout, params: &[f32], images: &[f32], threads: usize) -
     let net = Network::new(layout.clone(), threads);
     let mut ws = net.workspace(EVAL_ROWS);
     let arith = Arithmetic::current(Precision::F32);
-    let x = Images::new(images, &[], layout.arch.inputs, Role::Infer, arith);
+    let x = Images::new(images.into(), &[], layout.arch.inputs, Role::Infer, arith);
     let params = Params::from_rows(layout, params, x.kind());
     let mut out = Vec::with_capacity(images.len() / layout.arch.inputs * layout.arch.classes);
     net.logits_chunks(&params, x.input(), &mut ws, |_, z| out.extend_from_slice(z));

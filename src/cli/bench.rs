@@ -100,7 +100,7 @@ fn flop_per_sample(layout: &Layout, inputs: f64) -> (f64, f64) {
 fn inputs_used(split: &Split, device: Device) -> f64 {
     match device {
         Device::Cpu => {
-            let nonzero = split.images.iter().filter(|&&p| p != 0.0).count();
+            let nonzero = split.images.view().nonzero();
             nonzero as f64 / split.len() as f64
         }
         Device::Cuda => split.features as f64,

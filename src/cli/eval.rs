@@ -40,7 +40,7 @@ pub fn run(args: EvalArgs, v: Verbosity) -> Result<()> {
         _ => &data.test,
     };
     let target = args.device.target();
-    let z = logits(target, &model.layout, &model.params, &split.images)?;
+    let z = logits(target, &model.layout, &model.params, &split.images.floats())?;
     let pred: Vec<u8> = z.chunks_exact(arch.classes).map(argmax).collect();
     let m = confusion(&split.labels, &pred);
     let correct: usize = (0..CLASSES).map(|c| m[c][c]).sum();

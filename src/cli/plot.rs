@@ -124,7 +124,7 @@ pub fn run(args: PlotArgs, v: Verbosity) -> Result<()> {
         }
         let test = &data.test;
         let target = Target::cpu(rayon::current_num_threads());
-        let z = logits(target, &model.layout, &model.params, &test.images)?;
+        let z = logits(target, &model.layout, &model.params, &test.images.floats())?;
         let pred: Vec<u8> = z.chunks_exact(CLASSES).map(argmax).collect();
         let m = confusion(&data.test.labels, &pred);
         let png = args.out.join("confusion.png");

@@ -4,6 +4,7 @@
 
 use super::augment::{random_shift, shift_entries, shift_image};
 use super::distort::Distortion;
+use super::pixels::Pixels;
 use super::Split;
 use crate::nn::dropout::stream_key;
 use crate::tensor::sparse::{SparseRows, SparseView};
@@ -44,6 +45,8 @@ struct Out {
     labels: Vec<u8>,
     /// The second half of a compressed batch, gathered on another thread.
     second_half: SparseRows,
+    /// An image converted to float32, where the split holds bytes.
+    row: Vec<f32>,
 }
 
 /// Steps in one pass over `n` samples in batches of `batch` (`None`: all).
@@ -88,6 +91,7 @@ impl Batcher {
                 },
                 labels: Vec::with_capacity(if copies { rows } else { 0 }),
                 second_half: SparseRows::default(),
+                row: Vec::new(),
             },
             given: None,
         }
@@ -165,16 +169,18 @@ impl Batcher {
 
     /// The images and labels of step `step` (0-based).
     pub fn get<'a>(&'a mut self, split: &'a Split, step: usize) -> (&'a [f32], &'a [u8]) {
-        if self.is_whole_split() {
-            return (&split.images, &split.labels);
+        if let (true, Pixels::Floats(x)) = (self.is_whole_split(), &split.images) {
+            return (x, &split.labels);
         }
         let (key, ids, how, out) = self.step(step);
         let f = split.features;
         out.labels.clear();
+        out.images.resize(out.images.len().max(ids.len() * f), 0.0);
         for (j, &id) in ids.iter().enumerate() {
             let id = id as usize;
             let dst = &mut out.images[j * f..(j + 1) * f];
-            how.dense(split.image(id), dst, key, j);
+            let src = split.images.range_in(id * f..(id + 1) * f, &mut out.row);
+            how.dense(src, dst, key, j);
             out.labels.push(split.labels[id]);
         }
         (&out.images[..ids.len() * f], &out.labels)
@@ -434,7 +440,7 @@ mod tests {
             labels: (0..n).map(|i| (i % 10) as u8).collect(),
             features: 30,
         };
-        let compressed = SparseRows::from_dense(&s.images, 30);
+        let compressed = SparseRows::from_dense(&s.images.floats(), 30);
         let warp = Distortion {
             rotate: 20.0,
             scale: 0.2,
@@ -465,7 +471,14 @@ mod tests {
         let s = split(5);
         let mut b = Batcher::new(5, None, 1, 0, (2, 2));
         let (x, y) = b.get(&s, 3);
-        assert_eq!(x.as_ptr(), s.images.as_ptr());
+        assert_eq!(x.as_ptr(), s.images.floats().as_ptr());
+        assert_eq!(y, &s.labels[..]);
+        let bytes = Split {
+            images: Pixels::Bytes((0..20).collect()),
+            ..s.clone()
+        };
+        let (x, y) = b.get(&bytes, 3);
+        assert_eq!(x, &bytes.images.floats()[..]);
         assert_eq!(y, &s.labels[..]);
     }
 }

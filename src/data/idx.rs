@@ -4,9 +4,9 @@
 //! 0x00000801 (u8, 1 dim). The header's claimed size is checked against the
 //! file before any buffer of that size exists.
 
-use super::{open_maybe_gz, read_exact_len, read_up_to, Split, CLASSES, PIXEL_SCALE};
+use super::pixels::Pixels;
+use super::{open_maybe_gz, read_exact_len, read_up_to, Split, CLASSES};
 use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -112,14 +112,9 @@ pub fn read_split(images: &Path, labels: &Path) -> Result<(Split, (usize, usize)
             labels.display()
         );
     }
-    let images = img
-        .data
-        .par_iter()
-        .map(|&b| b as f32 * PIXEL_SCALE)
-        .collect();
     Ok((
         Split {
-            images,
+            images: Pixels::Bytes(img.data),
             labels: lab.data,
             features: rows * cols,
         },

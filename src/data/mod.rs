@@ -10,9 +10,12 @@ pub mod locate;
 pub mod idx;
 pub mod image_prep;
 pub mod pickle;
+pub mod pixels;
 
 use anyhow::{bail, Context, Result};
+use pixels::Pixels;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ pub const CLASSES: usize = 10;
 /// A set of images (row-major, one image per row) and their labels.
 #[derive(Clone, Debug, Default)]
 pub struct Split {
-    pub images: Vec<f32>,
+    pub images: Pixels,
     pub labels: Vec<u8>,
     /// Pixels per image.
     pub features: usize,
@@ -42,8 +45,9 @@ impl Split {
     }
 
     /// Pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[f32] {
-        &self.images[i * self.features..(i + 1) * self.features]
+    pub fn image(&self, i: usize) -> Cow<'_, [f32]> {
+        self.images
+            .range(i * self.features..(i + 1) * self.features)
     }
 
     /// Moves rows `at..` into a new split (carving validation off training

@@ -6,6 +6,7 @@
 //! `_reconstruct`, `ndarray` and `dtype`); it never executes anything, and
 //! refuses everything else with the opcode and its offset.
 
+use super::pixels::Pixels;
 use super::{open_maybe_gz, read_exact_len, Dataset, Split, CLASSES};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -384,7 +385,7 @@ pub fn parse_mnist_pickle(r: &mut dyn Read) -> Result<(Split, Split, Split)> {
         }
         let labels = y.to_labels().with_context(|| format!("{name} labels"))?;
         splits.push(Split {
-            images,
+            images: Pixels::packed(images),
             labels,
             features: x.shape[1],
         });

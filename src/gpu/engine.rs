@@ -211,7 +211,7 @@ impl GpuNet {
 
     /// Uploads a split.
     pub fn upload(&self, split: &Split) -> Result<GpuSplit> {
-        self.upload_images(&split.images, &split.labels)
+        self.upload_images(&split.images.floats(), &split.labels)
     }
 
     /// Uploads images (`[n, inputs]`) and their labels (all zero when the

@@ -58,7 +58,7 @@ impl Classifier {
         let mut ws = self.net.workspace(1);
         // One image: packing the weight for a matrix unit would cost more
         // than the unit saves.
-        let x = Images::new(&pixels, &[], n, Role::Infer, Arithmetic::F32);
+        let x = Images::new(pixels[..].into(), &[], n, Role::Infer, Arithmetic::F32);
         let params = match x.kind() {
             InputKind::Sparse => &self.sparse,
             InputKind::Dense => &self.dense,

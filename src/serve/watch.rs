@@ -320,7 +320,7 @@ impl Observer for Watch {
         let shown = split.len().min(DIGITS);
         if !std::mem::replace(&mut self.shown_digits, true) {
             let digits: Vec<Value> = (0..shown)
-                .map(|i| json!({"label": split.labels[i], "pixels": hex(split.image(i))}))
+                .map(|i| json!({"label": split.labels[i], "pixels": hex(&split.image(i))}))
                 .collect();
             let side = (split.features as f64).sqrt() as usize;
             self.shared.say(

@@ -1,6 +1,7 @@
 //! The `scratchnet` binary as a user runs it.
 
 use crate::common;
+use scratchnet::data::pixels::Pixels;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -796,7 +797,7 @@ fn bench_states_the_work_done_and_its_share_of_the_peak() {
     let peak = v["peak_gflops"].as_f64().unwrap();
     assert!(peak > 0.0, "{v}");
     let d = common::mnist();
-    let nonzero = |images: &[f32]| images.iter().filter(|&&p| p != 0.0).count() as f64;
+    let nonzero = |images: &Pixels| images.floats().iter().filter(|&&p| p != 0.0).count() as f64;
     // Per image: the first layer (784 -> 192) over its nonzero pixels,
     // forward and weight gradient; 192 -> 48 -> 10 dense, forward, weight
     // gradient and gradient to the input. Two FLOP per multiply-add.

@@ -18,7 +18,9 @@ const QEMU: &str = "qemu-x86_64";
 /// The first `n` images of `split` as IDX files `{prefix}-images-idx3-ubyte`
 /// and `{prefix}-labels-idx1-ubyte` in `dir`.
 fn write_split(dir: &Path, prefix: &str, split: &Split, n: usize) {
-    let pixels: Vec<u8> = split.images[..n * 784]
+    let pixels: Vec<u8> = split
+        .images
+        .range(0..n * 784)
         .iter()
         .map(|&v| (v * 256.0) as u8)
         .collect();

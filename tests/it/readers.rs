@@ -6,6 +6,7 @@ use crate::common;
 use flate2::write::GzEncoder;
 use scratchnet::data::idx::{read_idx, read_split, write_idx, IMAGES_MAGIC, LABELS_MAGIC};
 use scratchnet::data::pickle::parse_mnist_pickle;
+use scratchnet::data::pixels::Pixels;
 use scratchnet::data::Dataset;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,7 +59,14 @@ fn raw_and_gzip_idx_give_identical_splits() {
     assert_eq!(raw.0.images, zipped.0.images);
     assert_eq!(raw.0.labels, vec![7, 0, 9]);
     assert_eq!(raw.1, (2, 2));
-    assert_eq!(raw.0.images[..4], [0.0, 0.25, 0.5, 255.0 / 256.0]);
+    assert_eq!(
+        raw.0.images.range(0..4)[..],
+        [0.0, 0.25, 0.5, 255.0 / 256.0]
+    );
+    assert!(
+        matches!(raw.0.images, Pixels::Bytes(_)),
+        "IDX pixels kept as bytes"
+    );
 }
 
 #[test]
@@ -253,7 +261,7 @@ impl Pickle {
 fn pickle_reader_reads_the_notebook_format() {
     let bytes = Pickle::notebook_like(&[0.0, 0.5, 0.25, 1.0], &[3, 8]);
     let (train, val, test) = parse_mnist_pickle(&mut &bytes[..]).unwrap();
-    assert_eq!(train.images, vec![0.0, 0.5, 0.25, 1.0]);
+    assert_eq!(train.images.floats()[..], [0.0, 0.5, 0.25, 1.0]);
     assert_eq!(train.labels, vec![3, 8]);
     assert_eq!(train.features, 2);
     assert_eq!(val.labels, test.labels);

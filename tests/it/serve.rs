@@ -69,7 +69,7 @@ fn answers_are_the_librarys_answers() {
     let (mut worst_pixels, mut worst_png) = (0.0f64, 0.0f64);
     for i in 0..n {
         let mut library =
-            logits(Target::cpu(2), &model.layout, &model.params, test.image(i)).unwrap();
+            logits(Target::cpu(2), &model.layout, &model.params, &test.image(i)).unwrap();
         softmax(&mut library, 10);
         let library: Vec<f64> = library.iter().map(|&v| v as f64).collect();
         let (status, a) = s.call("POST", "/api/predict", Some("application/json"), &pixels(i));

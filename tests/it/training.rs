@@ -133,7 +133,8 @@ fn save_load_eval_round_trip_gives_identical_predictions() {
     let mut ws = net.workspace(1000);
     // Stored as the trainer stores them (for sparse input) and as a loaded
     // model is read (dense input): the same predictions.
-    let x = Input::Dense(&test.images);
+    let dense = test.images.floats();
+    let x = Input::Dense(&dense);
     let trained = Params::from_rows(&t.layout, &rows, InputKind::Sparse);
     let from_file = Params::from_rows(&loaded.layout, &loaded.params, InputKind::Dense);
     assert_eq!(
@@ -156,7 +157,8 @@ fn evaluation_on_paired_images_agrees_with_the_dense_path() {
     let mut ws = net.workspace(1000);
     let test = &mnist().test;
     let params = Params::from_rows(&t.layout, &t.params().unwrap(), InputKind::Dense);
-    let dense = net.accuracy(&params, Input::Dense(&test.images), &test.labels, &mut ws);
+    let x = test.images.floats();
+    let dense = net.accuracy(&params, Input::Dense(&x), &test.labels, &mut ws);
     let paired = t.test_accuracy().unwrap();
     assert!(dense > 0.8, "dense accuracy {dense}");
     assert!(
@@ -291,10 +293,13 @@ fn dense_data_trains_from_weights_given_in_rows() {
     let d = mnist();
     // MNIST with no zero left: the same digits, lifted off black.
     let lifted = |s: &Split, n: usize| Split {
-        images: s.images[..n * s.features]
+        images: s
+            .images
+            .range(0..n * s.features)
             .iter()
             .map(|&v| 0.05 + 0.9 * v)
-            .collect(),
+            .collect::<Vec<f32>>()
+            .into(),
         labels: s.labels[..n].to_vec(),
         features: s.features,
     };
@@ -329,7 +334,7 @@ fn resuming_on_data_of_another_size_is_an_error() {
         .unwrap();
     let ckpt = Checkpoint::from_model(ckpt).unwrap();
     let split = |n: usize| Split {
-        images: vec![0.5; n * 16],
+        images: vec![0.5; n * 16].into(),
         labels: (0..n).map(|i| (i % 10) as u8).collect(),
         features: 16,
     };
@@ -411,7 +416,7 @@ fn keep_best_keeps_the_weights_of_the_best_validation_accuracy() {
     let params = Params::from_rows(&t.layout, &kept.params, InputKind::Dense);
     let acc = net.accuracy(
         &params,
-        Input::Dense(&val.images),
+        Input::Dense(&val.images.floats()),
         &val.labels,
         &mut net.workspace(1000),
     );
@@ -492,9 +497,13 @@ fn the_loss_reported_is_the_mean_since_the_last_evaluation_and_val_loss_is_the_l
     }
     let model = t.trained_model().unwrap();
     let val = &mnist().val;
-    let mut logits =
-        scratchnet::backend::logits(Target::cpu(2), &model.layout, &model.params, &val.images)
-            .unwrap();
+    let mut logits = scratchnet::backend::logits(
+        Target::cpu(2),
+        &model.layout,
+        &model.params,
+        &val.images.floats(),
+    )
+    .unwrap();
     scratchnet::nn::softmax_ce::softmax(&mut logits, 10);
     let want: f64 = logits
         .chunks(10)

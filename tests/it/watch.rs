@@ -459,7 +459,7 @@ fn the_answers_shown_are_the_networks_on_each_digit_in_order() {
         };
         for (iter, params, predicted, name) in &looks.0 {
             assert_eq!(*name, split);
-            let z = logits(target, &t.layout, params, &images.images).unwrap();
+            let z = logits(target, &t.layout, params, &images.images.floats()).unwrap();
             let want: Vec<u8> = z.chunks_exact(CLASSES).map(argmax).collect();
             assert_eq!(predicted, &want, "iteration {iter}");
         }

@@ -46,7 +46,7 @@ impl<'d> Splits<'d> {
     /// The splits of `data` for `arith`'s first layer.
     pub fn new(data: &'d Dataset, batcher: Batcher, arith: Arithmetic) -> Splits<'d> {
         let f = data.features();
-        let (train, labels) = (&data.train.images, &data.train.labels);
+        let (train, labels) = (data.train.images.view(), &data.train.labels);
         let train = match batcher.is_whole_split() {
             true => Train::Whole(WholeBatch::new(train, labels, f, arith)),
             false => Train::Batches {
@@ -54,7 +54,7 @@ impl<'d> Splits<'d> {
                 batches: Default::default(),
             },
         };
-        let eval = |s: &'d Split| Images::new(&s.images, &s.labels, f, Role::Evaluate, arith);
+        let eval = |s: &'d Split| Images::new(s.images.view(), &s.labels, f, Role::Evaluate, arith);
         Splits {
             val: eval(&data.val),
             test: eval(&data.test),

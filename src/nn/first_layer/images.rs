@@ -5,6 +5,7 @@
 
 use super::arithmetic::Arithmetic;
 use super::input::{Input, InputKind, Role, TrainInput};
+use crate::data::pixels::PixelSlice;
 use crate::tensor::bf16::Tiled;
 use crate::tensor::sparse::{pair_order, ColumnBlocks, PairRows, SparseRows};
 use std::borrow::Cow;
@@ -30,7 +31,7 @@ pub struct Images<'d> {
 }
 
 enum Form<'d> {
-    Dense(&'d [f32]),
+    Dense(Cow<'d, [f32]>),
     Compressed(SparseRows),
     Paired(PairRows),
     Tiles(Tiled),
@@ -40,7 +41,7 @@ impl<'d> Images<'d> {
     /// `images` (`[n, inputs]`) and their `labels` (may be empty, for
     /// inference), for `role`, computed with `arith`.
     pub fn new(
-        images: &'d [f32],
+        images: PixelSlice<'d>,
         labels: &'d [u8],
         inputs: usize,
         role: Role,
@@ -53,10 +54,14 @@ impl<'d> Images<'d> {
             order: None,
         };
         if role != Role::Gather && on_tiles(arith, rows) {
-            return kept(Form::Tiles(Tiled::from_rows(images, rows, inputs)));
+            return kept(Form::Tiles(Tiled::from_rows(
+                &images.floats(),
+                rows,
+                inputs,
+            )));
         }
-        match (SparseRows::compress_if_sparse(images, inputs), role) {
-            (None, _) => kept(Form::Dense(images)),
+        match (images.compress_if_sparse(inputs), role) {
+            (None, _) => kept(Form::Dense(images.floats())),
             (Some(rows), Role::Evaluate) => {
                 let (rows, labels, order) = paired(rows, labels);
                 Images {
@@ -148,7 +153,7 @@ pub struct WholeBatch<'d> {
 }
 
 enum Whole<'d> {
-    Dense(&'d [f32]),
+    Dense(Cow<'d, [f32]>),
     /// Rows merged in pairs, and the same grouped by column (regrouped
     /// from the pairs, so the compressed rows need not stay: peak memory).
     Paired(PairRows, ColumnBlocks),
@@ -158,24 +163,25 @@ enum Whole<'d> {
 
 impl<'d> WholeBatch<'d> {
     pub fn new(
-        dense: &'d [f32],
+        images: PixelSlice<'d>,
         labels: &'d [u8],
         inputs: usize,
         arith: Arithmetic,
     ) -> WholeBatch<'d> {
-        let rows = dense.len() / inputs.max(1);
+        let rows = images.len() / inputs.max(1);
         if on_tiles(arith, rows) {
+            let dense = images.floats();
             let mut t = Tiled::default();
-            t.fill_transposed_from_sparse(SparseRows::from_dense(dense, inputs).view());
+            t.fill_transposed_from_sparse(SparseRows::from_dense(&dense, inputs).view());
             return WholeBatch {
-                form: Whole::Tiles(Tiled::from_rows(dense, rows, inputs), t),
+                form: Whole::Tiles(Tiled::from_rows(&dense, rows, inputs), t),
                 labels: Cow::Borrowed(labels),
                 order: None,
             };
         }
-        match SparseRows::compress_if_sparse(dense, inputs) {
+        match images.compress_if_sparse(inputs) {
             None => WholeBatch {
-                form: Whole::Dense(dense),
+                form: Whole::Dense(images.floats()),
                 labels: Cow::Borrowed(labels),
                 order: None,
             },

@@ -271,10 +271,10 @@ mod tests {
         let dense: Vec<f32> = (0..n * 10).map(|i| 1.0 + i as f32).collect();
         let labels: Vec<u8> = (0..n as u8).collect();
         let f32 = Arithmetic::F32;
-        let kept = Images::new(&sparse, &labels, 10, Role::Infer, f32);
+        let kept = Images::new(sparse[..].into(), &labels, 10, Role::Infer, f32);
         assert!(matches!(kept.input(), Input::Sparse(_)) && kept.compressed().is_some());
         assert_eq!(kept.labels(), &labels[..]);
-        let free = Images::new(&sparse, &labels, 10, Role::Evaluate, f32);
+        let free = Images::new(sparse[..].into(), &labels, 10, Role::Evaluate, f32);
         let Input::Paired(rows) = free.input() else {
             panic!("paired")
         };
@@ -288,10 +288,10 @@ mod tests {
         let prepared = first.prepare(&params, free.input(), &mut scratch);
         let chunks: Vec<usize> = prepared.chunks(5).map(|(f, _)| f).collect();
         assert_eq!(chunks, [0, 4, 8]);
-        let d = Images::new(&dense, &labels, 10, Role::Evaluate, f32);
+        let d = Images::new(dense[..].into(), &labels, 10, Role::Evaluate, f32);
         assert!(matches!(d.input(), Input::Dense(x) if x.as_ptr() == dense.as_ptr()));
         assert_eq!(d.kind(), InputKind::Dense);
-        let whole = WholeBatch::new(&sparse, &labels, 10, f32);
+        let whole = WholeBatch::new(sparse[..].into(), &labels, 10, f32);
         assert!(matches!(whole.input(), TrainInput::Paired { .. }));
     }
 }

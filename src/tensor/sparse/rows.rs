@@ -31,13 +31,17 @@ pub const SPARSE_BELOW: f64 = 0.3;
 /// Where each `cols`-wide row's non-zero entries start in its compressed
 /// form, and (last) how many there are; counted in parallel. Zero-width
 /// data has no rows.
-fn row_starts(dense: &[f32], cols: usize) -> Vec<usize> {
-    let rows = dense.len().checked_div(cols).unwrap_or(0);
+fn row_starts<T: Copy + Sync>(
+    data: &[T],
+    cols: usize,
+    value: impl Fn(T) -> f32 + Sync,
+) -> Vec<usize> {
+    let rows = data.len().checked_div(cols).unwrap_or(0);
     let mut ptr = vec![0; rows + 1];
     ptr[1..]
         .par_iter_mut()
-        .zip(dense.par_chunks_exact(cols.max(1)))
-        .for_each(|(p, row)| *p = row.iter().filter(|&&v| v != 0.0).count());
+        .zip(data.par_chunks_exact(cols.max(1)))
+        .for_each(|(p, row)| *p = row.iter().filter(|&&v| value(v) != 0.0).count());
     for r in 1..ptr.len() {
         ptr[r] += ptr[r - 1];
     }
@@ -45,30 +49,42 @@ fn row_starts(dense: &[f32], cols: usize) -> Vec<usize> {
 }
 
 impl SparseRows {
-    /// The compressed form of `dense`, if few enough entries are non-zero
-    /// for it to pay ([`SPARSE_BELOW`]).
-    pub fn compress_if_sparse(dense: &[f32], cols: usize) -> Option<SparseRows> {
-        let ptr = row_starts(dense, cols);
+    /// The compressed form of `cols`-wide rows whose entries are
+    /// `value(x)` for each `x` of `data`, if few enough are non-zero for it
+    /// to pay ([`SPARSE_BELOW`]).
+    pub fn compress_if_sparse<T: Copy + Sync>(
+        data: &[T],
+        cols: usize,
+        value: impl Fn(T) -> f32 + Sync + Copy,
+    ) -> Option<SparseRows> {
+        let ptr = row_starts(data, cols, value);
         let nonzero = ptr[ptr.len() - 1];
-        ((nonzero as f64) < SPARSE_BELOW * dense.len() as f64)
-            .then(|| SparseRows::compress(dense, cols, ptr))
+        ((nonzero as f64) < SPARSE_BELOW * data.len() as f64)
+            .then(|| SparseRows::compress(data, cols, ptr, value))
     }
 
     /// Compresses `rows x cols` row-major `dense` data; runs in parallel.
     pub fn from_dense(dense: &[f32], cols: usize) -> SparseRows {
-        SparseRows::compress(dense, cols, row_starts(dense, cols))
+        let value = |v: f32| v;
+        SparseRows::compress(dense, cols, row_starts(dense, cols, value), value)
     }
 
-    /// [`SparseRows::from_dense`] given where each row's entries start: the
-    /// entries are allocated once, exactly, and each block of rows written
-    /// in place by its own task (no regrowth, no concatenation).
-    fn compress(dense: &[f32], cols: usize, ptr: Vec<usize>) -> SparseRows {
+    /// [`SparseRows::compress_if_sparse`] given where each row's entries
+    /// start: the entries are allocated once, exactly, and each block of
+    /// rows written in place by its own task (no regrowth, no
+    /// concatenation).
+    fn compress<T: Copy + Sync>(
+        data: &[T],
+        cols: usize,
+        ptr: Vec<usize>,
+        value: impl Fn(T) -> f32 + Sync,
+    ) -> SparseRows {
         let nnz = ptr[ptr.len() - 1];
         let (mut idx, mut val) = (vec![0u32; nnz], vec![0.0f32; nnz]);
         const BLOCK: usize = 4096;
         let mut tasks = Vec::new();
         let (mut idx_rest, mut val_rest) = (&mut idx[..], &mut val[..]);
-        let rows = &dense[..(ptr.len() - 1) * cols];
+        let rows = &data[..(ptr.len() - 1) * cols];
         for (b, rows) in rows.chunks(BLOCK * cols.max(1)).enumerate() {
             let n = ptr[b * BLOCK + rows.len() / cols] - ptr[b * BLOCK];
             let (i, i_rest) = std::mem::take(&mut idx_rest).split_at_mut(n);
@@ -79,10 +95,12 @@ impl SparseRows {
         tasks.into_par_iter().for_each(|(rows, idx, val)| {
             let mut m = 0;
             for row in rows.chunks_exact(cols) {
-                for (k, &v) in row.iter().enumerate().filter(|(_, &v)| v != 0.0) {
-                    idx[m] = k as u32;
-                    val[m] = v;
-                    m += 1;
+                for (k, v) in row.iter().map(|&x| value(x)).enumerate() {
+                    if v != 0.0 {
+                        idx[m] = k as u32;
+                        val[m] = v;
+                        m += 1;
+                    }
                 }
             }
         });
@@ -237,7 +255,7 @@ mod tests {
                 assert_eq!(joined.nnz(), s.nnz());
             }
             let sparse_enough = (s.nnz() as f64) < SPARSE_BELOW * dense.len() as f64;
-            let c = SparseRows::compress_if_sparse(&dense, cols);
+            let c = SparseRows::compress_if_sparse(&dense, cols, |v| v);
             assert_eq!(
                 c.map(|c| c.view().to_dense()),
                 sparse_enough.then(|| dense.clone())

@@ -4,7 +4,9 @@ mod cli;
 
 /// The matrix-product crate allocates its packing buffers on every call; the
 /// system allocator returns those large blocks to the kernel each time, and
-/// the page faults that follow cost more than small products. mimalloc keeps them.
+/// the page faults that follow cost more than small products. mimalloc keeps
+/// them. Without huge pages (`no_thp`): the kernel clears each fresh 2 MB page
+/// whole, and a partly used one counts whole in the footprint.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -6,7 +6,13 @@ turn, ROUNDS times (interleaved, so load from other tenants hits all alike),
 and prints per binary the medians of wall time, user and system CPU, peak
 resident memory and the test accuracy of the `done:` line.
 
-    scripts/process_ab.py --rounds 5 OLD NEW [MORE ...] -- --seed 1
+On a virtual machine, memory another process freed a moment ago is cheap to
+touch again, and memory the host took back (seconds later) is dear; in turn,
+each binary would inherit the pages of the one before. `--settle S` waits S
+seconds before every run, so that each starts as a command typed after a
+pause does.
+
+    scripts/process_ab.py --rounds 5 --settle 20 OLD NEW [MORE ...] -- --seed 1
 """
 
 import argparse
@@ -15,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -39,6 +46,7 @@ def main():
     cut = argv.index("--") if "--" in argv else len(argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--settle", type=float, default=0.0, help="seconds to wait before each run")
     ap.add_argument("binaries", nargs="+")
     a = ap.parse_args(argv[:cut])
     args = argv[cut + 1 :]
@@ -46,6 +54,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         for _ in range(a.rounds):
             for b in a.binaries:
+                time.sleep(a.settle)
                 runs[b].append(one(b, args, str(Path(d) / "m.snm")))
     for b, rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}

@@ -4,9 +4,7 @@ mod cli;
 
 /// The matrix-product crate allocates its packing buffers on every call; the
 /// system allocator returns those large blocks to the kernel each time, and
-/// the page faults that follow cost more than small products. mimalloc keeps
-/// them. Without huge pages (`no_thp`): the kernel clears each fresh 2 MB page
-/// whole, and a partly used one counts whole in the footprint.
+/// the page faults that follow cost more than small products. mimalloc keeps them.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -17,6 +15,13 @@ fn main() -> std::process::ExitCode {
     // SAFETY: setting a signal's disposition to the default before any thread starts.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // No transparent huge pages: the kernel clears each fresh 2 MB page whole
+    // and it counts whole in the footprint, used or not (docs/PERFORMANCE.md).
+    #[cfg(target_os = "linux")]
+    // SAFETY: a flag of this process's memory policy; no pointer is passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
     cli::main()
 }

@@ -167,7 +167,9 @@ impl Batcher {
         !self.distort.is_none()
     }
 
-    /// The images and labels of step `step` (0-based).
+    /// The images and labels of step `step` (0-based). A whole split of
+    /// bytes is converted into a float32 copy kept here (the CPU's full
+    /// batch reads the split's own compressed form instead).
     pub fn get<'a>(&'a mut self, split: &'a Split, step: usize) -> (&'a [f32], &'a [u8]) {
         if let (true, Pixels::Floats(x)) = (self.is_whole_split(), &split.images) {
             return (x, &split.labels);

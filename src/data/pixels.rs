@@ -52,16 +52,16 @@ fn pixel(b: u8) -> f32 {
 }
 
 impl Pixels {
-    /// `values` as bytes where every one is a byte / 256 (the notebook's
-    /// pickle holds MNIST so), else as they are.
+    /// `values` as bytes where every one is exactly a byte / 256 (the
+    /// notebook's pickle holds MNIST so), else as they are.
     pub fn packed(values: Vec<f32>) -> Pixels {
-        let byte = |v: f32| v / PIXEL_SCALE;
-        let bytes = |v: &f32| {
-            let b = byte(*v);
-            (0.0..=255.0).contains(&b) && b.fract() == 0.0 && v.to_bits() != (-0.0f32).to_bits()
-        };
-        match values.iter().all(bytes) {
-            true => Pixels::Bytes(values.iter().map(|&v| byte(v) as u8).collect()),
+        // Saturating, so 1.0, -0.0, NaN and subnormals fail the round trip.
+        let byte = |v: f32| (v * 256.0) as u8;
+        match values
+            .iter()
+            .all(|&v| pixel(byte(v)).to_bits() == v.to_bits())
+        {
+            true => Pixels::Bytes(values.iter().map(|&v| byte(v)).collect()),
             false => Pixels::Floats(values),
         }
     }
@@ -186,7 +186,16 @@ mod tests {
 
     #[test]
     fn other_values_stay_floats() {
-        for odd in [0.3, 1.0, -1.0 / 256.0, -0.0, f32::NAN, 1e-30] {
+        for odd in [
+            0.3,
+            1.0,
+            -1.0 / 256.0,
+            -0.0,
+            f32::NAN,
+            1e-30,
+            f32::from_bits(1),
+            f32::INFINITY,
+        ] {
             let p = Pixels::packed(vec![0.5, odd]);
             assert!(matches!(p, Pixels::Floats(_)), "{odd} packed");
         }

@@ -359,7 +359,7 @@ async fn random(State(s): State<Arc<Service>>, Query(pick): Query<Pick>) -> Resp
             (crate::nn::dropout::mix64(z) % test.len() as u64) as usize
         }
     };
-    let (label, pixels) = (test.labels[i], test.image(i).to_vec());
+    let (label, pixels) = (test.labels[i], test.image(i).into_owned());
     let service = s.clone();
     match tokio::task::spawn_blocking(move || service.classifier.classify(pixels)).await {
         Ok(Ok(a)) => Json(json!({"index": i, "label": label, "digit": a.digit,
@@ -381,7 +381,7 @@ fn facts(model: &Model, classifier: &Classifier, test: Option<&Split>) -> Value 
             let right = (0..t.len())
                 .filter(|&i| {
                     classifier
-                        .classify(t.image(i).to_vec())
+                        .classify(t.image(i).into_owned())
                         .is_ok_and(|a| a.digit == t.labels[i])
                 })
                 .count();

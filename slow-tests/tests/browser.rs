@@ -227,6 +227,19 @@ fn traced(i: usize) -> Vec<Vec<(f64, f64)>> {
     strokes
 }
 
+/// Whether Chromium or chromedriver is missing (the skip of `test` is
+/// then recorded).
+fn no_browser(test: &str) -> bool {
+    let missing = !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists();
+    if missing {
+        common::skip(
+            test,
+            "no Chromium and chromedriver (apt-get install chromium chromium-driver)",
+        );
+    }
+    missing
+}
+
 fn screenshots() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -235,11 +248,7 @@ fn screenshots() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_reads_digits_drawn_in_a_real_browser() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        common::skip(
-            "the_page_reads_digits_drawn_in_a_real_browser",
-            "no Chromium and chromedriver (apt-get install chromium chromium-driver)",
-        );
+    if no_browser("the_page_reads_digits_drawn_in_a_real_browser") {
         return;
     }
     // SCRATCHNET_SERVE_URL points the test at a server already running
@@ -385,11 +394,7 @@ const UNITS: &str = "const img = document.querySelector('#units img'); \
 /// sizes go beside the page's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_page_shows_a_run_learning_in_a_real_browser() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        common::skip(
-            "the_watch_page_shows_a_run_learning_in_a_real_browser",
-            "no Chromium and chromedriver (apt-get install chromium chromium-driver)",
-        );
+    if no_browser("the_watch_page_shows_a_run_learning_in_a_real_browser") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

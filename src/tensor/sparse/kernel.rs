@@ -5,7 +5,7 @@
 //! of a weight gradient).
 
 use super::pairs::{ColumnBlocks, PairView};
-use super::panels::{pack_into, panels_len, PanelView, Panels, TILE};
+use super::panels::{panels_len, PanelView, Panels, TILE};
 use super::rows::SparseView;
 use crate::tensor::kernels::{per_isa, Isa, Kernels};
 use crate::tensor::par::{for_row_blocks, BLOCK_ROWS};
@@ -163,13 +163,50 @@ impl Lanes for std::arch::x86_64::__m512 {
     }
 }
 
+/// How the core lays out its output (`a`'s rows x `b.cols()`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Layout {
+    /// Row-major.
+    Rows,
+    /// Column panels, as [`Panels`] stores a matrix (padding columns are
+    /// left as they are).
+    Panels,
+}
+
+impl Layout {
+    /// Floats the output of `rows x n` takes.
+    fn len(self, rows: usize, n: usize) -> usize {
+        match self {
+            Layout::Rows => rows * n,
+            Layout::Panels => panels_len(rows, n),
+        }
+    }
+
+    /// Rows of an output of `len` floats, `n` wide.
+    fn rows(self, len: usize, n: usize) -> usize {
+        match self {
+            Layout::Rows => len / n,
+            Layout::Panels => len / (n.div_ceil(TILE) * TILE),
+        }
+    }
+
+    /// Where row `r`'s columns `t·TILE..` start in an output of `rows x n`.
+    fn at(self, r: usize, t: usize, rows: usize, n: usize) -> usize {
+        match self {
+            Layout::Rows => r * n + t * TILE,
+            Layout::Panels => (t * rows + r) * TILE,
+        }
+    }
+}
+
 /// The core: `out[H·j + h, :] (+)= Σ_{(k, v) in unit j} v[h] · b[k, :]` for
-/// every unit of `a`; `out` is `a`'s rows x `b.cols()`, row-major. A chunk
-/// of units is multiplied by `group` panels at a time (the chunk's entries
-/// stay in cache while the panels go by).
+/// every unit of `a`; `out` is `a`'s rows x `b.cols()`, laid out as
+/// `layout` says. A chunk of units is multiplied by `group` panels at a time
+/// (the chunk's entries stay in cache while the panels go by).
 #[inline(always)]
 fn product<L: Lanes, const H: usize, const U: usize>(
     out: &mut [f32],
+    layout: Layout,
     a: impl Units<H>,
     b: PanelView<'_>,
     accumulate: bool,
@@ -181,19 +218,26 @@ fn product<L: Lanes, const H: usize, const U: usize>(
         return;
     }
     let (panels, per_chunk) = (n.div_ceil(TILE), CHUNK_ROWS / H);
-    let rows = out.len() / n;
+    let rows = layout.rows(out.len(), n);
     for c in (0..a.units()).step_by(per_chunk) {
         let mut t = 0;
         while t < panels {
             let g = (panels - t).min(group);
             for j in c..(c + per_chunk).min(a.units()) {
                 let (idx, val) = a.unit(j);
-                // The unit's rows: H, or one for a last pair of an odd count.
-                let out = &mut out[H * j * n..(H * j + H).min(rows) * n];
+                let to = Tiles {
+                    layout,
+                    rows,
+                    n,
+                    t,
+                    // The unit's rows: H, or one for a last pair of an odd count.
+                    first: H * j,
+                    accumulate,
+                };
                 match g {
-                    3 => unit_tiles::<L, H, 3, U>(out, n, idx, val, b, t, accumulate),
-                    2 => unit_tiles::<L, H, 2, U>(out, n, idx, val, b, t, accumulate),
-                    _ => unit_tiles::<L, H, 1, U>(out, n, idx, val, b, t, accumulate),
+                    3 => unit_tiles::<L, H, 3, U>(out, to, idx, val, b),
+                    2 => unit_tiles::<L, H, 2, U>(out, to, idx, val, b),
+                    _ => unit_tiles::<L, H, 1, U>(out, to, idx, val, b),
                 }
             }
             t += g;
@@ -201,23 +245,35 @@ fn product<L: Lanes, const H: usize, const U: usize>(
     }
 }
 
+/// Where [`unit_tiles`] writes: rows `first..first + H` (those below
+/// `rows`) of an output of `rows x n` laid out as `layout` says, from panel
+/// `t` on.
+#[derive(Clone, Copy)]
+struct Tiles {
+    layout: Layout,
+    rows: usize,
+    n: usize,
+    t: usize,
+    first: usize,
+    accumulate: bool,
+}
+
 /// One unit's sums against panels `t..t + G` of `b`, for each of its `H`
 /// rows, written (or, when `accumulate`, added) into those rows of `out`
-/// (`n` wide; padding columns past `n` dropped, and the sums of a missing
-/// second row of a last pair). The entries go round `U` partial sums (a
-/// remainder into the first), so consecutive FMAs do not wait on each
-/// other, and the partial sums are then added pairwise, `(0 + 1) + (2 + 3)`.
+/// (padding columns past `n` dropped, and the sums of a missing second row
+/// of a last pair). The entries go round `U` partial sums (a remainder
+/// into the first), so consecutive FMAs do not wait on each other, and the
+/// partial sums are then added pairwise, `(0 + 1) + (2 + 3)`.
 #[inline(always)]
 fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
     out: &mut [f32],
-    n: usize,
+    to: Tiles,
     idx: &[u32],
     val: &[[f32; H]],
     b: PanelView<'_>,
-    t: usize,
-    accumulate: bool,
 ) {
     const { assert!(U == 1 || U == 2 || U == 4) };
+    let t = to.t;
     let base: [*const f32; G] = std::array::from_fn(|g| b.panel(t + g).as_ptr());
     let rows = b.rows();
     let mut acc = [[[L::zero(); G]; H]; U];
@@ -258,23 +314,19 @@ fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
             sum.store(&mut sums[h][g]);
         }
     }
-    for (row, sums) in out.chunks_exact_mut(n).zip(&sums) {
+    let add = |d: &mut f32, s: f32| *d = if to.accumulate { *d + s } else { s };
+    for (r, sums) in (to.first..to.rows).zip(&sums) {
         for (g, sum) in sums.iter().enumerate() {
-            let c = (t + g) * TILE;
-            match row.get_mut(c..c + TILE) {
+            let at = to.layout.at(r, t + g, to.rows, to.n);
+            let w = TILE.min(to.n - (t + g) * TILE);
+            match <&mut [f32; TILE]>::try_from(&mut out[at..at + w]) {
                 // A whole tile: fixed-size, so one vector operation (a
                 // variable-length copy became a call to memcpy).
-                Some(dst) => {
-                    let dst: &mut [f32; TILE] = dst.try_into().expect("a tile");
-                    for (d, &s) in dst.iter_mut().zip(sum) {
-                        *d = if accumulate { *d + s } else { s };
-                    }
-                }
-                None => {
-                    for (d, &s) in row[c..].iter_mut().zip(sum) {
-                        *d = if accumulate { *d + s } else { s };
-                    }
-                }
+                Ok(dst) => dst.iter_mut().zip(sum).for_each(|(d, &s)| add(d, s)),
+                Err(_) => out[at..at + w]
+                    .iter_mut()
+                    .zip(sum)
+                    .for_each(|(d, &s)| add(d, s)),
             }
         }
     }
@@ -285,17 +337,18 @@ fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
 /// for the family's instruction set).
 fn on_one_thread<A: Units<H>, const H: usize, const U: usize>(
     out: &mut [f32],
+    layout: Layout,
     a: A,
     b: PanelView<'_>,
     accumulate: bool,
-    portable: fn(&mut [f32], A, PanelView<'_>, bool),
+    portable: fn(&mut [f32], Layout, A, PanelView<'_>, bool),
 ) {
     #[cfg(target_arch = "x86_64")]
     if Kernels::current().isa() == Isa::Avx512 {
         // SAFETY: the CPU has AVX-512F (the family is one it can run).
-        return unsafe { product_avx512::<A, H, U>(out, a, b, accumulate) };
+        return unsafe { product_avx512::<A, H, U>(out, layout, a, b, accumulate) };
     }
-    portable(out, a, b, accumulate)
+    portable(out, layout, a, b, accumulate)
 }
 
 /// # Safety
@@ -304,36 +357,57 @@ fn on_one_thread<A: Units<H>, const H: usize, const U: usize>(
 #[target_feature(enable = "avx512f")]
 unsafe fn product_avx512<A: Units<H>, const H: usize, const U: usize>(
     out: &mut [f32],
+    layout: Layout,
     a: A,
     b: PanelView<'_>,
     accumulate: bool,
 ) {
-    product::<std::arch::x86_64::__m512, H, U>(out, a, b, accumulate, GROUP)
+    product::<std::arch::x86_64::__m512, H, U>(out, layout, a, b, accumulate, GROUP)
 }
 
 per_isa! {
-    fn portable_rows(out: &mut [f32], a: SparseView<'_>, b: PanelView<'_>, accumulate: bool) {
-        product::<[f32; TILE], 1, 4>(out, a, b, accumulate, 1)
+    fn portable_rows(
+        out: &mut [f32],
+        layout: Layout,
+        a: SparseView<'_>,
+        b: PanelView<'_>,
+        accumulate: bool,
+    ) {
+        product::<[f32; TILE], 1, 4>(out, layout, a, b, accumulate, 1)
     }
 }
 
 per_isa! {
-    fn portable_pairs(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
-        product::<[f32; TILE], 2, 2>(out, a, b, accumulate, 1)
+    fn portable_pairs(
+        out: &mut [f32],
+        layout: Layout,
+        a: PairView<'_>,
+        b: PanelView<'_>,
+        accumulate: bool,
+    ) {
+        product::<[f32; TILE], 2, 2>(out, layout, a, b, accumulate, 1)
     }
 }
 
-/// The core for compressed rows on one thread (four partial sums per row).
+/// The core for compressed rows on one thread (four partial sums per row),
+/// row-major.
 fn spmm_rows(out: &mut [f32], a: SparseView<'_>, b: PanelView<'_>, accumulate: bool) {
     assert_eq!(out.len(), a.rows() * b.cols(), "output is not rows x n");
-    on_one_thread::<_, 1, 4>(out, a, b, accumulate, portable_rows)
+    on_one_thread::<_, 1, 4>(out, Layout::Rows, a, b, accumulate, portable_rows)
 }
 
 /// The core for rows merged in pairs on one thread (two partial sums per
-/// row of a pair).
-fn spmm_pairs(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>, accumulate: bool) {
-    assert_eq!(out.len(), a.rows() * b.cols(), "output is not rows x n");
-    on_one_thread::<_, 2, 2>(out, a, b, accumulate, portable_pairs)
+/// row of a pair), laid out as `layout` says.
+fn spmm_pairs(
+    out: &mut [f32],
+    layout: Layout,
+    a: PairView<'_>,
+    b: PanelView<'_>,
+    accumulate: bool,
+) {
+    let (rows, n) = (a.rows(), b.cols());
+    assert_eq!(out.len(), layout.len(rows, n), "output is not rows x n");
+    on_one_thread::<_, 2, 2>(out, layout, a, b, accumulate, portable_pairs)
 }
 
 /// `out[r, :] (+)= Σ_{(k, v) in row r of a} v · b[k, :]`: `out` is
@@ -361,7 +435,7 @@ pub fn spmm_paired(out: &mut [f32], a: PairView<'_>, b: PanelView<'_>) {
     const _: () = assert!(BLOCK_ROWS.is_multiple_of(2));
     for_row_blocks(out, n, |first, block| {
         let rows = a.slice(first..first + block.len() / n);
-        spmm_pairs(block, rows, b, false);
+        spmm_pairs(block, Layout::Rows, rows, b, false);
     });
 }
 
@@ -435,9 +509,9 @@ thread_local! {
 /// (`m` columns) and `D` row-major `rows x n`. Threads split `D`'s columns
 /// (`out`'s rows, or its panels): each packs only its columns of each block
 /// of `D`, right before multiplying them (so they are still in its cache),
-/// sums the blocks in order into its own `m x w` buffer, and writes that,
-/// transposed or as panels, into its part of `out`. Each sum's order is
-/// fixed by the kernel, whatever the split.
+/// and sums the blocks in order: straight into its panels of `out`, or into
+/// its own `m x w` buffer, then transposed into its rows of `out`. Each
+/// sum's order is fixed by the kernel, whatever the split.
 pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize, panels: bool) {
     let Some(first) = xt.blocks().first() else {
         out.fill(0.0);
@@ -459,15 +533,20 @@ pub fn spmm_t(out: &mut [f32], xt: &ColumnBlocks, d: &[f32], n: usize, panels: b
         let c0 = t * per_task;
         let w = per_task.min(n - c0);
         SPMM_T_SCRATCH.with_borrow_mut(|(d_panels, acc)| {
-            acc.resize(m * w, 0.0);
+            // Panels are summed in place; rows through `acc`, transposed after.
+            let (sums, layout) = match panels {
+                true => (&mut *part, Layout::Panels),
+                false => {
+                    acc.resize(m * w, 0.0);
+                    (&mut acc[..], Layout::Rows)
+                }
+            };
             for (b, block) in xt.blocks().iter().enumerate() {
                 let first = b * xt.block_rows;
                 d_panels.pack(&d[first * n + c0..], block.cols(), w, n);
-                spmm_pairs(acc, block.view(), d_panels.view(), b > 0);
+                spmm_pairs(sums, layout, block.view(), d_panels.view(), b > 0);
             }
-            if panels {
-                pack_into(part, acc, m, w, w);
-            } else {
+            if !panels {
                 transpose(part, m, acc, w, m, w);
             }
         });
@@ -552,13 +631,31 @@ mod tests {
                 );
                 let what = format!("{rows}x{k}·{k}x{n} acc={accumulate}");
                 let mut portable = start.clone();
-                portable_pairs(&mut portable, pairs.view(), panels.view(), accumulate);
+                portable_pairs(
+                    &mut portable,
+                    Layout::Rows,
+                    pairs.view(),
+                    panels.view(),
+                    accumulate,
+                );
                 close(&portable, &slow, &format!("pairs {what}"));
                 let mut fast = start.clone();
-                spmm_pairs(&mut fast, pairs.view(), panels.view(), accumulate);
+                spmm_pairs(
+                    &mut fast,
+                    Layout::Rows,
+                    pairs.view(),
+                    panels.view(),
+                    accumulate,
+                );
                 assert_eq!(fast, portable, "pairs {what}: the forms differ");
                 let mut portable = start.clone();
-                portable_rows(&mut portable, rows_of_xt.view(), panels.view(), accumulate);
+                portable_rows(
+                    &mut portable,
+                    Layout::Rows,
+                    rows_of_xt.view(),
+                    panels.view(),
+                    accumulate,
+                );
                 close(&portable, &slow, &format!("rows {what}"));
                 let mut fast = start.clone();
                 spmm_rows(&mut fast, rows_of_xt.view(), panels.view(), accumulate);

@@ -107,24 +107,34 @@ impl PairRows {
     }
 
     /// Rebuilds as the transpose of `m` (a counting sort of its entries by
-    /// column pair; rows stay in order within each pair). The entries are
-    /// counted in one pass, then `parts` tasks each place those of a range
-    /// of pairs (about equal counts), reading only those of each row (its
-    /// columns are sorted). `counts` is scratch.
+    /// column pair; rows stay in order within each pair). `parts` tasks
+    /// each count the entries of a range of rows, then each place those of
+    /// a range of pairs (about equal counts), reading only those of each row
+    /// (its columns are sorted). `counts` is scratch.
     pub(crate) fn transpose_from(&mut self, m: impl Rows, counts: &mut Vec<usize>, parts: usize) {
-        let pairs = m.cols().div_ceil(2);
+        let (pairs, parts) = (m.cols().div_ceil(2), parts.max(1));
         counts.clear();
-        counts.resize(pairs + 1, 0);
-        for r in 0..m.rows() {
-            // A row's columns are sorted, so a pair's two come together.
-            // (Branch-free: whether a column starts a pair is data, and
-            // mispredicting it cost more than the counting.)
-            let mut last = usize::MAX;
-            m.for_each_in(r, 0..u32::MAX, |k, _| {
-                let j = k as usize / 2;
-                counts[j + 1] += (j != last) as usize;
-                last = j;
+        counts.resize(parts * (pairs + 1), 0);
+        counts
+            .par_chunks_mut(pairs + 1)
+            .enumerate()
+            .for_each(|(p, counts)| {
+                for r in m.rows() * p / parts..m.rows() * (p + 1) / parts {
+                    // A row's columns are sorted, so a pair's two come
+                    // together. (Branch-free: whether a column starts a pair
+                    // is data, and mispredicting it cost more than the
+                    // counting.)
+                    let mut last = usize::MAX;
+                    m.for_each_in(r, 0..u32::MAX, |k, _| {
+                        let j = k as usize / 2;
+                        counts[j + 1] += (j != last) as usize;
+                        last = j;
+                    });
+                }
             });
+        let (counts, others) = counts.split_at_mut(pairs + 1);
+        for other in others.chunks_exact(pairs + 1) {
+            counts.iter_mut().zip(other).for_each(|(c, o)| *c += o);
         }
         for j in 0..pairs {
             counts[j + 1] += counts[j];

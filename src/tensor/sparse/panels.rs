@@ -78,7 +78,7 @@ impl Panels {
 
 /// [`Panels::pack`] into `dst` (`panels_len(rows, cols)` floats; padding
 /// columns are left as they are).
-pub(crate) fn pack_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize, stride: usize) {
+fn pack_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize, stride: usize) {
     assert_panels(dst, rows, cols);
     if rows == 0 {
         return;

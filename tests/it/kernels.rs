@@ -15,8 +15,8 @@ use scratchnet::optim::Adam;
 use scratchnet::tensor::bf16::{self, layout::Source, Out, Pairs, Tiled};
 use scratchnet::tensor::kernels::Kernels;
 use scratchnet::tensor::sparse::{
-    pair_order, spmm, spmm_by_columns, spmm_paired, spmm_t, ColumnBlocks, ColumnParts, PairRows,
-    Panels, SparseRows,
+    pair_order, panels_len, spmm, spmm_by_columns, spmm_paired, spmm_t, unpack_transposed,
+    ColumnBlocks, ColumnParts, PairRows, Panels, SparseRows,
 };
 use scratchnet::tensor::{matmul, transpose, Mat, MatMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -184,6 +184,14 @@ fn sparse_products_write_only_their_output() {
             .collect();
         let want_t = reference(&dt, &x, n, rows, k);
         assert!(apart(got, &want_t) <= F32_BOUND, "spmm_t {shape}");
+        // The same sums into panels, as a first-layer weight stored so.
+        let rows_t = got.to_vec();
+        let mut out = Guarded::new(panels_len(k, n));
+        spmm_t(out.out(), &by_column, &d, n, true);
+        let mut unpacked = vec![0.0; n * k];
+        let what = format!("spmm_t in panels {shape}");
+        unpack_transposed(&mut unpacked, out.checked(&what), k, n);
+        assert_eq!(unpacked, rows_t, "{what}: not the rows' bits");
     }
 }
 

@@ -219,6 +219,7 @@ fn product<L: Lanes, const H: usize, const U: usize>(
     }
     let (panels, per_chunk) = (n.div_ceil(TILE), CHUNK_ROWS / H);
     let rows = layout.rows(out.len(), n);
+    debug_assert_eq!(out.len(), layout.len(rows, n), "output is not rows x n");
     for c in (0..a.units()).step_by(per_chunk) {
         let mut t = 0;
         while t < panels {
@@ -230,7 +231,6 @@ fn product<L: Lanes, const H: usize, const U: usize>(
                     rows,
                     n,
                     t,
-                    // The unit's rows: H, or one for a last pair of an odd count.
                     first: H * j,
                     accumulate,
                 };
@@ -314,7 +314,8 @@ fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
             sum.store(&mut sums[h][g]);
         }
     }
-    let add = |d: &mut f32, s: f32| *d = if to.accumulate { *d + s } else { s };
+    let put = |d: &mut f32, s: f32| *d = if to.accumulate { *d + s } else { s };
+    // The unit's rows: H, or one for a last pair of an odd count.
     for (r, sums) in (to.first..to.rows).zip(&sums) {
         for (g, sum) in sums.iter().enumerate() {
             let at = to.layout.at(r, t + g, to.rows, to.n);
@@ -322,11 +323,11 @@ fn unit_tiles<L: Lanes, const H: usize, const G: usize, const U: usize>(
             match <&mut [f32; TILE]>::try_from(&mut out[at..at + w]) {
                 // A whole tile: fixed-size, so one vector operation (a
                 // variable-length copy became a call to memcpy).
-                Ok(dst) => dst.iter_mut().zip(sum).for_each(|(d, &s)| add(d, s)),
+                Ok(dst) => dst.iter_mut().zip(sum).for_each(|(d, &s)| put(d, s)),
                 Err(_) => out[at..at + w]
                     .iter_mut()
                     .zip(sum)
-                    .for_each(|(d, &s)| add(d, s)),
+                    .for_each(|(d, &s)| put(d, s)),
             }
         }
     }
@@ -648,6 +649,27 @@ mod tests {
                     accumulate,
                 );
                 assert_eq!(fast, portable, "pairs {what}: the forms differ");
+                // In panels: the same bits in each form, padding lanes untouched.
+                let at = |r: usize, c: usize| (c / TILE * rows + r) * TILE + c % TILE;
+                let mut in_panels = vec![f32::NAN; panels_len(rows, n)];
+                for (r, c) in (0..rows).flat_map(|r| (0..n).map(move |c| (r, c))) {
+                    in_panels[at(r, c)] = start[r * n + c];
+                }
+                let mut want = in_panels.clone();
+                for (r, c) in (0..rows).flat_map(|r| (0..n).map(move |c| (r, c))) {
+                    want[at(r, c)] = fast[r * n + c];
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let mut portable_p = in_panels.clone();
+                let (p, l) = (pairs.view(), Layout::Panels);
+                portable_pairs(&mut portable_p, l, p, panels.view(), accumulate);
+                assert_eq!(
+                    bits(&portable_p),
+                    bits(&want),
+                    "pairs {what}: portable, panels"
+                );
+                spmm_pairs(&mut in_panels, l, p, panels.view(), accumulate);
+                assert_eq!(bits(&in_panels), bits(&want), "pairs {what}: panels");
                 let mut portable = start.clone();
                 portable_rows(
                     &mut portable,
@@ -706,7 +728,9 @@ mod tests {
                 spmm(&mut z, sx.view(), panels.view(), false);
                 let mut g = vec![0.0; k * n];
                 spmm_t(&mut g, &xt, &z, n, false);
-                (z, g)
+                let mut in_panels = vec![0.0; panels_len(k, n)];
+                spmm_t(&mut in_panels, &xt, &z, n, true);
+                (z, g, in_panels)
             })
         };
         assert_eq!(run(1), run(3));
@@ -777,6 +801,13 @@ mod tests {
                 let mut unpacked = vec![f32::NAN; n * k];
                 unpack_transposed(&mut unpacked, &in_panels, k, n);
                 assert_eq!(unpacked, fast, "{what}: in panels");
+                // Padding lanes of a last partial panel are left as they were.
+                let mut padding = in_panels.iter().enumerate().filter(|(i, _)| {
+                    let (panel, lane) = (i / (k * TILE), i % TILE);
+                    panel * TILE + lane >= n
+                });
+                assert!(padding.clone().count() == panels_len(k, n) - n * k);
+                assert!(padding.all(|(_, v)| v.is_nan()), "{what}: padding written");
             }
         }
     }

@@ -148,7 +148,6 @@ impl PairRows {
         // Pair ranges with about equal entries; each task gets its slices of
         // the entries and of `counts`, which it advances as each pair's next
         // slot.
-        let parts = parts.max(1);
         let mut tasks = Vec::with_capacity(parts);
         let (mut idx_rest, mut val_rest) = (&mut self.idx[..], &mut self.val[..]);
         let mut counts_rest = &mut counts[..pairs];
@@ -411,7 +410,8 @@ pub fn pair_order(m: SparseView<'_>) -> Vec<u32> {
 pub struct ColumnBlocks {
     pub(crate) block_rows: usize,
     blocks: Vec<PairRows>,
-    /// Scratch of each block: its entries per column pair.
+    /// Scratch of each block: its entries per column pair, counted by
+    /// each part of its rows.
     counts: Vec<Vec<usize>>,
 }
 
